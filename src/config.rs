@@ -1,0 +1,950 @@
+//! The configuration file: its YAML shape (`FileConfig`, exactly the keys of DESIGN.md, unknown
+//! keys rejected with their line) and the validated form the rest of the program uses (`Config`).
+//!
+//! Invariants of a `Config`: durations are positive, the algorithm allow-list holds only asymmetric
+//! algorithms, exactly one JWKS source is set, and every scope rule passed the Cilium lint. A
+//! `Config` is immutable; hot reload swaps a whole new one in (see `app.rs`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::core::cilium;
+
+/// Errors from reading or validating a configuration file.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("failed to read config file {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("config is not valid YAML for sparkward: {0}")]
+    Parse(String),
+    #[error("config field {field}: {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// A duration written the way Kubernetes users write them: `500ms`, `30s`, `5m`, `1h`, or
+/// combinations such as `1m30s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        let s = text.trim();
+        if s.is_empty() {
+            return Err("empty duration".into());
+        }
+        let mut total = Duration::ZERO;
+        let mut rest = s;
+        while !rest.is_empty() {
+            let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| {
+                format!("'{text}' has a number without a unit (use ms, s, m or h)")
+            })?;
+            if digits == 0 {
+                return Err(format!("'{text}' is not a duration like 30s, 5m or 1h"));
+            }
+            let value: u64 = rest[..digits]
+                .parse()
+                .map_err(|_| format!("'{text}' has a number that is too large"))?;
+            rest = &rest[digits..];
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            let unit = &rest[..unit_len];
+            rest = &rest[unit_len..];
+            let part = match unit {
+                "ms" => Duration::from_millis(value),
+                "s" => Duration::from_secs(value),
+                "m" => Duration::from_secs(value.saturating_mul(60)),
+                "h" => Duration::from_secs(value.saturating_mul(3600)),
+                other => {
+                    return Err(format!(
+                        "'{text}' has unknown unit '{other}' (use ms, s, m or h)"
+                    ));
+                }
+            };
+            total = total.saturating_add(part);
+        }
+        Ok(total)
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(de)?;
+        HumanDuration::parse(&text)
+            .map(HumanDuration)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+fn dur(secs: u64) -> HumanDuration {
+    HumanDuration(Duration::from_secs(secs))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file format.
+// ---------------------------------------------------------------------------------------------
+
+/// The YAML document as written by the security team.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileConfig {
+    pub identity: Option<FileIdentity>,
+    #[serde(default)]
+    pub hardening: FileHardening,
+    #[serde(default)]
+    pub policy: FilePolicy,
+    #[serde(default)]
+    pub lifecycle: FileLifecycle,
+    #[serde(default)]
+    pub server: FileServer,
+    #[serde(default)]
+    pub audit: FileAudit,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileIdentity {
+    #[serde(default = "default_annotation")]
+    pub annotation: String,
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub jwks: FileJwks,
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    #[serde(default = "default_leeway")]
+    pub leeway: HumanDuration,
+    #[serde(default = "default_subject_claim")]
+    pub subject_claim: String,
+    #[serde(default = "default_scope_claim")]
+    pub scope_claim: String,
+    #[serde(default)]
+    pub requester_binding: FileRequesterBinding,
+    #[serde(default)]
+    pub trusted_creators: FileTrustedCreators,
+}
+
+fn default_annotation() -> String {
+    crate::core::labels::TOKEN_ANNOTATION.to_string()
+}
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".into(), "ES256".into(), "EdDSA".into()]
+}
+fn default_leeway() -> HumanDuration {
+    dur(30)
+}
+fn default_subject_claim() -> String {
+    "sub".into()
+}
+fn default_scope_claim() -> String {
+    "scope".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileJwks {
+    pub url: Option<String>,
+    pub file: Option<PathBuf>,
+    #[serde(default = "default_jwks_refresh")]
+    pub refresh: HumanDuration,
+    /// Extra CA certificates (PEM) trusted for the JWKS URL, for identity providers behind a
+    /// private CA. The public web PKI roots are always trusted.
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_jwks_refresh() -> HumanDuration {
+    dur(300)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileRequesterBinding {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub username_prefix: String,
+}
+
+impl Default for FileRequesterBinding {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            username_prefix: String::new(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileTrustedCreators {
+    #[serde(default = "default_spark_operator")]
+    pub spark_operator: Vec<String>,
+}
+
+impl Default for FileTrustedCreators {
+    fn default() -> Self {
+        Self {
+            spark_operator: default_spark_operator(),
+        }
+    }
+}
+
+fn default_spark_operator() -> Vec<String> {
+    vec!["system:serviceaccount:spark-operator:spark-operator-spark".into()]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileHardening {
+    #[serde(default = "default_uid")]
+    pub run_as_user: i64,
+    #[serde(default = "default_uid")]
+    pub run_as_group: i64,
+    #[serde(default = "default_uid")]
+    pub fs_group: i64,
+    #[serde(default = "default_writable_dirs")]
+    pub writable_dirs: Vec<String>,
+}
+
+impl Default for FileHardening {
+    fn default() -> Self {
+        Self {
+            run_as_user: default_uid(),
+            run_as_group: default_uid(),
+            fs_group: default_uid(),
+            writable_dirs: default_writable_dirs(),
+        }
+    }
+}
+
+fn default_uid() -> i64 {
+    185
+}
+fn default_writable_dirs() -> Vec<String> {
+    vec!["/tmp".into(), "/opt/spark/work-dir".into()]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FilePolicy {
+    #[serde(default)]
+    pub dns: FileDns,
+    #[serde(default = "yes")]
+    pub driver_to_api_server: bool,
+    #[serde(default)]
+    pub unknown_scopes: UnknownScopes,
+    #[serde(default = "default_apply_timeout")]
+    pub apply_timeout: HumanDuration,
+    #[serde(default = "default_managers")]
+    pub managers: Vec<String>,
+    /// scope → Cilium egress rules, kept verbatim (validated by the lint at load time).
+    #[serde(default)]
+    pub scopes: BTreeMap<String, Vec<serde_json::Value>>,
+}
+
+impl Default for FilePolicy {
+    fn default() -> Self {
+        Self {
+            dns: FileDns::default(),
+            driver_to_api_server: true,
+            unknown_scopes: UnknownScopes::default(),
+            apply_timeout: default_apply_timeout(),
+            managers: default_managers(),
+            scopes: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_apply_timeout() -> HumanDuration {
+    dur(5)
+}
+fn default_managers() -> Vec<String> {
+    vec![
+        "system:serviceaccount:sparkward-system:sparkward".into(),
+        "system:serviceaccount:kube-system:generic-garbage-collector".into(),
+        "system:serviceaccount:kube-system:namespace-controller".into(),
+    ]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileDns {
+    #[serde(default = "default_dns_namespace")]
+    pub namespace: String,
+    #[serde(default = "default_dns_labels")]
+    pub match_labels: BTreeMap<String, String>,
+}
+
+impl Default for FileDns {
+    fn default() -> Self {
+        Self {
+            namespace: default_dns_namespace(),
+            match_labels: default_dns_labels(),
+        }
+    }
+}
+
+fn default_dns_namespace() -> String {
+    "kube-system".into()
+}
+fn default_dns_labels() -> BTreeMap<String, String> {
+    BTreeMap::from([("k8s-app".to_string(), "kube-dns".to_string())])
+}
+
+/// What to do with a granted scope that the mapping does not know.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownScopes {
+    /// Leave the scope out of the policy and warn the kubectl user.
+    #[default]
+    Ignore,
+    /// Deny the admission.
+    Deny,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileLifecycle {
+    #[serde(default = "default_end_grace")]
+    pub end_grace: HumanDuration,
+    #[serde(default = "default_orphan_grace")]
+    pub orphan_grace: HumanDuration,
+    #[serde(default)]
+    pub lease: FileLease,
+}
+
+impl Default for FileLifecycle {
+    fn default() -> Self {
+        Self {
+            end_grace: default_end_grace(),
+            orphan_grace: default_orphan_grace(),
+            lease: FileLease::default(),
+        }
+    }
+}
+
+fn default_end_grace() -> HumanDuration {
+    dur(60)
+}
+fn default_orphan_grace() -> HumanDuration {
+    dur(300)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileLease {
+    #[serde(default = "default_lease_name")]
+    pub name: String,
+    #[serde(default = "default_lease_namespace")]
+    pub namespace: String,
+    #[serde(default = "default_lease_duration")]
+    pub duration: HumanDuration,
+}
+
+impl Default for FileLease {
+    fn default() -> Self {
+        Self {
+            name: default_lease_name(),
+            namespace: default_lease_namespace(),
+            duration: default_lease_duration(),
+        }
+    }
+}
+
+fn default_lease_name() -> String {
+    "sparkward-lifecycle".into()
+}
+fn default_lease_namespace() -> String {
+    "sparkward-system".into()
+}
+fn default_lease_duration() -> HumanDuration {
+    dur(15)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileServer {
+    #[serde(default = "default_review_deadline")]
+    pub review_deadline: HumanDuration,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// How long a client may take to send request headers and body.
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout: HumanDuration,
+    /// How long graceful shutdown waits for in-flight reviews.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout: HumanDuration,
+}
+
+impl Default for FileServer {
+    fn default() -> Self {
+        Self {
+            review_deadline: default_review_deadline(),
+            max_body_bytes: default_max_body(),
+            read_timeout: default_read_timeout(),
+            drain_timeout: default_drain_timeout(),
+        }
+    }
+}
+
+fn default_review_deadline() -> HumanDuration {
+    dur(8)
+}
+fn default_max_body() -> usize {
+    4 * 1024 * 1024
+}
+fn default_read_timeout() -> HumanDuration {
+    dur(10)
+}
+fn default_drain_timeout() -> HumanDuration {
+    dur(25)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileAudit {
+    #[serde(default = "default_audit_output")]
+    pub output: String,
+}
+
+impl Default for FileAudit {
+    fn default() -> Self {
+        Self {
+            output: default_audit_output(),
+        }
+    }
+}
+
+fn default_audit_output() -> String {
+    "stdout".into()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The validated form.
+// ---------------------------------------------------------------------------------------------
+
+/// Signature algorithms sparkward accepts in an allow-list. HMAC and `none` are not
+/// representable: a public key must never be used as a shared secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
+}
+
+impl Algorithm {
+    pub fn parse(name: &str) -> Result<Self, String> {
+        Ok(match name {
+            "RS256" => Self::RS256,
+            "RS384" => Self::RS384,
+            "RS512" => Self::RS512,
+            "PS256" => Self::PS256,
+            "PS384" => Self::PS384,
+            "PS512" => Self::PS512,
+            "ES256" => Self::ES256,
+            "ES384" => Self::ES384,
+            "EdDSA" => Self::EdDSA,
+            "none" | "None" | "NONE" => {
+                return Err("'none' would accept unsigned tokens and is never allowed".into());
+            }
+            hs if hs.starts_with("HS") => {
+                return Err(format!(
+                    "'{hs}' is an HMAC algorithm: verifying it with a public key lets anyone who \
+                     has the public key forge tokens; use an asymmetric algorithm"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "unknown algorithm '{other}' (allowed: RS256, RS384, RS512, PS256, PS384, \
+                     PS512, ES256, ES384, EdDSA)"
+                ));
+            }
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RS256 => "RS256",
+            Self::RS384 => "RS384",
+            Self::RS512 => "RS512",
+            Self::PS256 => "PS256",
+            Self::PS384 => "PS384",
+            Self::PS512 => "PS512",
+            Self::ES256 => "ES256",
+            Self::ES384 => "ES384",
+            Self::EdDSA => "EdDSA",
+        }
+    }
+}
+
+/// Where the JSON Web Key Set comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JwksSource {
+    Url {
+        url: String,
+        refresh: Duration,
+        ca_file: Option<PathBuf>,
+    },
+    File {
+        path: PathBuf,
+        refresh: Duration,
+    },
+}
+
+impl JwksSource {
+    pub fn refresh(&self) -> Duration {
+        match self {
+            JwksSource::Url { refresh, .. } | JwksSource::File { refresh, .. } => *refresh,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdentityConfig {
+    pub annotation: String,
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub jwks: JwksSource,
+    pub algorithms: Vec<Algorithm>,
+    pub leeway: Duration,
+    pub subject_claim: String,
+    pub scope_claim: String,
+    pub requester_binding: Option<RequesterBinding>,
+    pub spark_operator: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequesterBinding {
+    pub username_prefix: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HardeningConfig {
+    pub run_as_user: i64,
+    pub run_as_group: i64,
+    pub fs_group: i64,
+    pub writable_dirs: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyConfig {
+    pub dns_namespace: String,
+    pub dns_match_labels: BTreeMap<String, String>,
+    pub driver_to_api_server: bool,
+    pub unknown_scopes: UnknownScopes,
+    pub apply_timeout: Duration,
+    pub managers: Vec<String>,
+    /// scope → egress rules, verbatim JSON, already linted.
+    pub scopes: BTreeMap<String, Vec<serde_json::Value>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LifecycleConfig {
+    pub end_grace: Duration,
+    pub orphan_grace: Duration,
+    pub lease_name: String,
+    pub lease_namespace: String,
+    pub lease_duration: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub review_deadline: Duration,
+    pub max_body_bytes: usize,
+    pub read_timeout: Duration,
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuditOutput {
+    Stdout,
+    File(PathBuf),
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `None` only when the file has no `identity:` section; every review that needs a token is
+    /// then denied with a message saying identity is not configured.
+    pub identity: Option<IdentityConfig>,
+    pub hardening: HardeningConfig,
+    pub policy: PolicyConfig,
+    pub lifecycle: LifecycleConfig,
+    pub server: ServerConfig,
+    pub audit: AuditOutput,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // The empty file is valid: defaults everywhere, no identity provider.
+        #[allow(clippy::expect_used)]
+        Config::try_from(FileConfig::default()).expect("the default config is valid")
+    }
+}
+
+impl Config {
+    /// Parses and validates YAML text.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let file: FileConfig = if text.trim().is_empty() {
+            FileConfig::default()
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?
+        };
+        Config::try_from(file)
+    }
+
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::from_yaml(&text)
+    }
+}
+
+fn positive(field: &str, d: HumanDuration) -> Result<Duration, ConfigError> {
+    if d.0.is_zero() {
+        return Err(invalid(field, "must be greater than zero"));
+    }
+    Ok(d.0)
+}
+
+impl TryFrom<FileIdentity> for IdentityConfig {
+    type Error = ConfigError;
+
+    fn try_from(f: FileIdentity) -> Result<Self, ConfigError> {
+        if f.annotation.trim().is_empty() {
+            return Err(invalid("identity.annotation", "must not be empty"));
+        }
+        if f.issuer.trim().is_empty() {
+            return Err(invalid("identity.issuer", "must not be empty"));
+        }
+        if f.audiences.is_empty() || f.audiences.iter().any(|a| a.trim().is_empty()) {
+            return Err(invalid(
+                "identity.audiences",
+                "list at least one non-empty audience",
+            ));
+        }
+        let refresh = positive("identity.jwks.refresh", f.jwks.refresh)?;
+        let jwks = match (f.jwks.url, f.jwks.file) {
+            (Some(url), None) => {
+                if !url.starts_with("https://") {
+                    return Err(invalid(
+                        "identity.jwks.url",
+                        format!(
+                            "'{url}' must be an https:// URL (keys fetched in clear text can be swapped)"
+                        ),
+                    ));
+                }
+                JwksSource::Url {
+                    url,
+                    refresh,
+                    ca_file: f.jwks.ca_file,
+                }
+            }
+            (None, Some(path)) => {
+                if f.jwks.ca_file.is_some() {
+                    return Err(invalid(
+                        "identity.jwks.caFile",
+                        "only applies to a jwks url",
+                    ));
+                }
+                JwksSource::File { path, refresh }
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid("identity.jwks", "set either url or file, not both"));
+            }
+            (None, None) => return Err(invalid("identity.jwks", "set url or file")),
+        };
+        if f.algorithms.is_empty() {
+            return Err(invalid(
+                "identity.algorithms",
+                "list at least one algorithm",
+            ));
+        }
+        let mut algorithms = Vec::with_capacity(f.algorithms.len());
+        for name in &f.algorithms {
+            let alg = Algorithm::parse(name).map_err(|e| invalid("identity.algorithms", e))?;
+            if !algorithms.contains(&alg) {
+                algorithms.push(alg);
+            }
+        }
+        if f.subject_claim.trim().is_empty() {
+            return Err(invalid("identity.subjectClaim", "must not be empty"));
+        }
+        if f.scope_claim.trim().is_empty() {
+            return Err(invalid("identity.scopeClaim", "must not be empty"));
+        }
+        Ok(IdentityConfig {
+            annotation: f.annotation,
+            issuer: f.issuer,
+            audiences: f.audiences,
+            jwks,
+            algorithms,
+            leeway: f.leeway.0,
+            subject_claim: f.subject_claim,
+            scope_claim: f.scope_claim,
+            requester_binding: f.requester_binding.enabled.then_some(RequesterBinding {
+                username_prefix: f.requester_binding.username_prefix,
+            }),
+            spark_operator: f.trusted_creators.spark_operator,
+        })
+    }
+}
+
+impl TryFrom<FileConfig> for Config {
+    type Error = ConfigError;
+
+    fn try_from(f: FileConfig) -> Result<Self, ConfigError> {
+        let identity = f.identity.map(IdentityConfig::try_from).transpose()?;
+
+        let h = f.hardening;
+        if h.run_as_user <= 0 {
+            return Err(invalid(
+                "hardening.runAsUser",
+                "must be a non-root UID (> 0)",
+            ));
+        }
+        if h.run_as_group <= 0 {
+            return Err(invalid(
+                "hardening.runAsGroup",
+                "must be a non-root GID (> 0)",
+            ));
+        }
+        if h.fs_group <= 0 {
+            return Err(invalid("hardening.fsGroup", "must be a non-root GID (> 0)"));
+        }
+        for dir in &h.writable_dirs {
+            if !dir.starts_with('/') || dir.contains("..") || dir.len() < 2 {
+                return Err(invalid(
+                    "hardening.writableDirs",
+                    format!("'{dir}' must be an absolute path below / without '..'"),
+                ));
+            }
+        }
+
+        let p = f.policy;
+        let apply_timeout = positive("policy.applyTimeout", p.apply_timeout)?;
+        if p.dns.match_labels.is_empty() {
+            return Err(invalid(
+                "policy.dns.matchLabels",
+                "must select the cluster DNS pods (for example k8s-app: kube-dns)",
+            ));
+        }
+        for (scope, rules) in &p.scopes {
+            if scope.is_empty() || scope.contains(char::is_whitespace) {
+                return Err(invalid(
+                    "policy.scopes",
+                    format!("scope name '{scope}' must be non-empty and contain no spaces"),
+                ));
+            }
+            for (i, rule) in rules.iter().enumerate() {
+                cilium::lint_egress_rule(rule).map_err(|e| {
+                    invalid(format!("policy.scopes[\"{scope}\"][{i}]"), e.to_string())
+                })?;
+            }
+        }
+
+        let l = f.lifecycle;
+        let server = ServerConfig {
+            review_deadline: positive("server.reviewDeadline", f.server.review_deadline)?,
+            max_body_bytes: f.server.max_body_bytes,
+            read_timeout: positive("server.readTimeout", f.server.read_timeout)?,
+            drain_timeout: positive("server.drainTimeout", f.server.drain_timeout)?,
+        };
+        if server.max_body_bytes < 1024 {
+            return Err(invalid("server.maxBodyBytes", "must be at least 1024"));
+        }
+        if apply_timeout >= server.review_deadline {
+            return Err(invalid(
+                "policy.applyTimeout",
+                "must be shorter than server.reviewDeadline so a slow API still gets a clear denial",
+            ));
+        }
+
+        Ok(Config {
+            identity,
+            hardening: HardeningConfig {
+                run_as_user: h.run_as_user,
+                run_as_group: h.run_as_group,
+                fs_group: h.fs_group,
+                writable_dirs: h.writable_dirs,
+            },
+            policy: PolicyConfig {
+                dns_namespace: p.dns.namespace,
+                dns_match_labels: p.dns.match_labels,
+                driver_to_api_server: p.driver_to_api_server,
+                unknown_scopes: p.unknown_scopes,
+                apply_timeout,
+                managers: p.managers,
+                scopes: p.scopes,
+            },
+            lifecycle: LifecycleConfig {
+                end_grace: l.end_grace.0,
+                orphan_grace: positive("lifecycle.orphanGrace", l.orphan_grace)?,
+                lease_name: l.lease.name,
+                lease_namespace: l.lease.namespace,
+                lease_duration: positive("lifecycle.lease.duration", l.lease.duration)?,
+            },
+            server,
+            audit: match f.audit.output.as_str() {
+                "stdout" | "-" | "" => AuditOutput::Stdout,
+                path => AuditOutput::File(PathBuf::from(path)),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+identity:
+  annotation: sparkward.io/submitter-token
+  issuer: https://idp.example.com/realms/data
+  audiences: [sparkward]
+  jwks: { url: https://idp.example.com/certs, refresh: 5m }
+  algorithms: [RS256, ES256, EdDSA]
+  leeway: 30s
+  subjectClaim: sub
+  scopeClaim: scope
+  requesterBinding: { enabled: true, usernamePrefix: "oidc:" }
+  trustedCreators:
+    sparkOperator: [system:serviceaccount:spark-operator:spark-operator-spark]
+hardening:
+  runAsUser: 185
+  runAsGroup: 185
+  fsGroup: 185
+  writableDirs: [/tmp, /opt/spark/work-dir]
+policy:
+  dns: { namespace: kube-system, matchLabels: { k8s-app: kube-dns } }
+  driverToApiServer: true
+  unknownScopes: ignore
+  applyTimeout: 5s
+  managers:
+    - system:serviceaccount:sparkward-system:sparkward
+  scopes:
+    data:read:postgres-main:
+      - toEndpoints: [{ matchLabels: { "k8s:io.kubernetes.pod.namespace": databases, db: postgres-main } }]
+        toPorts: [{ ports: [{ port: "5432", protocol: TCP }] }]
+lifecycle:
+  endGrace: 60s
+  orphanGrace: 5m
+  lease: { name: sparkward-lifecycle, namespace: sparkward-system, duration: 15s }
+server:
+  reviewDeadline: 8s
+  maxBodyBytes: 4194304
+audit:
+  output: stdout
+"#;
+
+    #[test]
+    fn parses_the_design_example() {
+        let c = Config::from_yaml(FULL).unwrap();
+        let id = c.identity.unwrap();
+        assert_eq!(id.issuer, "https://idp.example.com/realms/data");
+        assert_eq!(
+            id.algorithms,
+            vec![Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA]
+        );
+        assert_eq!(id.jwks.refresh(), Duration::from_secs(300));
+        assert_eq!(
+            id.requester_binding,
+            Some(RequesterBinding {
+                username_prefix: "oidc:".into()
+            })
+        );
+        assert_eq!(c.policy.scopes.len(), 1);
+        assert_eq!(c.lifecycle.orphan_grace, Duration::from_secs(300));
+        assert_eq!(c.server.max_body_bytes, 4194304);
+        assert_eq!(c.audit, AuditOutput::Stdout);
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::from_yaml("").unwrap();
+        assert!(c.identity.is_none());
+        assert_eq!(c.hardening.run_as_user, 185);
+        assert_eq!(c.policy.apply_timeout, Duration::from_secs(5));
+        assert_eq!(c.server.review_deadline, Duration::from_secs(8));
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_line() {
+        let err = Config::from_yaml("server:\n  reviewDeadline: 8s\n  maxBody: 3\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("maxBody"), "{text}");
+        assert!(text.contains("line 3"), "{text}");
+    }
+
+    #[test]
+    fn rejects_none_and_hmac_algorithms() {
+        for alg in ["none", "HS256"] {
+            let yaml = format!(
+                "identity:\n  issuer: x\n  audiences: [a]\n  jwks: {{ file: /k.json }}\n  algorithms: [{alg}]\n"
+            );
+            let err = Config::from_yaml(&yaml).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Invalid { field, .. } if field == "identity.algorithms"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_plain_http_jwks() {
+        let yaml = "identity:\n  issuer: x\n  audiences: [a]\n  jwks: { url: http://idp/certs }\n";
+        let err = Config::from_yaml(yaml).unwrap_err();
+        assert!(err.to_string().contains("https://"), "{err}");
+    }
+
+    #[test]
+    fn rejects_root_uid() {
+        let err = Config::from_yaml("hardening:\n  runAsUser: 0\n").unwrap_err();
+        assert!(err.to_string().contains("hardening.runAsUser"), "{err}");
+    }
+
+    #[test]
+    fn parses_durations() {
+        let cases = [
+            ("30s", Duration::from_secs(30)),
+            ("5m", Duration::from_secs(300)),
+            ("1h", Duration::from_secs(3600)),
+            ("250ms", Duration::from_millis(250)),
+            ("1m30s", Duration::from_secs(90)),
+        ];
+        for (text, want) in cases {
+            assert_eq!(HumanDuration::parse(text), Ok(want), "{text}");
+        }
+        for bad in ["", "5", "m", "5d", "-1s"] {
+            assert!(HumanDuration::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rejects_apply_timeout_longer_than_deadline() {
+        let err = Config::from_yaml("policy:\n  applyTimeout: 9s\n").unwrap_err();
+        assert!(err.to_string().contains("policy.applyTimeout"), "{err}");
+    }
+}
