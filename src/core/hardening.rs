@@ -1,0 +1,832 @@
+//! The hardening rules: what a Spark pod must look like (non-root UID, read-only root filesystem,
+//! no capabilities, seccomp RuntimeDefault, no privilege escalation, nothing from the host) and
+//! how an object falls short of it.
+//!
+//! Inspection produces `Findings`: *missing* settings (with the JSON Patch operation that sets
+//! them) and *weaker* settings (explicitly set to something less safe, which sparkward never
+//! overrides silently: they are denied with the field and the fix). The mutating webhook turns
+//! missing settings into a patch; the validating webhook treats both as violations. One set of
+//! rules serves both, so what is admitted is exactly what is later accepted as hardened.
+
+use std::fmt;
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, PatchOperation};
+use k8s_openapi::api::core::v1::{
+    AppArmorProfile, PodSecurityContext, SELinuxOptions, SeccompProfile, SecurityContext,
+    WindowsSecurityContextOptions,
+};
+use serde_json::{Value, json};
+
+use crate::config::HardeningConfig;
+use crate::core::objects::{Container, ContainerPort, Volume};
+
+/// Volume types the Pod Security Standard "restricted" allows.
+pub const ALLOWED_VOLUME_TYPES: &[&str] = &[
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+];
+
+/// Sysctls the Pod Security Standard "baseline" considers safe.
+const SAFE_SYSCTLS: &[&str] = &[
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+];
+
+/// SELinux types the Pod Security Standard "baseline" allows.
+const SELINUX_TYPES: &[&str] = &[
+    "container_t",
+    "container_init_t",
+    "container_kvm_t",
+    "container_engine_t",
+];
+
+/// A setting that is explicitly weaker than the hardening requires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Field path in kubectl's notation, e.g. `spec.containers[0].securityContext.privileged`.
+    pub field: String,
+    /// What is wrong, e.g. `is true`.
+    pub problem: String,
+    /// What to do instead.
+    pub fix: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.field, self.problem, self.fix)
+    }
+}
+
+/// A location in the object: JSON pointer tokens for the patch, and the kubectl-style path for
+/// messages.
+#[derive(Debug, Clone, Default)]
+pub struct Loc {
+    tokens: Vec<String>,
+    human: String,
+}
+
+impl Loc {
+    pub fn root() -> Self {
+        Self::default()
+    }
+
+    /// The location of a key below this one.
+    pub fn key(&self, key: &str) -> Self {
+        let mut tokens = self.tokens.clone();
+        tokens.push(key.to_string());
+        let human = if self.human.is_empty() {
+            key.to_string()
+        } else if key.contains(['.', '/']) {
+            format!("{}[\"{key}\"]", self.human)
+        } else {
+            format!("{}.{key}", self.human)
+        };
+        Self { tokens, human }
+    }
+
+    /// The location of an array element below this one.
+    pub fn index(&self, i: usize) -> Self {
+        let mut tokens = self.tokens.clone();
+        tokens.push(i.to_string());
+        Self {
+            tokens,
+            human: format!("{}[{i}]", self.human),
+        }
+    }
+
+    /// The end of an array (`/-`), for appending.
+    pub fn append(&self) -> Self {
+        let mut tokens = self.tokens.clone();
+        tokens.push("-".to_string());
+        Self {
+            tokens,
+            human: self.human.clone(),
+        }
+    }
+
+    pub fn pointer(&self) -> PointerBuf {
+        PointerBuf::from_tokens(self.tokens.iter().map(String::as_str))
+    }
+
+    pub fn human(&self) -> &str {
+        &self.human
+    }
+}
+
+/// What inspection found.
+#[derive(Debug, Default, Clone)]
+pub struct Findings {
+    /// Settings to add (mutation) or report as not hardened (validation).
+    pub missing: Vec<Missing>,
+    pub weaker: Vec<Violation>,
+}
+
+/// A missing setting and the operation that adds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Missing {
+    pub op: PatchOperation,
+    pub field: String,
+    /// False for conveniences (writable emptyDirs): the validating webhook does not require them.
+    pub security: bool,
+}
+
+impl Findings {
+    fn add(&mut self, loc: &Loc, value: Value) {
+        self.push_missing(loc, value, true);
+    }
+
+    fn add_convenience(&mut self, loc: &Loc, value: Value) {
+        self.push_missing(loc, value, false);
+    }
+
+    fn push_missing(&mut self, loc: &Loc, value: Value, security: bool) {
+        self.missing.push(Missing {
+            op: PatchOperation::Add(AddOperation {
+                path: loc.pointer(),
+                value,
+            }),
+            field: loc.human().to_string(),
+            security,
+        });
+    }
+
+    fn weaker(&mut self, loc: &Loc, problem: impl Into<String>, fix: impl Into<String>) {
+        self.weaker.push(Violation {
+            field: loc.human().to_string(),
+            problem: problem.into(),
+            fix: fix.into(),
+        });
+    }
+
+    /// Security settings that are missing, as violations (for the validating webhook).
+    pub fn missing_as_violations(&self) -> Vec<Violation> {
+        self.missing
+            .iter()
+            .filter(|m| m.security)
+            .map(|m| Violation {
+                field: m.field.clone(),
+                problem: "is not set".into(),
+                fix: "sparkward's mutating webhook sets it; check that the webhook \
+                      configurations cover this namespace and resubmit"
+                    .into(),
+            })
+            .collect()
+    }
+
+    pub fn ops(&self) -> impl Iterator<Item = &PatchOperation> {
+        self.missing.iter().map(|m| &m.op)
+    }
+}
+
+/// Which container-level settings a security context must carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerProfile {
+    /// A container of a Pod: the pod-level context supplies the user and seccomp.
+    Pod,
+    /// `spec.driver.securityContext` / `spec.executor.securityContext` of a SparkApplication:
+    /// spark-operator copies it wholesale onto the Spark container, so it carries everything.
+    SparkMain,
+}
+
+/// Inspects the `securityContext` of the container at `container`.
+pub fn inspect_container(
+    container: &Loc,
+    name: &str,
+    sc: Option<&SecurityContext>,
+    profile: ContainerProfile,
+    cfg: &HardeningConfig,
+    out: &mut Findings,
+) {
+    let loc = container.key("securityContext");
+    let Some(sc) = sc else {
+        out.add(&loc, hardened_container_context(profile, cfg));
+        return;
+    };
+    let who = container_note(name);
+    match sc.privileged {
+        Some(true) => out.weaker(
+            &loc.key("privileged"),
+            format!("is true{who}"),
+            "privileged containers control the host; remove the field",
+        ),
+        _ => {}
+    }
+    match sc.allow_privilege_escalation {
+        Some(true) => out.weaker(
+            &loc.key("allowPrivilegeEscalation"),
+            format!("is true{who}"),
+            "set it to false or remove it (sparkward sets false)",
+        ),
+        Some(false) => {}
+        None => out.add(&loc.key("allowPrivilegeEscalation"), json!(false)),
+    }
+    match sc.read_only_root_filesystem {
+        Some(false) => out.weaker(
+            &loc.key("readOnlyRootFilesystem"),
+            format!("is false{who}"),
+            "remove it: the root filesystem is read-only and sparkward mounts writable \
+             emptyDirs at the configured writable directories (add a volume for any other \
+             path the job writes to)",
+        ),
+        Some(true) => {}
+        None => out.add(&loc.key("readOnlyRootFilesystem"), json!(true)),
+    }
+    match sc.run_as_non_root {
+        Some(false) => out.weaker(
+            &loc.key("runAsNonRoot"),
+            format!("is false{who}"),
+            "remove it: Spark jobs run as a non-root user",
+        ),
+        Some(true) => {}
+        None => out.add(&loc.key("runAsNonRoot"), json!(true)),
+    }
+    match sc.run_as_user {
+        Some(0) => out.weaker(
+            &loc.key("runAsUser"),
+            format!("is 0 (root){who}"),
+            format!("remove it or use a non-root UID such as {}", cfg.run_as_user),
+        ),
+        Some(_) => {}
+        None if profile == ContainerProfile::SparkMain => {
+            out.add(&loc.key("runAsUser"), json!(cfg.run_as_user))
+        }
+        None => {}
+    }
+    if profile == ContainerProfile::SparkMain && sc.run_as_group.is_none() {
+        out.add(&loc.key("runAsGroup"), json!(cfg.run_as_group));
+    }
+    inspect_capabilities(&loc, sc, &who, out);
+    inspect_seccomp(
+        &loc.key("seccompProfile"),
+        sc.seccomp_profile.as_ref(),
+        profile == ContainerProfile::SparkMain,
+        &who,
+        out,
+    );
+    if let Some(pm) = sc.proc_mount.as_deref()
+        && pm != "Default"
+    {
+        out.weaker(
+            &loc.key("procMount"),
+            format!("is {pm}{who}"),
+            "remove it: only the Default /proc mount is allowed",
+        );
+    }
+    inspect_selinux(&loc, sc.se_linux_options.as_ref(), &who, out);
+    inspect_windows(&loc, sc.windows_options.as_ref(), &who, out);
+    inspect_apparmor(&loc, sc.app_armor_profile.as_ref(), &who, out);
+}
+
+fn container_note(name: &str) -> String {
+    if name.is_empty() {
+        String::new()
+    } else {
+        format!(" (container \"{name}\")")
+    }
+}
+
+fn hardened_container_context(profile: ContainerProfile, cfg: &HardeningConfig) -> Value {
+    let mut sc = json!({
+        "allowPrivilegeEscalation": false,
+        "readOnlyRootFilesystem": true,
+        "runAsNonRoot": true,
+        "capabilities": { "drop": ["ALL"] },
+    });
+    if profile == ContainerProfile::SparkMain
+        && let Some(map) = sc.as_object_mut()
+    {
+        map.insert("runAsUser".into(), json!(cfg.run_as_user));
+        map.insert("runAsGroup".into(), json!(cfg.run_as_group));
+        map.insert("seccompProfile".into(), json!({ "type": "RuntimeDefault" }));
+    }
+    sc
+}
+
+fn inspect_capabilities(loc: &Loc, sc: &SecurityContext, who: &str, out: &mut Findings) {
+    let caps_loc = loc.key("capabilities");
+    let Some(caps) = sc.capabilities.as_ref() else {
+        out.add(&caps_loc, json!({ "drop": ["ALL"] }));
+        return;
+    };
+    if let Some(add) = caps.add.as_ref().filter(|a| !a.is_empty()) {
+        out.weaker(
+            &caps_loc.key("add"),
+            format!("adds {}{who}", add.join(", ")),
+            "remove capabilities.add: Spark needs no Linux capabilities",
+        );
+    }
+    match caps.drop.as_ref() {
+        None => out.add(&caps_loc.key("drop"), json!(["ALL"])),
+        Some(drop) if !drop.iter().any(|c| c.eq_ignore_ascii_case("ALL")) => {
+            out.add(&caps_loc.key("drop").append(), json!("ALL"))
+        }
+        Some(_) => {}
+    }
+}
+
+fn inspect_seccomp(
+    loc: &Loc,
+    profile: Option<&SeccompProfile>,
+    required: bool,
+    who: &str,
+    out: &mut Findings,
+) {
+    match profile.map(|p| p.type_.as_str()) {
+        Some("RuntimeDefault") | Some("Localhost") => {}
+        Some("Unconfined") => out.weaker(
+            &loc.key("type"),
+            format!("is Unconfined{who}"),
+            "remove the seccompProfile or use RuntimeDefault",
+        ),
+        Some(other) => out.weaker(
+            &loc.key("type"),
+            format!("is '{other}'{who}"),
+            "use RuntimeDefault or Localhost",
+        ),
+        None if required => out.add(loc, json!({ "type": "RuntimeDefault" })),
+        None => {}
+    }
+}
+
+fn inspect_selinux(loc: &Loc, se: Option<&SELinuxOptions>, who: &str, out: &mut Findings) {
+    let Some(se) = se else { return };
+    let loc = loc.key("seLinuxOptions");
+    if let Some(t) = se.type_.as_deref().filter(|t| !t.is_empty())
+        && !SELINUX_TYPES.contains(&t)
+    {
+        out.weaker(
+            &loc.key("type"),
+            format!("is '{t}'{who}"),
+            format!("use one of {} or remove it", SELINUX_TYPES.join(", ")),
+        );
+    }
+    for (key, value) in [("user", &se.user), ("role", &se.role)] {
+        if value.as_deref().is_some_and(|v| !v.is_empty()) {
+            out.weaker(
+                &loc.key(key),
+                format!("is set{who}"),
+                "remove it: custom SELinux users and roles are not allowed",
+            );
+        }
+    }
+}
+
+fn inspect_windows(
+    loc: &Loc,
+    w: Option<&WindowsSecurityContextOptions>,
+    who: &str,
+    out: &mut Findings,
+) {
+    if w.and_then(|w| w.host_process) == Some(true) {
+        out.weaker(
+            &loc.key("windowsOptions").key("hostProcess"),
+            format!("is true{who}"),
+            "remove it: host processes are not allowed",
+        );
+    }
+}
+
+fn inspect_apparmor(loc: &Loc, p: Option<&AppArmorProfile>, who: &str, out: &mut Findings) {
+    if p.is_some_and(|p| p.type_ == "Unconfined") {
+        out.weaker(
+            &loc.key("appArmorProfile").key("type"),
+            format!("is Unconfined{who}"),
+            "remove it or use RuntimeDefault",
+        );
+    }
+}
+
+/// Inspects a pod-level security context at `spec` (`spec.securityContext`, or
+/// `spec.driver.podSecurityContext` with `key = "podSecurityContext"`).
+pub fn inspect_pod_context(
+    parent: &Loc,
+    key: &str,
+    psc: Option<&PodSecurityContext>,
+    cfg: &HardeningConfig,
+    out: &mut Findings,
+) {
+    let loc = parent.key(key);
+    let Some(psc) = psc else {
+        out.add(
+            &loc,
+            json!({
+                "runAsNonRoot": true,
+                "runAsUser": cfg.run_as_user,
+                "runAsGroup": cfg.run_as_group,
+                "fsGroup": cfg.fs_group,
+                "seccompProfile": { "type": "RuntimeDefault" },
+            }),
+        );
+        return;
+    };
+    match psc.run_as_non_root {
+        Some(false) => out.weaker(
+            &loc.key("runAsNonRoot"),
+            "is false",
+            "remove it: Spark jobs run as a non-root user",
+        ),
+        Some(true) => {}
+        None => out.add(&loc.key("runAsNonRoot"), json!(true)),
+    }
+    match psc.run_as_user {
+        Some(0) => out.weaker(
+            &loc.key("runAsUser"),
+            "is 0 (root)",
+            format!("remove it or use a non-root UID such as {}", cfg.run_as_user),
+        ),
+        Some(_) => {}
+        None => out.add(&loc.key("runAsUser"), json!(cfg.run_as_user)),
+    }
+    if psc.run_as_group.is_none() {
+        out.add(&loc.key("runAsGroup"), json!(cfg.run_as_group));
+    }
+    if psc.fs_group.is_none() {
+        out.add(&loc.key("fsGroup"), json!(cfg.fs_group));
+    }
+    inspect_seccomp(
+        &loc.key("seccompProfile"),
+        psc.seccomp_profile.as_ref(),
+        true,
+        "",
+        out,
+    );
+    for (i, sysctl) in psc.sysctls.iter().flatten().enumerate() {
+        if !SAFE_SYSCTLS.contains(&sysctl.name.as_str()) {
+            out.weaker(
+                &loc.key("sysctls").index(i),
+                format!("sets the unsafe sysctl {}", sysctl.name),
+                "remove it: only namespaced safe sysctls are allowed",
+            );
+        }
+    }
+    inspect_selinux(&loc, psc.se_linux_options.as_ref(), "", out);
+    inspect_windows(&loc, psc.windows_options.as_ref(), "", out);
+    inspect_apparmor(&loc, psc.app_armor_profile.as_ref(), "", out);
+}
+
+/// Denies host namespaces (`hostNetwork`, `hostPID`, `hostIPC`) set to true.
+pub fn inspect_host_namespaces(spec: &Loc, flags: [(&str, Option<bool>); 3], out: &mut Findings) {
+    for (key, value) in flags {
+        if value == Some(true) {
+            out.weaker(
+                &spec.key(key),
+                "is true",
+                "remove it: Spark pods must not share the host's namespaces",
+            );
+        }
+    }
+}
+
+/// Denies host ports.
+pub fn inspect_ports(container: &Loc, name: &str, ports: &[ContainerPort], out: &mut Findings) {
+    for (i, port) in ports.iter().enumerate() {
+        if port.host_port.is_some_and(|p| p != 0) {
+            out.weaker(
+                &container.key("ports").index(i).key("hostPort"),
+                format!("is set{}", container_note(name)),
+                "remove hostPort: use a Service to expose the port",
+            );
+        }
+    }
+}
+
+/// Denies hostPath and other volume types the restricted profile does not allow.
+pub fn inspect_volumes(volumes: &Loc, list: &[Volume], out: &mut Findings) {
+    for (i, volume) in list.iter().enumerate() {
+        for source in &volume.sources {
+            if source == "hostPath" {
+                out.weaker(
+                    &volumes.index(i).key("hostPath"),
+                    format!("mounts a host directory (volume \"{}\")", volume.name),
+                    "remove it: use an emptyDir for scratch space or a persistentVolumeClaim",
+                );
+            } else if !ALLOWED_VOLUME_TYPES.contains(&source.as_str()) {
+                out.weaker(
+                    &volumes.index(i).key(source),
+                    format!("is not an allowed volume type (volume \"{}\")", volume.name),
+                    format!(
+                        "use one of {} (for example a persistentVolumeClaim)",
+                        ALLOWED_VOLUME_TYPES.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// The name of the emptyDir volume sparkward adds for a writable directory:
+/// `sparkward-` plus the path with every non-alphanumeric run turned into `-`.
+pub fn writable_volume_name(dir: &str) -> String {
+    let slug: Vec<String> = dir
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|part| !part.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let mut name = format!("sparkward-{}", slug.join("-"));
+    // Volume names are DNS labels: at most 63 characters, not ending in '-'.
+    name.truncate(63);
+    name.trim_end_matches('-').to_string()
+}
+
+/// Adds emptyDir volumes for the writable directories (when no volume of that name exists).
+pub fn plan_writable_volumes(
+    volumes_loc: &Loc,
+    volumes: Option<&[Volume]>,
+    cfg: &HardeningConfig,
+    out: &mut Findings,
+) {
+    let mut to_add = Vec::new();
+    for dir in &cfg.writable_dirs {
+        let name = writable_volume_name(dir);
+        let exists = volumes.is_some_and(|v| v.iter().any(|v| v.name == name));
+        if !exists && !to_add.iter().any(|(n, _)| n == &name) {
+            to_add.push((name, json!({ "name": writable_volume_name(dir), "emptyDir": {} })));
+        }
+    }
+    if to_add.is_empty() {
+        return;
+    }
+    match volumes {
+        None => out.add_convenience(
+            volumes_loc,
+            Value::Array(to_add.into_iter().map(|(_, v)| v).collect()),
+        ),
+        Some(_) => {
+            for (_, v) in to_add {
+                out.add_convenience(&volumes_loc.append(), v);
+            }
+        }
+    }
+}
+
+/// Adds a mount of each writable directory to a container that does not mount that path yet.
+pub fn plan_writable_mounts(
+    mounts_loc: &Loc,
+    mounts: Option<&[crate::core::objects::VolumeMount]>,
+    cfg: &HardeningConfig,
+    out: &mut Findings,
+) {
+    let to_add: Vec<Value> = cfg
+        .writable_dirs
+        .iter()
+        .filter(|dir| !mounts.is_some_and(|m| m.iter().any(|m| paths_equal(&m.mount_path, dir))))
+        .map(|dir| json!({ "name": writable_volume_name(dir), "mountPath": dir }))
+        .collect();
+    if to_add.is_empty() {
+        return;
+    }
+    match mounts {
+        None => out.add_convenience(mounts_loc, Value::Array(to_add)),
+        Some(_) => {
+            for v in to_add {
+                out.add_convenience(&mounts_loc.append(), v);
+            }
+        }
+    }
+}
+
+fn paths_equal(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+/// Inspects every container of a list (`containers`, `initContainers`, `ephemeralContainers`,
+/// `sidecars`): security context, host ports, writable mounts. `only` restricts the inspection to
+/// the containers with these names (new ephemeral containers).
+pub fn inspect_containers(
+    list_loc: &Loc,
+    containers: &[Container],
+    profile: ContainerProfile,
+    cfg: &HardeningConfig,
+    only: Option<&[&str]>,
+    out: &mut Findings,
+) {
+    for (i, c) in containers.iter().enumerate() {
+        if only.is_some_and(|names| !names.contains(&c.name.as_str())) {
+            continue;
+        }
+        let loc = list_loc.index(i);
+        inspect_container(&loc, &c.name, c.security_context.as_ref(), profile, cfg, out);
+        inspect_ports(&loc, &c.name, &c.ports, out);
+        let mounts = (!c.volume_mounts.is_empty()).then_some(c.volume_mounts.as_slice());
+        plan_writable_mounts(&loc.key("volumeMounts"), mounts, cfg, out);
+    }
+}
+
+/// Reads a pod template (`spec.driver.template`, kept loosely typed by the CRD) and denies the
+/// settings that are explicitly weaker. Spark merges the template into the pods it creates, and
+/// the pod webhook would deny those pods later; denying here tells the user at submission.
+pub fn inspect_template(template_loc: &Loc, template: &Value, out: &mut Findings) {
+    let spec_loc = template_loc.key("spec");
+    let Some(spec) = template.get("spec") else {
+        return;
+    };
+    let flags = ["hostNetwork", "hostPID", "hostIPC"].map(|k| (k, spec.get(k).and_then(Value::as_bool)));
+    inspect_host_namespaces(&spec_loc, flags, out);
+    if let Some(psc) = spec.get("securityContext") {
+        loose_context(&spec_loc.key("securityContext"), psc, "", out);
+    }
+    for list in ["containers", "initContainers"] {
+        for (i, c) in spec
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let loc = spec_loc.key(list).index(i);
+            let name = c.get("name").and_then(Value::as_str).unwrap_or_default();
+            if let Some(sc) = c.get("securityContext") {
+                loose_context(&loc.key("securityContext"), sc, &container_note(name), out);
+            }
+            if let Some(ports) = c.get("ports")
+                && let Ok(ports) = serde_json::from_value::<Vec<ContainerPort>>(ports.clone())
+            {
+                inspect_ports(&loc, name, &ports, out);
+            }
+        }
+    }
+    if let Some(volumes) = spec.get("volumes")
+        && let Ok(volumes) = serde_json::from_value::<Vec<Volume>>(volumes.clone())
+    {
+        inspect_volumes(&spec_loc.key("volumes"), &volumes, out);
+    }
+}
+
+/// The weaker-setting checks on a security context given as loose JSON (templates).
+fn loose_context(loc: &Loc, sc: &Value, who: &str, out: &mut Findings) {
+    let flag = |k: &str| sc.get(k).and_then(Value::as_bool);
+    if flag("privileged") == Some(true) {
+        out.weaker(&loc.key("privileged"), format!("is true{who}"), "remove it");
+    }
+    if flag("allowPrivilegeEscalation") == Some(true) {
+        out.weaker(
+            &loc.key("allowPrivilegeEscalation"),
+            format!("is true{who}"),
+            "set it to false or remove it",
+        );
+    }
+    if flag("readOnlyRootFilesystem") == Some(false) {
+        out.weaker(
+            &loc.key("readOnlyRootFilesystem"),
+            format!("is false{who}"),
+            "remove it: the root filesystem is read-only",
+        );
+    }
+    if flag("runAsNonRoot") == Some(false) {
+        out.weaker(&loc.key("runAsNonRoot"), format!("is false{who}"), "remove it");
+    }
+    if sc.get("runAsUser").and_then(Value::as_i64) == Some(0) {
+        out.weaker(
+            &loc.key("runAsUser"),
+            format!("is 0 (root){who}"),
+            "remove it or use a non-root UID",
+        );
+    }
+    if sc
+        .pointer("/capabilities/add")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+    {
+        out.weaker(
+            &loc.key("capabilities").key("add"),
+            format!("adds capabilities{who}"),
+            "remove capabilities.add",
+        );
+    }
+    if sc.pointer("/seccompProfile/type").and_then(Value::as_str) == Some("Unconfined") {
+        out.weaker(
+            &loc.key("seccompProfile").key("type"),
+            format!("is Unconfined{who}"),
+            "remove it or use RuntimeDefault",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Capabilities;
+
+    fn cfg() -> HardeningConfig {
+        crate::config::Config::default().hardening
+    }
+
+    fn ops_json(f: &Findings) -> Vec<Value> {
+        f.ops().map(|op| serde_json::to_value(op).unwrap()).collect()
+    }
+
+    #[test]
+    fn missing_context_is_added_whole() {
+        let mut f = Findings::default();
+        let c = Loc::root().key("spec").key("containers").index(0);
+        inspect_container(&c, "spark", None, ContainerProfile::Pod, &cfg(), &mut f);
+        assert!(f.weaker.is_empty());
+        assert_eq!(
+            ops_json(&f),
+            vec![json!({"op":"add","path":"/spec/containers/0/securityContext","value":{
+                "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                "runAsNonRoot": true, "capabilities": {"drop": ["ALL"]}}})]
+        );
+    }
+
+    #[test]
+    fn each_weaker_container_setting_is_reported_with_its_field() {
+        let base = SecurityContext::default();
+        let cases: Vec<(SecurityContext, &str)> = vec![
+            (SecurityContext { privileged: Some(true), ..base.clone() }, "securityContext.privileged"),
+            (SecurityContext { allow_privilege_escalation: Some(true), ..base.clone() }, "securityContext.allowPrivilegeEscalation"),
+            (SecurityContext { read_only_root_filesystem: Some(false), ..base.clone() }, "securityContext.readOnlyRootFilesystem"),
+            (SecurityContext { run_as_non_root: Some(false), ..base.clone() }, "securityContext.runAsNonRoot"),
+            (SecurityContext { run_as_user: Some(0), ..base.clone() }, "securityContext.runAsUser"),
+            (SecurityContext { capabilities: Some(Capabilities { add: Some(vec!["NET_ADMIN".into()]), drop: None }), ..base.clone() }, "securityContext.capabilities.add"),
+            (SecurityContext { seccomp_profile: Some(SeccompProfile { type_: "Unconfined".into(), localhost_profile: None }), ..base.clone() }, "securityContext.seccompProfile.type"),
+            (SecurityContext { proc_mount: Some("Unmasked".into()), ..base.clone() }, "securityContext.procMount"),
+        ];
+        for (sc, field) in cases {
+            let mut f = Findings::default();
+            let c = Loc::root().key("spec").key("containers").index(2);
+            inspect_container(&c, "x", Some(&sc), ContainerProfile::Pod, &cfg(), &mut f);
+            assert_eq!(f.weaker.len(), 1, "{field}: {:?}", f.weaker);
+            assert_eq!(f.weaker[0].field, format!("spec.containers[2].{field}"));
+            assert!(f.weaker[0].to_string().contains("container \"x\""));
+        }
+    }
+
+    #[test]
+    fn partial_context_gets_only_the_missing_fields() {
+        let sc = SecurityContext {
+            capabilities: Some(Capabilities { add: None, drop: Some(vec!["NET_RAW".into()]) }),
+            read_only_root_filesystem: Some(true),
+            ..Default::default()
+        };
+        let mut f = Findings::default();
+        let c = Loc::root().key("spec").key("containers").index(0);
+        inspect_container(&c, "", Some(&sc), ContainerProfile::Pod, &cfg(), &mut f);
+        let paths: Vec<String> = ops_json(&f).iter().map(|o| o["path"].as_str().unwrap().to_string()).collect();
+        assert_eq!(paths, vec![
+            "/spec/containers/0/securityContext/allowPrivilegeEscalation",
+            "/spec/containers/0/securityContext/runAsNonRoot",
+            "/spec/containers/0/securityContext/capabilities/drop/-",
+        ]);
+    }
+
+    #[test]
+    fn hardened_context_has_no_findings() {
+        let sc: SecurityContext = serde_json::from_value(hardened_container_context(ContainerProfile::SparkMain, &cfg())).unwrap();
+        let mut f = Findings::default();
+        inspect_container(&Loc::root(), "", Some(&sc), ContainerProfile::SparkMain, &cfg(), &mut f);
+        assert!(f.missing.is_empty() && f.weaker.is_empty(), "{f:?}");
+    }
+
+    #[test]
+    fn volumes_are_checked_by_type() {
+        let vols: Vec<Volume> = serde_json::from_value(json!([
+            {"name":"a","emptyDir":{}}, {"name":"b","hostPath":{"path":"/"}}, {"name":"c","nfs":{"server":"x","path":"/"}},
+            {"name":"d","projected":{"sources":[]}}
+        ])).unwrap();
+        let mut f = Findings::default();
+        inspect_volumes(&Loc::root().key("spec").key("volumes"), &vols, &mut f);
+        let fields: Vec<&str> = f.weaker.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, vec!["spec.volumes[1].hostPath", "spec.volumes[2].nfs"]);
+    }
+
+    #[test]
+    fn writable_volume_names_are_dns_labels() {
+        assert_eq!(writable_volume_name("/tmp"), "sparkward-tmp");
+        assert_eq!(writable_volume_name("/opt/spark/work-dir"), "sparkward-opt-spark-work-dir");
+        assert_eq!(writable_volume_name("/a//B_c/"), "sparkward-a-b-c");
+        assert!(writable_volume_name(&format!("/{}", "x".repeat(100))).len() <= 63);
+    }
+
+    #[test]
+    fn template_settings_that_are_weaker_are_denied() {
+        let t = json!({"spec": {"hostNetwork": true, "securityContext": {"runAsUser": 0},
+            "containers": [{"name": "c", "securityContext": {"privileged": true}, "ports": [{"containerPort": 1, "hostPort": 80}]}],
+            "volumes": [{"name":"h","hostPath":{"path":"/"}}]}});
+        let mut f = Findings::default();
+        inspect_template(&Loc::root().key("spec").key("driver").key("template"), &t, &mut f);
+        let fields: Vec<&str> = f.weaker.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, vec![
+            "spec.driver.template.spec.hostNetwork",
+            "spec.driver.template.spec.securityContext.runAsUser",
+            "spec.driver.template.spec.containers[0].securityContext.privileged",
+            "spec.driver.template.spec.containers[0].ports[0].hostPort",
+            "spec.driver.template.spec.volumes[0].hostPath",
+        ]);
+    }
+}

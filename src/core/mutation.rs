@@ -1,0 +1,403 @@
+//! Mutation planning: the JSON Patch that labels an object with its job identity, removes the
+//! token, and hardens it. Built from the typed changes (no serialise-and-diff), against the
+//! original document, so fields sparkward does not read are never touched.
+//!
+//! Invariants: every planned operation is an `add`, `replace` or `remove` whose parent exists in
+//! the original object; a hardened, already-stamped object yields an empty plan (re-invocation
+//! is a no-op); explicitly weaker settings and contradicting identity claims are returned as
+//! violations and never silently overridden.
+
+use std::collections::BTreeMap;
+
+use json_patch::{PatchOperation, RemoveOperation, ReplaceOperation};
+use serde_json::Value;
+
+use crate::config::HardeningConfig;
+use crate::core::hardening::{
+    self, ContainerProfile, Findings, Loc, Violation, inspect_container, inspect_containers,
+    inspect_host_namespaces, inspect_pod_context, inspect_template, inspect_volumes,
+    plan_writable_mounts, plan_writable_volumes,
+};
+use crate::core::labels::PREFIX;
+use crate::core::objects::{Meta, Pod, SparkAppSpec, SparkPodSpec};
+
+/// The labels and annotations sparkward writes on one object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stamp {
+    pub labels: BTreeMap<&'static str, String>,
+    pub annotations: BTreeMap<&'static str, String>,
+}
+
+/// A mutation plan: the patch operations, or why the object cannot be admitted.
+pub type Plan = Result<Vec<PatchOperation>, Vec<Violation>>;
+
+/// Reports every `sparkward.io/` label or annotation the object carries that differs from what
+/// sparkward would write (a spoofing attempt, or a manifest copied from another job). The token
+/// annotation is input, not a claim, and is ignored here.
+pub fn conflicting_claims(
+    loc: &Loc,
+    labels: Option<&BTreeMap<String, String>>,
+    annotations: Option<&BTreeMap<String, String>>,
+    stamp: &Stamp,
+    token_annotation: &str,
+) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let sets = [
+        ("labels", labels, &stamp.labels),
+        ("annotations", annotations, &stamp.annotations),
+    ];
+    for (what, present, wanted) in sets {
+        for (key, value) in present.into_iter().flatten() {
+            if !key.starts_with(PREFIX) || key == token_annotation {
+                continue;
+            }
+            let field = loc.key(what).key(key);
+            match wanted.get(key.as_str()) {
+                Some(want) if want == value => {}
+                Some(want) => out.push(Violation {
+                    field: field.human().to_string(),
+                    problem: format!("is '{value}', but sparkward derived '{want}' for this object"),
+                    fix: "remove sparkward.io/ labels and annotations from the manifest: \
+                          sparkward sets them from the verified identity"
+                        .into(),
+                }),
+                None => out.push(Violation {
+                    field: field.human().to_string(),
+                    problem: "is set, but sparkward does not set it on this object".into(),
+                    fix: "remove sparkward.io/ labels and annotations from the manifest: \
+                          sparkward sets them from the verified identity"
+                        .into(),
+                }),
+            }
+        }
+    }
+    out
+}
+
+/// Operations that make `map` (at `loc`, absent when `None`) contain every entry of `wanted`.
+fn stamp_map(
+    loc: &Loc,
+    map: Option<&BTreeMap<String, String>>,
+    wanted: &BTreeMap<&'static str, String>,
+    ops: &mut Vec<PatchOperation>,
+) {
+    if wanted.is_empty() {
+        return;
+    }
+    let Some(map) = map else {
+        let whole: serde_json::Map<String, Value> = wanted
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.clone())))
+            .collect();
+        ops.push(add(loc, Value::Object(whole)));
+        return;
+    };
+    for (key, value) in wanted {
+        match map.get(*key) {
+            Some(have) if have == value => {}
+            Some(_) => ops.push(PatchOperation::Replace(ReplaceOperation {
+                path: loc.key(key).pointer(),
+                value: Value::String(value.clone()),
+            })),
+            None => ops.push(add(&loc.key(key), Value::String(value.clone()))),
+        }
+    }
+}
+
+fn add(loc: &Loc, value: Value) -> PatchOperation {
+    PatchOperation::Add(json_patch::AddOperation {
+        path: loc.pointer(),
+        value,
+    })
+}
+
+/// Stamps metadata: labels and annotations added, the token annotation removed.
+pub fn plan_metadata(meta: &Meta, stamp: &Stamp, token_annotation: &str) -> Vec<PatchOperation> {
+    let loc = Loc::root().key("metadata");
+    let mut ops = Vec::new();
+    stamp_map(&loc.key("labels"), meta.labels.as_ref(), &stamp.labels, &mut ops);
+    let mut annotations = meta.annotations.clone();
+    if let Some(map) = annotations.as_mut()
+        && map.remove(token_annotation).is_some()
+    {
+        ops.push(PatchOperation::Remove(RemoveOperation {
+            path: loc.key("annotations").key(token_annotation).pointer(),
+        }));
+    }
+    stamp_map(
+        &loc.key("annotations"),
+        annotations.as_ref(),
+        &stamp.annotations,
+        &mut ops,
+    );
+    ops
+}
+
+/// Hardening findings for a Pod. `only_ephemeral` restricts container inspection to the named
+/// ephemeral containers (a `pods/ephemeralcontainers` update adds containers to a running pod
+/// whose other fields are immutable).
+pub fn inspect_pod(pod: &Pod, cfg: &HardeningConfig, only_ephemeral: Option<&[&str]>) -> Findings {
+    let mut f = Findings::default();
+    let spec = Loc::root().key("spec");
+    let s = &pod.spec;
+    if only_ephemeral.is_none() {
+        inspect_pod_context(&spec, "securityContext", s.security_context.as_ref(), cfg, &mut f);
+        inspect_host_namespaces(
+            &spec,
+            [
+                ("hostNetwork", s.host_network),
+                ("hostPID", s.host_pid),
+                ("hostIPC", s.host_ipc),
+            ],
+            &mut f,
+        );
+        if let Some(volumes) = &s.volumes {
+            inspect_volumes(&spec.key("volumes"), volumes, &mut f);
+        }
+        plan_writable_volumes(&spec.key("volumes"), s.volumes.as_deref(), cfg, &mut f);
+        inspect_apparmor_annotations(&pod.metadata, &mut f.weaker);
+        for (key, list) in [
+            ("containers", &s.containers),
+            ("initContainers", &s.init_containers),
+        ] {
+            inspect_containers(&spec.key(key), list, ContainerProfile::Pod, cfg, None, &mut f);
+        }
+    }
+    inspect_containers(
+        &spec.key("ephemeralContainers"),
+        &s.ephemeral_containers,
+        ContainerProfile::Pod,
+        cfg,
+        only_ephemeral,
+        &mut f,
+    );
+    f
+}
+
+fn inspect_apparmor_annotations(meta: &Meta, out: &mut Vec<Violation>) {
+    const LEGACY: &str = "container.apparmor.security.beta.kubernetes.io/";
+    for (key, value) in meta.annotations.iter().flatten() {
+        if key.starts_with(LEGACY) && value == "unconfined" {
+            out.push(Violation {
+                field: format!("metadata.annotations[\"{key}\"]"),
+                problem: "is unconfined".into(),
+                fix: "remove the annotation or use runtime/default".into(),
+            });
+        }
+    }
+}
+
+/// Hardening findings for a SparkApplication spec at `spec` (`spec` of a SparkApplication, or
+/// `spec.template` of a ScheduledSparkApplication).
+pub fn inspect_app_spec(spec_loc: &Loc, spec: &SparkAppSpec, cfg: &HardeningConfig) -> Findings {
+    let mut f = Findings::default();
+    if let Some(volumes) = &spec.volumes {
+        inspect_volumes(&spec_loc.key("volumes"), volumes, &mut f);
+    }
+    let needs_volumes = spec.driver.is_some() || spec.executor.is_some();
+    if needs_volumes {
+        plan_writable_volumes(&spec_loc.key("volumes"), spec.volumes.as_deref(), cfg, &mut f);
+    }
+    for (key, pod) in [("driver", &spec.driver), ("executor", &spec.executor)] {
+        if let Some(pod) = pod {
+            inspect_spark_pod(&spec_loc.key(key), pod, cfg, &mut f);
+        }
+    }
+    f
+}
+
+fn inspect_spark_pod(loc: &Loc, pod: &SparkPodSpec, cfg: &HardeningConfig, f: &mut Findings) {
+    inspect_container(
+        loc,
+        "",
+        pod.security_context.as_ref(),
+        ContainerProfile::SparkMain,
+        cfg,
+        f,
+    );
+    inspect_pod_context(
+        loc,
+        "podSecurityContext",
+        pod.pod_security_context.as_ref(),
+        cfg,
+        f,
+    );
+    inspect_host_namespaces(
+        loc,
+        [
+            ("hostNetwork", pod.host_network),
+            ("hostPID", None),
+            ("hostIPC", None),
+        ],
+        f,
+    );
+    hardening::inspect_ports(loc, "", &pod.ports, f);
+    plan_writable_mounts(&loc.key("volumeMounts"), pod.volume_mounts.as_deref(), cfg, f);
+    for (key, list) in [("sidecars", &pod.sidecars), ("initContainers", &pod.init_containers)] {
+        inspect_containers(&loc.key(key), list, ContainerProfile::Pod, cfg, None, f);
+    }
+    if let Some(template) = &pod.template {
+        inspect_template(&loc.key("template"), template, f);
+    }
+}
+
+/// Turns findings into a plan: weaker settings deny, missing ones become operations appended to
+/// `ops`.
+pub fn finish(findings: Findings, mut ops: Vec<PatchOperation>) -> Plan {
+    if !findings.weaker.is_empty() {
+        return Err(findings.weaker);
+    }
+    ops.extend(findings.missing.into_iter().map(|m| m.op));
+    Ok(ops)
+}
+
+/// Labels for `spec.driver.labels` / `spec.executor.labels` (or the same under
+/// `spec.template`), so spark-operator puts them on the pods it creates.
+pub fn plan_spark_pod_labels(
+    spec_loc: &Loc,
+    spec: &SparkAppSpec,
+    labels: &BTreeMap<&'static str, String>,
+) -> Vec<PatchOperation> {
+    let mut ops = Vec::new();
+    for (key, pod) in [("driver", &spec.driver), ("executor", &spec.executor)] {
+        if let Some(pod) = pod {
+            stamp_map(
+                &spec_loc.key(key).key("labels"),
+                pod.labels.as_ref(),
+                labels,
+                &mut ops,
+            );
+        }
+    }
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::labels::{JOB_ID_LABEL, TOKEN_ANNOTATION, USER_LABEL};
+    use crate::core::objects::SparkApplication;
+    use serde_json::json;
+
+    fn cfg() -> HardeningConfig {
+        crate::config::Config::default().hardening
+    }
+
+    fn stamp() -> Stamp {
+        Stamp {
+            labels: BTreeMap::from([
+                (JOB_ID_LABEL, "sj-aaaaaaaaaaaaaaaaaaaa".to_string()),
+                (USER_LABEL, "alice".to_string()),
+            ]),
+            annotations: BTreeMap::from([("sparkward.io/submitter", "alice".to_string())]),
+        }
+    }
+
+    fn apply(doc: &Value, ops: &[PatchOperation]) -> Value {
+        let mut doc = doc.clone();
+        json_patch::patch(&mut doc, ops).unwrap();
+        doc
+    }
+
+    fn mk_pod() -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "annotations": {TOKEN_ANNOTATION: "tok"}},
+            "spec": {"containers": [{"name": "spark", "image": "apache/spark"}]}
+        })
+    }
+
+    fn plan_pod(doc: &Value) -> Plan {
+        let pod: Pod = serde_json::from_value(doc.clone()).unwrap();
+        let ops = plan_metadata(&pod.metadata, &stamp(), TOKEN_ANNOTATION);
+        finish(inspect_pod(&pod, &cfg(), None), ops)
+    }
+
+    #[test]
+    fn pod_is_stamped_hardened_and_loses_its_token() {
+        let doc = mk_pod();
+        let patched = apply(&doc, &plan_pod(&doc).unwrap());
+        assert_eq!(patched["metadata"]["labels"][JOB_ID_LABEL], "sj-aaaaaaaaaaaaaaaaaaaa");
+        assert!(patched["metadata"]["annotations"].get(TOKEN_ANNOTATION).is_none());
+        assert_eq!(patched["spec"]["securityContext"]["runAsUser"], 185);
+        let c = &patched["spec"]["containers"][0];
+        assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+        assert_eq!(c["volumeMounts"][0]["mountPath"], "/tmp");
+        assert_eq!(patched["spec"]["volumes"][1]["name"], "sparkward-opt-spark-work-dir");
+    }
+
+    #[test]
+    fn second_mutation_of_a_mutated_pod_is_empty() {
+        let doc = mk_pod();
+        let once = apply(&doc, &plan_pod(&doc).unwrap());
+        assert_eq!(plan_pod(&once).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn label_keys_with_slashes_are_escaped() {
+        let doc = json!({"metadata": {"labels": {"a": "b"}}, "spec": {}});
+        let pod: Pod = serde_json::from_value(doc).unwrap();
+        let ops = plan_metadata(&pod.metadata, &stamp(), TOKEN_ANNOTATION);
+        let paths: Vec<String> = ops
+            .iter()
+            .map(|o| serde_json::to_value(o).unwrap()["path"].as_str().unwrap().to_string())
+            .collect();
+        assert!(paths.contains(&"/metadata/labels/sparkward.io~1job-id".to_string()), "{paths:?}");
+    }
+
+    #[test]
+    fn contradicting_claims_are_reported() {
+        let labels = BTreeMap::from([
+            (JOB_ID_LABEL.to_string(), "sj-bbbbbbbbbbbbbbbbbbbb".to_string()),
+            ("sparkward.io/extra".to_string(), "x".to_string()),
+            (USER_LABEL.to_string(), "alice".to_string()),
+            ("app".to_string(), "y".to_string()),
+        ]);
+        let v = conflicting_claims(&Loc::root().key("metadata"), Some(&labels), None, &stamp(), TOKEN_ANNOTATION);
+        let fields: Vec<&str> = v.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, vec![
+            "metadata.labels[\"sparkward.io/extra\"]",
+            "metadata.labels[\"sparkward.io/job-id\"]",
+        ]);
+    }
+
+    #[test]
+    fn spark_application_gets_labels_contexts_and_volumes() {
+        let doc = json!({
+            "apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "SparkApplication",
+            "metadata": {"name": "a", "annotations": {TOKEN_ANNOTATION: "t"}},
+            "spec": {"type": "Scala", "driver": {"cores": 1}, "executor": {"labels": {"v": "1"},
+                "volumeMounts": [{"name": "x", "mountPath": "/tmp"}]}}
+        });
+        let app: SparkApplication = serde_json::from_value(doc.clone()).unwrap();
+        let spec = Loc::root().key("spec");
+        let mut ops = plan_metadata(&app.metadata, &stamp(), TOKEN_ANNOTATION);
+        ops.extend(plan_spark_pod_labels(&spec, &app.spec, &stamp().labels));
+        let ops = finish(inspect_app_spec(&spec, &app.spec, &cfg()), ops).unwrap();
+        let out = apply(&doc, &ops);
+        for role in ["driver", "executor"] {
+            assert_eq!(out["spec"][role]["labels"][USER_LABEL], "alice");
+            assert_eq!(out["spec"][role]["securityContext"]["runAsUser"], 185);
+            assert_eq!(out["spec"][role]["podSecurityContext"]["fsGroup"], 185);
+        }
+        // The executor already mounts /tmp: only the work dir is added.
+        let mounts = out["spec"]["executor"]["volumeMounts"].as_array().unwrap();
+        assert_eq!(mounts.len(), 2);
+        assert_eq!(out["spec"]["volumes"].as_array().unwrap().len(), 2);
+
+        let app2: SparkApplication = serde_json::from_value(out.clone()).unwrap();
+        let mut again = plan_metadata(&app2.metadata, &stamp(), TOKEN_ANNOTATION);
+        again.extend(plan_spark_pod_labels(&spec, &app2.spec, &stamp().labels));
+        assert_eq!(finish(inspect_app_spec(&spec, &app2.spec, &cfg()), again).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn new_ephemeral_container_running_as_root_is_denied() {
+        let doc = json!({"metadata": {}, "spec": {"containers": [{"name": "a", "securityContext": {"runAsUser": 0}}],
+            "ephemeralContainers": [{"name": "debug", "securityContext": {"runAsUser": 0}}]}});
+        let pod: Pod = serde_json::from_value(doc).unwrap();
+        let err = finish(inspect_pod(&pod, &cfg(), Some(&["debug"])), vec![]).unwrap_err();
+        assert_eq!(err.len(), 1);
+        assert_eq!(err[0].field, "spec.ephemeralContainers[0].securityContext.runAsUser");
+    }
+}

@@ -1,0 +1,240 @@
+//! Typed views of the objects sparkward reads: just the fields the decisions need, parsed
+//! straight from the review's raw JSON. Everything else in the object is skipped by serde without
+//! allocating, which keeps a 6 KB pod review cheap (DESIGN.md: parse into typed structs).
+//!
+//! The views never re-serialise the object: the mutation produces JSON Patch operations against
+//! the original document, so fields these views do not know survive untouched.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::api::core::v1::{PodSecurityContext, SecurityContext};
+use serde::Deserialize;
+use serde::de::{MapAccess, Visitor};
+
+/// The metadata fields sparkward reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Meta {
+    pub name: Option<String>,
+    pub generate_name: Option<String>,
+    pub namespace: Option<String>,
+    pub uid: Option<String>,
+    /// `None` when the object has no `labels` key at all (the patch must then add the map).
+    pub labels: Option<BTreeMap<String, String>>,
+    pub annotations: Option<BTreeMap<String, String>>,
+    pub owner_references: Vec<OwnerRef>,
+}
+
+impl Meta {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.as_ref()?.get(key).map(String::as_str)
+    }
+
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.as_ref()?.get(key).map(String::as_str)
+    }
+
+    /// A name for messages: the name, or `generateName*`, or `(unnamed)`.
+    pub fn display_name(&self) -> String {
+        match (&self.name, &self.generate_name) {
+            (Some(n), _) if !n.is_empty() => n.clone(),
+            (_, Some(g)) if !g.is_empty() => format!("{g}*"),
+            _ => "(unnamed)".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OwnerRef {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub uid: String,
+    pub controller: Option<bool>,
+}
+
+/// A container, init container or ephemeral container.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Container {
+    pub name: String,
+    pub security_context: Option<SecurityContext>,
+    pub volume_mounts: Vec<VolumeMount>,
+    pub ports: Vec<ContainerPort>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct VolumeMount {
+    pub name: String,
+    pub mount_path: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ContainerPort {
+    pub host_port: Option<i32>,
+    pub container_port: Option<i32>,
+}
+
+/// A volume: its name and which source keys it sets (`emptyDir`, `hostPath`, ...). The source
+/// bodies are skipped; only their kind matters to the decisions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Volume {
+    pub name: String,
+    pub sources: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for Volume {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Volume;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a volume")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Volume, A::Error> {
+                let mut volume = Volume::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "name" {
+                        volume.name = map.next_value()?;
+                    } else {
+                        let value: serde_json::Value = map.next_value()?;
+                        // `hostPath: null` sets nothing; only a present source counts.
+                        if !value.is_null() {
+                            volume.sources.push(key);
+                        }
+                    }
+                }
+                Ok(volume)
+            }
+        }
+        de.deserialize_map(V)
+    }
+}
+
+/// The pod spec fields sparkward reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PodSpec {
+    pub security_context: Option<PodSecurityContext>,
+    pub containers: Vec<Container>,
+    pub init_containers: Vec<Container>,
+    pub ephemeral_containers: Vec<Container>,
+    pub volumes: Option<Vec<Volume>>,
+    pub host_network: Option<bool>,
+    #[serde(rename = "hostPID")]
+    pub host_pid: Option<bool>,
+    #[serde(rename = "hostIPC")]
+    pub host_ipc: Option<bool>,
+    pub service_account_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PodStatus {
+    pub phase: Option<String>,
+}
+
+/// A core/v1 Pod.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Pod {
+    pub metadata: Meta,
+    pub spec: PodSpec,
+    pub status: Option<PodStatus>,
+}
+
+/// `spec.driver` / `spec.executor` of a SparkApplication (SparkPodSpec).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SparkPodSpec {
+    pub labels: Option<BTreeMap<String, String>>,
+    pub annotations: Option<BTreeMap<String, String>>,
+    pub security_context: Option<SecurityContext>,
+    pub pod_security_context: Option<PodSecurityContext>,
+    pub volume_mounts: Option<Vec<VolumeMount>>,
+    pub sidecars: Vec<Container>,
+    pub init_containers: Vec<Container>,
+    pub host_network: Option<bool>,
+    pub ports: Vec<ContainerPort>,
+    /// A pod template (`x-kubernetes-preserve-unknown-fields` in the CRD): read loosely.
+    pub template: Option<serde_json::Value>,
+}
+
+/// `spec` of a SparkApplication (and `spec.template` of a ScheduledSparkApplication).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SparkAppSpec {
+    pub driver: Option<SparkPodSpec>,
+    pub executor: Option<SparkPodSpec>,
+    pub volumes: Option<Vec<Volume>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AppState {
+    pub state: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SparkAppStatus {
+    pub application_state: Option<AppState>,
+}
+
+/// A sparkoperator.k8s.io/v1beta2 SparkApplication.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SparkApplication {
+    pub metadata: Meta,
+    pub spec: SparkAppSpec,
+    pub status: Option<SparkAppStatus>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ScheduledSpec {
+    pub template: Option<SparkAppSpec>,
+}
+
+/// A sparkoperator.k8s.io/v1beta2 ScheduledSparkApplication.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ScheduledSparkApplication {
+    pub metadata: Meta,
+    pub spec: ScheduledSpec,
+}
+
+/// Any object, when only its metadata matters (CiliumNetworkPolicies, lookups).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MetaOnly {
+    pub metadata: Meta,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_records_its_source_kinds() {
+        let v: Volume = serde_json::from_str(
+            r#"{"name":"a","hostPath":{"path":"/etc"},"emptyDir":null}"#,
+        )
+        .unwrap();
+        assert_eq!(v.name, "a");
+        assert_eq!(v.sources, vec!["hostPath".to_string()]);
+    }
+
+    #[test]
+    fn pod_view_distinguishes_missing_and_empty_maps() {
+        let p: Pod = serde_json::from_str(r#"{"metadata":{"name":"x"},"spec":{}}"#).unwrap();
+        assert!(p.metadata.labels.is_none());
+        let p: Pod =
+            serde_json::from_str(r#"{"metadata":{"labels":{}},"spec":{"containers":[]}}"#).unwrap();
+        assert_eq!(p.metadata.labels, Some(BTreeMap::new()));
+    }
+}
