@@ -1,1 +1,29 @@
-fn main() {}
+//! The `sparkward` binary: install the crypto provider, parse the command line, run.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // One process-wide crypto provider (aws-lc-rs) for rustls, kube's client and the JWKS
+    // fetcher; with two providers compiled in, rustls would refuse to pick one.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = sparkward::cli::Cli::parse();
+    sparkward::telemetry::init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(sparkward::app::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "sparkward failed");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -218,13 +218,12 @@ pub fn inspect_container(
         return;
     };
     let who = container_note(name);
-    match sc.privileged {
-        Some(true) => out.weaker(
+    if sc.privileged == Some(true) {
+        out.weaker(
             &loc.key("privileged"),
             format!("is true{who}"),
             "privileged containers control the host; remove the field",
-        ),
-        _ => {}
+        );
     }
     match sc.allow_privilege_escalation {
         Some(true) => out.weaker(

@@ -16,6 +16,10 @@ pub const ISSUER_ANNOTATION: &str = "sparkward.io/issuer";
 pub const TOKEN_ID_ANNOTATION: &str = "sparkward.io/token-id";
 pub const SCOPES_ANNOTATION: &str = "sparkward.io/scopes";
 pub const POLICY_ANNOTATION: &str = "sparkward.io/policy";
+/// On a ScheduledSparkApplication: the id of the admission that verified its token (derived from
+/// that request's uid like a job id), so a re-invocation of the same request is recognised and a
+/// schedule created with hand-written identity annotations is not.
+pub const SCHEDULE_ID_ANNOTATION: &str = "sparkward.io/schedule-id";
 pub const ENFORCE_LABEL: &str = "sparkward.io/enforce";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "sparkward";

@@ -3,6 +3,7 @@
 //! so it is tested with tables of inputs.
 
 pub mod cilium;
+pub mod decision;
 pub mod hardening;
 pub mod labels;
 pub mod mutation;

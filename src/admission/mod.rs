@@ -1,0 +1,83 @@
+//! Admission: bytes in, decision out, no sockets. `review::Pipeline` runs the whole decision for
+//! one AdmissionReview; the HTTPS server and the offline `sparkward review` command both call it,
+//! so there is one code path.
+//!
+//! The pipeline reaches the outside world only through three small traits, implemented in `k8s/`
+//! (API server, JWKS) and in local/offline forms: `Verifier` (token → submitter), `Lookup`
+//! (admitted SparkApplications and job pods) and the policy store.
+
+pub mod decode;
+pub mod respond;
+pub mod review;
+
+use futures::future::BoxFuture;
+
+use crate::config::IdentityConfig;
+use crate::core::decision::{Reason, Submitter};
+use crate::core::objects::Meta;
+
+pub use review::{Mode, Outcome, Pipeline};
+
+/// Verifies a submitter token and returns who it belongs to and what it grants.
+pub trait Verifier: Send + Sync {
+    /// Verifies `token` under `cfg` and checks that it belongs to `requester` when requester
+    /// binding is enabled. Every failure is a denial reason that names the cause and the fix.
+    fn verify<'a>(
+        &'a self,
+        token: &'a str,
+        requester: &'a str,
+        cfg: &'a IdentityConfig,
+    ) -> BoxFuture<'a, Result<Submitter, Reason>>;
+}
+
+/// A lookup failed in a way that must not be read as "absent".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LookupError(pub String);
+
+/// Reads the metadata of the objects a decision depends on: the SparkApplication a driver pod
+/// names, the pod an executor's creator is bound to, the ScheduledSparkApplication a run belongs
+/// to. Only metadata is needed (the identity record lives there), so caches can hold metadata
+/// only. `Ok(None)` means the object definitely does not exist.
+pub trait Lookup: Send + Sync {
+    fn spark_application<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Meta>, LookupError>>;
+
+    fn scheduled_spark_application<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Meta>, LookupError>>;
+
+    fn pod<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Meta>, LookupError>>;
+}
+
+/// A verifier for configurations without an `identity:` section: every token-dependent review
+/// is denied, with a message that says so.
+pub struct NoIdentity;
+
+impl Verifier for NoIdentity {
+    fn verify<'a>(
+        &'a self,
+        _token: &'a str,
+        _requester: &'a str,
+        _cfg: &'a IdentityConfig,
+    ) -> BoxFuture<'a, Result<Submitter, Reason>> {
+        Box::pin(async { Err(no_identity()) })
+    }
+}
+
+pub(crate) fn no_identity() -> Reason {
+    Reason::Unavailable(
+        "sparkward has no identity provider configured (no identity: section in its config), \
+         so it cannot verify submitter tokens: ask the platform team to configure one"
+            .into(),
+    )
+}

@@ -1,0 +1,162 @@
+//! Building the AdmissionReview v1 response. Every answer is made here, from a decision, so the
+//! wire format is right in one place: `response.patch` is a base64 string (the documented
+//! format), an empty plan sends no patch, denials carry a Status with a message, and the
+//! response always echoes `request.uid`.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use json_patch::PatchOperation;
+use serde::Serialize;
+
+use crate::admission::decode::API_VERSION;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewResponse {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub response: Response,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Status {
+    pub code: u16,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Response {
+    pub uid: String,
+    pub allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub audit_annotations: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl Response {
+    /// An allowed answer without a patch.
+    pub fn allow(uid: &str) -> Self {
+        Self {
+            uid: uid.to_string(),
+            allowed: true,
+            status: None,
+            patch: None,
+            patch_type: None,
+            audit_annotations: BTreeMap::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// A denial with the message the user reads and an HTTP-like code (403 policy, 400 bad
+    /// input, 503 unavailable, 504 deadline).
+    pub fn deny(uid: &str, code: u16, message: impl Into<String>) -> Self {
+        let reason = match code {
+            400 => "BadRequest",
+            403 => "Forbidden",
+            504 => "Timeout",
+            _ => "ServiceUnavailable",
+        };
+        Self {
+            allowed: false,
+            status: Some(Status {
+                code,
+                message: message.into(),
+                reason: Some(reason),
+            }),
+            ..Self::allow(uid)
+        }
+    }
+
+    /// Attaches a JSON Patch; an empty one is not sent.
+    pub fn with_patch(mut self, ops: &[PatchOperation]) -> Self {
+        if ops.is_empty() {
+            return self;
+        }
+        // Serialising patch operations built from plain JSON values cannot fail; if it ever
+        // did, answering without the patch would admit an unhardened object, so deny instead.
+        match serde_json::to_vec(ops) {
+            Ok(bytes) => {
+                self.patch = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
+                self.patch_type = Some("JSONPatch");
+                self
+            }
+            Err(e) => Self::deny(&self.uid, 503, format!("failed to encode the patch: {e}")),
+        }
+    }
+
+    pub fn with_warnings(mut self, warnings: Vec<String>) -> Self {
+        self.warnings = warnings;
+        self
+    }
+
+    pub fn with_audit_annotations(mut self, annotations: BTreeMap<String, String>) -> Self {
+        self.audit_annotations = annotations;
+        self
+    }
+
+    pub fn into_review(self) -> ReviewResponse {
+        ReviewResponse {
+            api_version: API_VERSION,
+            kind: "AdmissionReview",
+            response: self,
+        }
+    }
+}
+
+impl ReviewResponse {
+    pub fn to_json(&self) -> Vec<u8> {
+        // Plain strings, numbers and maps: serialisation cannot fail.
+        serde_json::to_vec(self).unwrap_or_else(|_| b"{}".to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn patch_is_a_base64_string() {
+        let op: PatchOperation =
+            serde_json::from_value(json!({"op":"add","path":"/a","value":1})).unwrap();
+        let r = Response::allow("u").with_patch(&[op]).into_review();
+        let v: serde_json::Value = serde_json::from_slice(&r.to_json()).unwrap();
+        assert_eq!(v["response"]["patchType"], "JSONPatch");
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(v["response"]["patch"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&decoded).unwrap(),
+            json!([{"op":"add","path":"/a","value":1}])
+        );
+    }
+
+    #[test]
+    fn empty_patch_is_not_sent() {
+        let r = Response::allow("u").with_patch(&[]);
+        assert!(r.patch.is_none() && r.patch_type.is_none());
+    }
+
+    #[test]
+    fn denial_carries_uid_and_message() {
+        let v: serde_json::Value =
+            serde_json::from_slice(&Response::deny("u9", 403, "no").into_review().to_json())
+                .unwrap();
+        assert_eq!(
+            v,
+            json!({"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{
+                "uid":"u9","allowed":false,"status":{"code":403,"message":"no","reason":"Forbidden"}}})
+        );
+    }
+}

@@ -1,0 +1,588 @@
+//! Wiring: turns the command line into running components. The only module that knows about all
+//! the others; everything here is glue, not decisions.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use arc_swap::ArcSwap;
+use prometheus_client::registry::Registry;
+use rustls::crypto::CryptoProvider;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::admission::{Lookup, Mode, NoIdentity, Pipeline, Verifier};
+use crate::certs;
+use crate::cli::{CertsArgs, CheckConfigArgs, Cli, Command, ReviewArgs, ReviewMode, ServeArgs};
+use crate::config::{AuditOutput, Config, JwksSource};
+use crate::k8s::cache::KubeLookup;
+use crate::k8s::jwks::JwksCache;
+use crate::k8s::local::LocalPolicyStore;
+use crate::k8s::policy::{CollectingPolicyStore, KubePolicyStore, PolicyStore};
+use crate::k8s::state::ClusterState;
+use crate::server::service::WebhookState;
+use crate::server::tls::{self, CertPaths, CertStore};
+use crate::server::{self, ConnLimits, Readiness};
+use crate::shutdown;
+use crate::telemetry::{self, AuditSink, Metrics};
+
+/// Runs one command to completion.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await.map(|_| ExitCode::SUCCESS),
+        Command::Review(args) => review(args).await,
+        Command::Certs(args) => make_certs(args),
+        Command::CheckConfig(args) => Ok(check_config(args)),
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+// ---------------------------------------------------------------------------------------------
+// check-config, certs
+// ---------------------------------------------------------------------------------------------
+
+fn check_config(args: CheckConfigArgs) -> ExitCode {
+    match Config::load(&args.file) {
+        Ok(c) => {
+            let rules: usize = c.policy.scopes.values().map(Vec::len).sum();
+            println!(
+                "{}: valid ({} scopes, {} egress rules; identity {})",
+                args.file.display(),
+                c.policy.scopes.len(),
+                rules,
+                c.identity
+                    .as_ref()
+                    .map_or("not configured".to_string(), |i| format!("issuer {}", i.issuer))
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", args.file.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn make_certs(args: CertsArgs) -> anyhow::Result<ExitCode> {
+    let generated = certs::generate(&args.dns, args.days)?;
+    let files = certs::write(&args.out, &generated)?;
+    eprintln!(
+        "wrote {}, {} and {}",
+        files.ca.display(),
+        files.cert.display(),
+        files.key.display()
+    );
+    println!("{}", certs::ca_bundle(&generated.ca_pem));
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------------------------
+// review (offline)
+// ---------------------------------------------------------------------------------------------
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    match path {
+        Some(p) => Ok(Config::load(p)?),
+        None => Ok(Config::default()),
+    }
+}
+
+fn load_state(path: Option<&Path>) -> anyhow::Result<ClusterState> {
+    match path {
+        None => Ok(ClusterState::default()),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("failed to read cluster state {}", p.display()))?;
+            ClusterState::parse(&text)
+                .with_context(|| format!("cluster state {} is unusable", p.display()))
+        }
+    }
+}
+
+async fn offline_verifier(config: &Config, jwks_override: Option<&Path>) -> anyhow::Result<Arc<dyn Verifier>> {
+    let Some(identity) = &config.identity else {
+        return Ok(Arc::new(NoIdentity));
+    };
+    let source = match jwks_override {
+        Some(path) => JwksSource::File {
+            path: path.to_path_buf(),
+            refresh: identity.jwks.refresh(),
+        },
+        None => identity.jwks.clone(),
+    };
+    let cache = JwksCache::new(source).context("failed to set up the JWKS source")?;
+    // One fetch; a failure leaves the cache empty and token reviews are denied (fail closed).
+    if let Err(e) = cache.refresh().await {
+        eprintln!("warning: could not load the JWKS: {e}");
+    }
+    Ok(Arc::new(cache))
+}
+
+async fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
+    let config = Arc::new(load_config(args.config.as_deref())?);
+    let state = load_state(args.cluster_state.as_deref())?;
+    let body = match args.review.as_deref() {
+        None => read_stdin()?,
+        Some(p) if p == Path::new("-") => read_stdin()?,
+        Some(p) => std::fs::read(p).with_context(|| format!("failed to read {}", p.display()))?,
+    };
+    let verifier = offline_verifier(&config, args.jwks.as_deref()).await?;
+    let pipeline = Pipeline {
+        config,
+        verifier,
+        lookup: Arc::new(state),
+        policies: Arc::new(CollectingPolicyStore::default()),
+        metrics: None,
+    };
+    let mode = match args.mode {
+        ReviewMode::Mutate => Mode::Mutate,
+        ReviewMode::Validate => Mode::Validate,
+    };
+    let outcome = match pipeline.review(mode, &body).await {
+        Ok(o) => o,
+        Err(message) => {
+            eprintln!("error: the input is not a usable AdmissionReview: {message}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let response = outcome.response();
+    let patched = match (&outcome.decision, object_of(&body)) {
+        (Ok(allowed), Some(mut object)) => {
+            json_patch::patch(&mut object, &allowed.patch)
+                .context("the patch does not apply to the object (a sparkward bug)")?;
+            object
+        }
+        _ => Value::Null,
+    };
+    let policies = if outcome.facts.dry_run {
+        Vec::new()
+    } else {
+        outcome.policies.clone()
+    };
+    let doc = json!({
+        "admissionReview": response.into_review(),
+        "patchedObject": patched,
+        "ciliumNetworkPolicies": policies,
+    });
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_stdin() -> anyhow::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut buf)
+        .context("failed to read the review from stdin")?;
+    Ok(buf)
+}
+
+fn object_of(body: &[u8]) -> Option<Value> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let obj = v.get("request")?.get("object")?;
+    (!obj.is_null()).then(|| obj.clone())
+}
+
+// ---------------------------------------------------------------------------------------------
+// serve
+// ---------------------------------------------------------------------------------------------
+
+/// Whether any Kubernetes configuration exists: in-cluster service account environment, or a
+/// kubeconfig (`KUBECONFIG` or `~/.kube/config`). A present but broken or unreachable
+/// configuration is NOT local mode: that would admit pods without policies.
+fn kube_config_present() -> bool {
+    if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+        return true;
+    }
+    if let Some(paths) = std::env::var_os("KUBECONFIG")
+        && std::env::split_paths(&paths).any(|p| !p.as_os_str().is_empty())
+    {
+        return true;
+    }
+    std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".kube").join("config"))
+        .is_some_and(|p| p.exists())
+}
+
+/// Dev certificates for local mode: reused when present and loadable, generated otherwise.
+fn ensure_dev_certs(dir: &Path, provider: &CryptoProvider) -> anyhow::Result<CertPaths> {
+    let files = certs::CertFiles::in_dir(dir);
+    let paths = CertPaths {
+        cert: files.cert.clone(),
+        key: files.key.clone(),
+    };
+    if tls::load_certified_key(&paths, provider).is_ok() {
+        tracing::info!(dir = %dir.display(), "local mode: using existing development certificates");
+        return Ok(paths);
+    }
+    let names = ["localhost", "127.0.0.1", "::1"].map(String::from);
+    let generated = certs::generate(&names, 30)?;
+    certs::write(dir, &generated)?;
+    tracing::info!(dir = %dir.display(), ca = %files.ca.display(),
+        "local mode: generated development certificates (trust ca.crt to call the webhook)");
+    Ok(paths)
+}
+
+/// What `/readyz` checks.
+struct AppReadiness {
+    shutting_down: AtomicBool,
+    jwks: ArcSwap<Option<Arc<JwksCache>>>,
+    cluster: Option<ClusterHealth>,
+}
+
+struct ClusterHealth {
+    reachable: Arc<AtomicBool>,
+    lookup: KubeLookup,
+}
+
+impl Readiness for AppReadiness {
+    fn check(&self) -> Result<String, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut summary = vec!["config: loaded".to_string(), "tls: loaded".to_string()];
+        if self.shutting_down.load(Ordering::Relaxed) {
+            problems.push("shutting down".to_string());
+        }
+        match self.jwks.load().as_ref() {
+            None => summary.push("identity: not configured".into()),
+            Some(cache) => match cache.age() {
+                Some(age) => summary.push(format!("jwks: loaded {}s ago", age.as_secs())),
+                None => problems.push("jwks: no key set loaded yet".into()),
+            },
+        }
+        match &self.cluster {
+            None => summary.push("mode: local (no Kubernetes API)".into()),
+            Some(c) => {
+                if !c.reachable.load(Ordering::Relaxed) {
+                    problems.push("kubernetes: API server not reachable".into());
+                } else if !c.lookup.is_synced() {
+                    problems.push("kubernetes: lookup caches not synced yet".into());
+                } else {
+                    summary.push("kubernetes: reachable, caches synced".into());
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(summary.join("\n") + "\n")
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+/// The parts of a pipeline that depend on the config.
+struct Components {
+    local: bool,
+    lookup: Arc<dyn Lookup>,
+    client: Option<kube::Client>,
+    policy_dir: PathBuf,
+    metrics: Metrics,
+}
+
+impl Components {
+    fn policy_store(&self, config: &Config) -> Arc<dyn PolicyStore> {
+        match &self.client {
+            Some(client) => Arc::new(KubePolicyStore::new(
+                client.clone(),
+                config.policy.apply_timeout,
+            )),
+            None => Arc::new(LocalPolicyStore::new(self.policy_dir.clone())),
+        }
+    }
+}
+
+fn audit_sink(config: &Config) -> anyhow::Result<AuditSink> {
+    match &config.audit {
+        AuditOutput::Stdout => Ok(AuditSink::stdout()),
+        AuditOutput::File(p) => AuditSink::file(p)
+            .with_context(|| format!("failed to open the audit file {}", p.display())),
+    }
+}
+
+/// Starts a JWKS cache for the config's identity source (its refresh task stops with
+/// `shutdown`).
+fn start_jwks(config: &Config, shutdown: &CancellationToken, metrics: &Metrics) -> anyhow::Result<Option<Arc<JwksCache>>> {
+    let Some(identity) = &config.identity else {
+        return Ok(None);
+    };
+    let cache = Arc::new(JwksCache::new(identity.jwks.clone()).context("failed to set up the JWKS source")?);
+    let runner = cache.clone();
+    let token = shutdown.clone();
+    tokio::spawn(async move { runner.run(token).await });
+    let _ = metrics;
+    Ok(Some(cache))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let provider = provider();
+    let config = load_config(args.config.as_deref())?;
+    let local = args.local || !kube_config_present();
+    if local {
+        tracing::warn!(
+            policy_dir = %args.policy_dir.display(),
+            "local mode: no Kubernetes API; job policies are written as files, lookups use {}",
+            args.cluster_state.as_deref().map_or("no cluster state".to_string(), |p| p.display().to_string())
+        );
+    }
+    if config.identity.is_none() {
+        tracing::warn!("no identity provider configured: every review that needs a submitter token will be denied");
+    }
+
+    let cert_paths = match (args.tls_cert.clone(), args.tls_key.clone()) {
+        (Some(cert), Some(key)) => CertPaths { cert, key },
+        _ if local => ensure_dev_certs(&args.dev_cert_dir, &provider)?,
+        _ => bail!("--tls-cert and --tls-key are required outside local mode (see certs/README.md)"),
+    };
+    let cert_store = Arc::new(CertStore::new(tls::load_certified_key(&cert_paths, &provider)?));
+    let tls_config = tls::server_config(cert_store.clone(), args.client_ca.as_deref(), provider.clone())?;
+
+    let shutdown = CancellationToken::new();
+    let background = shutdown.child_token();
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let registry = Arc::new(registry);
+
+    let (lookup, client, cluster): (Arc<dyn Lookup>, _, _) = if local {
+        (Arc::new(load_state(args.cluster_state.as_deref())?), None, None)
+    } else {
+        let client = kube::Client::try_default()
+            .await
+            .context("failed to load the Kubernetes configuration (no local-mode fallback: fix it or pass --local)")?;
+        let lookup = KubeLookup::start(client.clone(), background.clone());
+        let reachable = Arc::new(AtomicBool::new(false));
+        spawn_reachability(client.clone(), reachable.clone(), background.clone());
+        (
+            Arc::new(lookup.clone()) as Arc<dyn Lookup>,
+            Some(client),
+            Some(ClusterHealth { reachable, lookup }),
+        )
+    };
+    let components = Components {
+        local,
+        lookup,
+        client,
+        policy_dir: args.policy_dir.clone(),
+        metrics: metrics.clone(),
+    };
+
+    let jwks = start_jwks(&config, &background, &metrics)?;
+    let config = Arc::new(config);
+    let pipeline = build_pipeline(&components, config.clone(), jwks.clone());
+    let readiness = Arc::new(AppReadiness {
+        shutting_down: AtomicBool::new(false),
+        jwks: ArcSwap::from_pointee(jwks),
+        cluster,
+    });
+    let state = Arc::new(WebhookState {
+        pipeline: ArcSwap::from_pointee(pipeline),
+        metrics: metrics.clone(),
+        audit: ArcSwap::from_pointee(audit_sink(&config)?),
+    });
+
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("failed to listen on {}", args.listen))?;
+    let probe_listener = TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| format!("failed to listen on {}", args.metrics_listen))?;
+    tracing::info!(
+        webhook = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        probes = %probe_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        local, startup_ms = started.elapsed().as_millis() as u64,
+        "sparkward serving"
+    );
+
+    // Certificate rotation.
+    {
+        let metrics = metrics.clone();
+        tokio::spawn(tls::reload_loop(
+            cert_paths,
+            cert_store,
+            provider.clone(),
+            args.reload_interval,
+            move |r| {
+                let outcome = if r.is_ok() { "success" } else { "failure" };
+                metrics.tls_reloads.get_or_create(&telemetry::OutcomeLabels { outcome }).inc();
+            },
+            background.clone(),
+        ));
+    }
+    // Config reload.
+    if let Some(path) = args.config.clone() {
+        tokio::spawn(config_reload_loop(
+            path,
+            args.reload_interval,
+            components,
+            state.clone(),
+            readiness.clone(),
+            background.clone(),
+        ));
+    }
+    // Probes and metrics.
+    let probe_shutdown = CancellationToken::new();
+    let probes = {
+        let registry = registry.clone();
+        let readiness_for_metrics = readiness.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(server::serve_probes(
+            probe_listener,
+            readiness.clone(),
+            move || {
+                let registry = registry.clone();
+                let readiness = readiness_for_metrics.clone();
+                let metrics = metrics.clone();
+                async move {
+                    let age = readiness
+                        .jwks
+                        .load()
+                        .as_ref()
+                        .as_ref()
+                        .and_then(|c| c.age())
+                        .map_or(-1.0, |a| a.as_secs_f64());
+                    metrics.jwks_age.set(age);
+                    let mut out = String::new();
+                    if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+                        out = "# failed to encode metrics\n".into();
+                    }
+                    out
+                }
+            },
+            probe_shutdown.clone(),
+        ))
+    };
+
+    let webhook = tokio::spawn(server::serve_webhook(
+        listener,
+        TlsAcceptor::from(Arc::new(tls_config)),
+        state,
+        ConnLimits {
+            read_timeout: config.server.read_timeout,
+            drain_timeout: config.server.drain_timeout,
+        },
+        shutdown.clone(),
+    ));
+
+    shutdown::signal().await;
+    tracing::info!("shutdown requested: readiness off, draining in-flight reviews");
+    readiness.shutting_down.store(true, Ordering::Relaxed);
+    shutdown.cancel();
+    if let Err(e) = webhook.await {
+        tracing::error!(error = %e, "webhook server task failed");
+    }
+    probe_shutdown.cancel();
+    let _ = probes.await;
+    tracing::info!("sparkward stopped");
+    Ok(())
+}
+
+fn build_pipeline(c: &Components, config: Arc<Config>, jwks: Option<Arc<JwksCache>>) -> Pipeline {
+    let verifier: Arc<dyn Verifier> = match jwks {
+        Some(cache) => cache,
+        None => Arc::new(NoIdentity),
+    };
+    Pipeline {
+        policies: c.policy_store(&config),
+        config,
+        verifier,
+        lookup: c.lookup.clone(),
+        metrics: Some(c.metrics.clone()),
+    }
+}
+
+fn spawn_reachability(client: kube::Client, reachable: Arc<AtomicBool>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            let ok = matches!(
+                tokio::time::timeout(Duration::from_secs(5), client.apiserver_version()).await,
+                Ok(Ok(_))
+            );
+            if ok != reachable.swap(ok, Ordering::Relaxed) {
+                if ok {
+                    tracing::info!("Kubernetes API server reachable");
+                } else {
+                    tracing::error!("Kubernetes API server not reachable: reviews that need it are denied");
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(if ok { 15 } else { 2 })) => {}
+            }
+        }
+    });
+}
+
+fn digest(path: &Path) -> Option<[u8; 32]> {
+    std::fs::read(path).ok().map(|b| Sha256::digest(&b).into())
+}
+
+/// Polls the config file; a changed file that validates replaces the pipeline (and the JWKS
+/// cache when its source changed); a bad one is logged and the old config kept.
+async fn config_reload_loop(
+    path: PathBuf,
+    interval: Duration,
+    components: Components,
+    state: Arc<WebhookState>,
+    readiness: Arc<AppReadiness>,
+    shutdown: CancellationToken,
+) {
+    let mut seen = digest(&path);
+    let mut jwks_shutdown = shutdown.child_token();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let now = digest(&path);
+        if now.is_none() || now == seen {
+            continue;
+        }
+        seen = now;
+        let outcome = match Config::load(&path) {
+            Err(e) => {
+                tracing::error!(error = %e, path = %path.display(), "new config rejected; keeping the previous one");
+                "failure"
+            }
+            Ok(new) => {
+                let old = state.pipeline.load_full().config.clone();
+                let jwks = if old.identity.as_ref().map(|i| &i.jwks) == new.identity.as_ref().map(|i| &i.jwks) {
+                    readiness.jwks.load_full().as_ref().clone()
+                } else {
+                    jwks_shutdown.cancel();
+                    jwks_shutdown = shutdown.child_token();
+                    match start_jwks(&new, &jwks_shutdown, &components.metrics) {
+                        Ok(j) => j,
+                        Err(e) => {
+                            tracing::error!(error = %e, "new config rejected; keeping the previous one");
+                            continue;
+                        }
+                    }
+                };
+                if new.audit != old.audit {
+                    match audit_sink(&new) {
+                        Ok(sink) => state.audit.store(Arc::new(sink)),
+                        Err(e) => tracing::error!(error = %e, "audit output unchanged"),
+                    }
+                }
+                readiness.jwks.store(Arc::new(jwks.clone()));
+                let pipeline = build_pipeline(&components, Arc::new(new), jwks);
+                state.pipeline.store(Arc::new(pipeline));
+                tracing::info!(path = %path.display(), local = components.local, "config reloaded");
+                "success"
+            }
+        };
+        components
+            .metrics
+            .config_reloads
+            .get_or_create(&telemetry::OutcomeLabels { outcome })
+            .inc();
+    }
+}

@@ -1,0 +1,237 @@
+//! Watch-backed lookups for admission: metadata-only reflectors of SparkApplications,
+//! ScheduledSparkApplications and job pods, so the common pod admission (an executor whose
+//! creator is an admitted driver) costs no API round trip.
+//!
+//! Trust rules: a cache that has not completed its first list is not trusted; a miss (or an
+//! unsynced cache) falls through to a direct API read, whose 404 is the only "absent" answer.
+//! Hits are safe to trust because the identity record of an admitted object cannot be changed
+//! afterwards (the validating webhook forbids it).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DynamicObject, PartialObjectMeta};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+use tokio_util::sync::CancellationToken;
+
+use crate::admission::{Lookup, LookupError};
+use crate::core::labels::JOB_ID_LABEL;
+use crate::core::objects::{Meta, OwnerRef};
+use crate::k8s::{scheduled_spark_application_resource, spark_application_resource};
+
+/// How long a direct API read may take before the lookup fails (and the review is denied).
+const DIRECT_READ_TIMEOUT: Duration = Duration::from_secs(3);
+
+type MetaStore<K> = Store<PartialObjectMeta<K>>;
+
+/// Metadata caches backed by watches, with direct reads on a miss.
+#[derive(Clone)]
+pub struct KubeLookup {
+    client: Client,
+    pods: MetaStore<Pod>,
+    apps: MetaStore<DynamicObject>,
+    scheduled: MetaStore<DynamicObject>,
+    synced: Arc<[AtomicBool; 3]>,
+}
+
+const PODS: usize = 0;
+const APPS: usize = 1;
+const SCHEDULED: usize = 2;
+
+impl KubeLookup {
+    /// Starts the reflectors (on the current tokio runtime) and returns the lookup.
+    pub fn start(client: Client, shutdown: CancellationToken) -> Self {
+        let synced = Arc::new([
+            AtomicBool::new(false),
+            AtomicBool::new(false),
+            AtomicBool::new(false),
+        ]);
+        let pods = spawn_reflector::<Pod>(
+            Api::all(client.clone()),
+            (),
+            watcher::Config::default().labels(JOB_ID_LABEL),
+            synced.clone(),
+            PODS,
+            shutdown.clone(),
+        );
+        let app_res = spark_application_resource();
+        let apps = spawn_reflector::<DynamicObject>(
+            Api::all_with(client.clone(), &app_res),
+            app_res,
+            watcher::Config::default(),
+            synced.clone(),
+            APPS,
+            shutdown.clone(),
+        );
+        let sched_res = scheduled_spark_application_resource();
+        let scheduled = spawn_reflector::<DynamicObject>(
+            Api::all_with(client.clone(), &sched_res),
+            sched_res,
+            watcher::Config::default(),
+            synced.clone(),
+            SCHEDULED,
+            shutdown,
+        );
+        Self {
+            client,
+            pods,
+            apps,
+            scheduled,
+            synced,
+        }
+    }
+
+    /// Whether every cache completed its first list.
+    pub fn is_synced(&self) -> bool {
+        self.synced.iter().all(|s| s.load(Ordering::Relaxed))
+    }
+
+    fn cached<K>(
+        &self,
+        which: usize,
+        store: &MetaStore<K>,
+        key: ObjectRef<PartialObjectMeta<K>>,
+    ) -> Option<Meta>
+    where
+        K: Resource + Clone + 'static,
+        K::DynamicType: Clone + Eq + std::hash::Hash,
+    {
+        if !self.synced[which].load(Ordering::Relaxed) {
+            return None;
+        }
+        store.get(&key).map(|o| meta_from(&o.metadata))
+    }
+}
+
+fn spawn_reflector<K>(
+    api: Api<PartialObjectMeta<K>>,
+    dyntype: K::DynamicType,
+    config: watcher::Config,
+    synced: Arc<[AtomicBool; 3]>,
+    which: usize,
+    shutdown: CancellationToken,
+) -> MetaStore<K>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Clone + Eq + std::hash::Hash + Send + Sync + Unpin,
+{
+    let writer = reflector::store::Writer::<PartialObjectMeta<K>>::new(dyntype);
+    let store = writer.as_reader();
+    let ready = store.clone();
+    let flag = synced.clone();
+    tokio::spawn(async move {
+        if ready.wait_until_ready().await.is_ok() {
+            flag[which].store(true, Ordering::Relaxed);
+        }
+    });
+    let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return,
+                item = stream.next() => match item {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => tracing::warn!(error = %e, "lookup cache watch failed; retrying"),
+                    None => return,
+                },
+            }
+        }
+    });
+    store
+}
+
+/// Our metadata view of an API object's metadata.
+pub fn meta_from(m: &ObjectMeta) -> Meta {
+    Meta {
+        name: m.name.clone(),
+        generate_name: m.generate_name.clone(),
+        namespace: m.namespace.clone(),
+        uid: m.uid.clone(),
+        labels: m.labels.clone(),
+        annotations: m.annotations.clone(),
+        owner_references: m
+            .owner_references
+            .iter()
+            .flatten()
+            .map(|o| OwnerRef {
+                api_version: o.api_version.clone(),
+                kind: o.kind.clone(),
+                name: o.name.clone(),
+                uid: o.uid.clone(),
+                controller: o.controller,
+            })
+            .collect(),
+    }
+}
+
+async fn direct<K>(api: Api<K>, kind: &str, namespace: &str, name: &str) -> Result<Option<Meta>, LookupError>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match tokio::time::timeout(DIRECT_READ_TIMEOUT, api.get_metadata_opt(name)).await {
+        Ok(Ok(found)) => Ok(found.map(|o| meta_from(&o.metadata))),
+        Ok(Err(e)) => Err(LookupError(format!("the API server answered: {e}"))),
+        Err(_) => Err(LookupError(format!(
+            "reading {kind} {namespace}/{name} from the API server timed out after {}s",
+            DIRECT_READ_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+impl Lookup for KubeLookup {
+    fn spark_application<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Meta>, LookupError>> {
+        Box::pin(async move {
+            let res = spark_application_resource();
+            let key = ObjectRef::new_with(name, res.clone()).within(namespace);
+            if let Some(hit) = self.cached(APPS, &self.apps, key) {
+                return Ok(Some(hit));
+            }
+            let api = Api::<DynamicObject>::namespaced_with(self.client.clone(), namespace, &res);
+            direct(api, "SparkApplication", namespace, name).await
+        })
+    }
+
+    fn scheduled_spark_application<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Meta>, LookupError>> {
+        Box::pin(async move {
+            let res = scheduled_spark_application_resource();
+            let key = ObjectRef::new_with(name, res.clone()).within(namespace);
+            if let Some(hit) = self.cached(SCHEDULED, &self.scheduled, key) {
+                return Ok(Some(hit));
+            }
+            let api = Api::<DynamicObject>::namespaced_with(self.client.clone(), namespace, &res);
+            direct(api, "ScheduledSparkApplication", namespace, name).await
+        })
+    }
+
+    fn pod<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Meta>, LookupError>> {
+        Box::pin(async move {
+            let key = ObjectRef::new(name).within(namespace);
+            if let Some(hit) = self.cached(PODS, &self.pods, key) {
+                return Ok(Some(hit));
+            }
+            let api = Api::<Pod>::namespaced(self.client.clone(), namespace);
+            direct(api, "Pod", namespace, name).await
+        })
+    }
+}

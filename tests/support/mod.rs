@@ -1,0 +1,5 @@
+//! Shared test support: the running binary, review builders, (and the stand-in API server).
+#![allow(dead_code)]
+
+pub mod reviews;
+pub mod webhook;
