@@ -3,4 +3,6 @@
 //! so it is tested with tables of inputs.
 
 pub mod cilium;
+pub mod identity;
+pub mod keys;
 pub mod labels;
