@@ -1018,7 +1018,8 @@ mod tests {
 
     #[test]
     fn reads_scopes_from_a_string_or_a_list() {
-        let cases: Vec<(Option<Value>, Result<Vec<&str>, ()>)> = vec![
+        type Case = (Option<Value>, Result<Vec<&'static str>, ()>);
+        let cases: Vec<Case> = vec![
             (None, Ok(vec![])),
             (Some(json!(null)), Ok(vec![])),
             (Some(json!("a  b\tc a")), Ok(vec!["a", "b", "c"])),

@@ -659,7 +659,12 @@ mod tests {
         let mut pinned = rsa_jwk("pinned", 2048);
         pinned["alg"] = json!("RS256");
         let s = set(vec![pinned, ec_jwk("ec", "P-256", 32), ed_jwk("ed")]).unwrap();
-        let cases: Vec<(Option<&str>, Algorithm, Result<Option<&str>, Selection>)> = vec![
+        type Case = (
+            Option<&'static str>,
+            Algorithm,
+            Result<Option<&'static str>, Selection>,
+        );
+        let cases: Vec<Case> = vec![
             (Some("pinned"), Algorithm::RS256, Ok(Some("pinned"))),
             (
                 Some("pinned"),
