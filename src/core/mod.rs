@@ -5,6 +5,8 @@
 pub mod cilium;
 pub mod decision;
 pub mod hardening;
+pub mod identity;
+pub mod keys;
 pub mod labels;
 pub mod mutation;
 pub mod objects;

@@ -2,6 +2,7 @@
 //! policy apply, the JWKS fetcher, the lifecycle controller.
 
 pub mod cache;
+pub mod jwks;
 pub mod state;
 
 use kube::core::ApiResource;
