@@ -4,3 +4,4 @@
 
 pub mod cilium;
 pub mod labels;
+pub mod policy;
