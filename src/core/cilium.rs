@@ -1005,15 +1005,12 @@ fn lint_port_rule(pr: &PortRule, base: &str) -> Result<(), LintError> {
 
 /// Checks one port entry and returns its number.
 fn lint_port(p: &PortProtocol, path: &str) -> Result<u16, LintError> {
-    match p.protocol {
-        Some(Protocol::Vrrp | Protocol::Igmp) => {
-            return fail(
-                &at(path, "protocol"),
-                "VRRP and IGMP need --enable-extended-ip-protocols on every agent and carry no \
-                 ports; use TCP, UDP, SCTP or ANY",
-            );
-        }
-        _ => {}
+    if let Some(Protocol::Vrrp | Protocol::Igmp) = p.protocol {
+        return fail(
+            &at(path, "protocol"),
+            "VRRP and IGMP need --enable-extended-ip-protocols on every agent and carry no \
+             ports; use TCP, UDP, SCTP or ANY",
+        );
     }
     let Some(text) = p.port.as_deref() else {
         return fail(
