@@ -99,7 +99,9 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     use super::*;
-    use crate::core::cilium::{self, EgressRule, EndpointSelector, Entity, Rule};
+    use crate::core::cilium::{
+        self, EgressRule, EndpointSelector, Entity, PortProtocol, PortRule, Protocol, Rule,
+    };
 
     fn mk_policy(namespace: &str, name: &str) -> CiliumNetworkPolicy {
         CiliumNetworkPolicy {
@@ -116,10 +118,20 @@ mod tests {
                     "sparkward.io/job-id",
                     "sj-x",
                 )])),
-                egress: vec![EgressRule {
-                    to_entities: Some(vec![Entity::KubeApiserver]),
-                    ..EgressRule::default()
-                }],
+                egress: vec![
+                    EgressRule {
+                        to_entities: Some(vec![Entity::KubeApiserver]),
+                        ..EgressRule::default()
+                    },
+                    EgressRule {
+                        to_entities: Some(vec![Entity::World]),
+                        to_ports: Some(vec![PortRule {
+                            ports: Some(vec![PortProtocol::new(53, Protocol::Udp)]),
+                            ..PortRule::default()
+                        }]),
+                        ..EgressRule::default()
+                    },
+                ],
                 ..Rule::default()
             }],
         }
@@ -137,6 +149,12 @@ mod tests {
         let back: CiliumNetworkPolicy = serde_saphyr::from_str(&text).unwrap();
         assert_eq!(back, policy);
         assert!(text.contains("kube-apiserver"), "{text}");
+        // Ports stay strings in YAML, or `kubectl apply -f` of the file would fail the schema.
+        let doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        assert_eq!(
+            doc["specs"][0]["egress"][1]["toPorts"][0]["ports"][0]["port"],
+            serde_json::json!("53")
+        );
     }
 
     #[tokio::test]
