@@ -10,3 +10,4 @@ pub mod keys;
 pub mod labels;
 pub mod mutation;
 pub mod objects;
+pub mod policy;
