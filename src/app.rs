@@ -62,7 +62,10 @@ fn check_config(args: CheckConfigArgs) -> ExitCode {
                 rules,
                 c.identity
                     .as_ref()
-                    .map_or("not configured".to_string(), |i| format!("issuer {}", i.issuer))
+                    .map_or("not configured".to_string(), |i| format!(
+                        "issuer {}",
+                        i.issuer
+                    ))
             );
             ExitCode::SUCCESS
         }
@@ -109,7 +112,10 @@ fn load_state(path: Option<&Path>) -> anyhow::Result<ClusterState> {
     }
 }
 
-async fn offline_verifier(config: &Config, jwks_override: Option<&Path>) -> anyhow::Result<Arc<dyn Verifier>> {
+async fn offline_verifier(
+    config: &Config,
+    jwks_override: Option<&Path>,
+) -> anyhow::Result<Arc<dyn Verifier>> {
     let Some(identity) = &config.identity else {
         return Ok(Arc::new(NoIdentity));
     };
@@ -309,12 +315,18 @@ fn audit_sink(config: &Config) -> anyhow::Result<AuditSink> {
 
 /// Starts a JWKS cache for the config's identity source (its refresh task stops with
 /// `shutdown`).
-fn start_jwks(config: &Config, shutdown: &CancellationToken, metrics: &Metrics) -> anyhow::Result<Option<Arc<JwksCache>>> {
+fn start_jwks(
+    config: &Config,
+    shutdown: &CancellationToken,
+    metrics: &Metrics,
+) -> anyhow::Result<Option<Arc<JwksCache>>> {
     let Some(identity) = &config.identity else {
         return Ok(None);
     };
-    let cache = Arc::new(JwksCache::new(identity.jwks.clone()).context("failed to set up the JWKS source")?);
-    let runner = cache.clone();
+    let cache = Arc::new(
+        JwksCache::new(identity.jwks.clone()).context("failed to set up the JWKS source")?,
+    );
+    let runner = (*cache).clone();
     let token = shutdown.clone();
     tokio::spawn(async move { runner.run(token).await });
     let _ = metrics;
@@ -334,16 +346,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     if config.identity.is_none() {
-        tracing::warn!("no identity provider configured: every review that needs a submitter token will be denied");
+        tracing::warn!(
+            "no identity provider configured: every review that needs a submitter token will be denied"
+        );
     }
 
     let cert_paths = match (args.tls_cert.clone(), args.tls_key.clone()) {
         (Some(cert), Some(key)) => CertPaths { cert, key },
         _ if local => ensure_dev_certs(&args.dev_cert_dir, &provider)?,
-        _ => bail!("--tls-cert and --tls-key are required outside local mode (see certs/README.md)"),
+        _ => {
+            bail!("--tls-cert and --tls-key are required outside local mode (see certs/README.md)")
+        }
     };
-    let cert_store = Arc::new(CertStore::new(tls::load_certified_key(&cert_paths, &provider)?));
-    let tls_config = tls::server_config(cert_store.clone(), args.client_ca.as_deref(), provider.clone())?;
+    let cert_store = Arc::new(CertStore::new(tls::load_certified_key(
+        &cert_paths,
+        &provider,
+    )?));
+    let tls_config = tls::server_config(
+        cert_store.clone(),
+        args.client_ca.as_deref(),
+        provider.clone(),
+    )?;
 
     let shutdown = CancellationToken::new();
     let background = shutdown.child_token();
@@ -352,7 +375,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let registry = Arc::new(registry);
 
     let (lookup, client, cluster): (Arc<dyn Lookup>, _, _) = if local {
-        (Arc::new(load_state(args.cluster_state.as_deref())?), None, None)
+        (
+            Arc::new(load_state(args.cluster_state.as_deref())?),
+            None,
+            None,
+        )
     } else {
         let client = kube::Client::try_default()
             .await
@@ -411,7 +438,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.reload_interval,
             move |r| {
                 let outcome = if r.is_ok() { "success" } else { "failure" };
-                metrics.tls_reloads.get_or_create(&telemetry::OutcomeLabels { outcome }).inc();
+                metrics
+                    .tls_reloads
+                    .get_or_create(&telemetry::OutcomeLabels { outcome })
+                    .inc();
             },
             background.clone(),
         ));
@@ -498,7 +528,11 @@ fn build_pipeline(c: &Components, config: Arc<Config>, jwks: Option<Arc<JwksCach
     }
 }
 
-fn spawn_reachability(client: kube::Client, reachable: Arc<AtomicBool>, shutdown: CancellationToken) {
+fn spawn_reachability(
+    client: kube::Client,
+    reachable: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+) {
     tokio::spawn(async move {
         loop {
             let ok = matches!(
@@ -509,7 +543,9 @@ fn spawn_reachability(client: kube::Client, reachable: Arc<AtomicBool>, shutdown
                 if ok {
                     tracing::info!("Kubernetes API server reachable");
                 } else {
-                    tracing::error!("Kubernetes API server not reachable: reviews that need it are denied");
+                    tracing::error!(
+                        "Kubernetes API server not reachable: reviews that need it are denied"
+                    );
                 }
             }
             tokio::select! {
@@ -553,7 +589,9 @@ async fn config_reload_loop(
             }
             Ok(new) => {
                 let old = state.pipeline.load_full().config.clone();
-                let jwks = if old.identity.as_ref().map(|i| &i.jwks) == new.identity.as_ref().map(|i| &i.jwks) {
+                let jwks = if old.identity.as_ref().map(|i| &i.jwks)
+                    == new.identity.as_ref().map(|i| &i.jwks)
+                {
                     readiness.jwks.load_full().as_ref().clone()
                 } else {
                     jwks_shutdown.cancel();

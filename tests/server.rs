@@ -67,7 +67,10 @@ async fn valid_review_gets_an_answer_with_the_same_uid() {
     assert_eq!(status, 200);
     assert_eq!(answer["apiVersion"], "admission.k8s.io/v1");
     assert_eq!(answer["kind"], "AdmissionReview");
-    assert_eq!(answer["response"]["uid"], "4b3f6c2e-0000-4000-8000-000000000001");
+    assert_eq!(
+        answer["response"]["uid"],
+        "4b3f6c2e-0000-4000-8000-000000000001"
+    );
     assert_eq!(answer["response"]["allowed"], true);
 }
 
@@ -79,13 +82,23 @@ async fn bad_bodies_get_clear_client_errors() {
         let client = client.clone();
         async move {
             client
-                .send(http::Method::POST, "/mutate", Some("application/json"), body.to_vec())
+                .send(
+                    http::Method::POST,
+                    "/mutate",
+                    Some("application/json"),
+                    body.to_vec(),
+                )
                 .await
                 .unwrap()
         }
     };
     // Malformed JSON, a JSON document that is not a review, an empty body: no uid, 400.
-    for body in [&b"{\"apiVersion\": "[..], b"{\"hello\": \"world\"}", b"", b"[1,2,3]"] {
+    for body in [
+        &b"{\"apiVersion\": "[..],
+        b"{\"hello\": \"world\"}",
+        b"",
+        b"[1,2,3]",
+    ] {
         let (status, _, text) = post(body).await;
         assert_eq!(status, 400, "{}", String::from_utf8_lossy(body));
         let v: Value = serde_json::from_slice(&text).unwrap();
@@ -114,12 +127,19 @@ async fn oversized_body_is_rejected_with_413() {
     let mut review = unmanaged_cnp_review().build();
     review["request"]["object"]["metadata"]["annotations"] = json!({"big": "x".repeat(70_000)});
     let (status, _, body) = client
-        .send(http::Method::POST, "/validate", Some("application/json"), serde_json::to_vec(&review).unwrap())
+        .send(
+            http::Method::POST,
+            "/validate",
+            Some("application/json"),
+            serde_json::to_vec(&review).unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
     // The connection pool is still usable afterwards.
-    let (status, _) = client.review("/validate", &unmanaged_cnp_review().build()).await;
+    let (status, _) = client
+        .review("/validate", &unmanaged_cnp_review().build())
+        .await;
     assert_eq!(status, 200);
 }
 
@@ -129,7 +149,12 @@ async fn wrong_path_method_and_content_type_get_the_right_4xx() {
     let client = s.client(HttpVersion::Http1);
     let body = serde_json::to_vec(&unmanaged_cnp_review().build()).unwrap();
     let (status, _, _) = client
-        .send(http::Method::POST, "/nope", Some("application/json"), body.clone())
+        .send(
+            http::Method::POST,
+            "/nope",
+            Some("application/json"),
+            body.clone(),
+        )
         .await
         .unwrap();
     assert_eq!(status, 404);
@@ -140,12 +165,22 @@ async fn wrong_path_method_and_content_type_get_the_right_4xx() {
     assert_eq!(status, 405);
     assert_eq!(headers.get("allow").unwrap(), "POST");
     let (status, _, _) = client
-        .send(http::Method::POST, "/validate", Some("text/plain"), body.clone())
+        .send(
+            http::Method::POST,
+            "/validate",
+            Some("text/plain"),
+            body.clone(),
+        )
         .await
         .unwrap();
     assert_eq!(status, 415);
     let (status, _, _) = client
-        .send(http::Method::POST, "/validate", Some("application/json; charset=utf-8"), body)
+        .send(
+            http::Method::POST,
+            "/validate",
+            Some("application/json; charset=utf-8"),
+            body,
+        )
         .await
         .unwrap();
     assert_eq!(status, 200);
@@ -168,7 +203,9 @@ async fn slow_client_is_cut_off_while_others_are_served() {
     // Meanwhile a normal client is served promptly.
     let client = s.client(HttpVersion::Http1);
     let started = std::time::Instant::now();
-    let (status, _) = client.review("/validate", &unmanaged_cnp_review().build()).await;
+    let (status, _) = client
+        .review("/validate", &unmanaged_cnp_review().build())
+        .await;
     assert_eq!(status, 200);
     assert!(started.elapsed() < Duration::from_millis(900));
     let answer = read_response(&mut slow).await;
@@ -176,12 +213,19 @@ async fn slow_client_is_cut_off_while_others_are_served() {
 
     // A client that never finishes its headers loses the connection.
     let mut stalled = raw_tls(&s).await;
-    stalled.write_all(b"POST /validate HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+    stalled
+        .write_all(b"POST /validate HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
     let mut buf = [0u8; 64];
     let read = tokio::time::timeout(Duration::from_secs(5), stalled.read(&mut buf)).await;
     match read {
         Ok(Ok(0)) | Ok(Err(_)) => {}
-        Ok(Ok(n)) => assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"), "{}", String::from_utf8_lossy(&buf[..n])),
+        Ok(Ok(n)) => assert!(
+            String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"),
+            "{}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
         Err(_) => panic!("stalled connection was not closed"),
     }
 }
@@ -194,7 +238,11 @@ async fn many_keep_alive_connections_and_http2_are_served() {
         let client = WebhookClient::new(
             &s.certs.ca_pem,
             None,
-            if c % 4 == 0 { HttpVersion::Http2 } else { HttpVersion::Http1 },
+            if c % 4 == 0 {
+                HttpVersion::Http2
+            } else {
+                HttpVersion::Http1
+            },
             s.base_url(),
         );
         tasks.push(tokio::spawn(async move {
@@ -221,7 +269,12 @@ fn served_cert_der(conn: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>
 fn pem_der(path: &std::path::Path) -> Vec<u8> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    CertificateDer::pem_file_iter(path).unwrap().next().unwrap().unwrap().to_vec()
+    CertificateDer::pem_file_iter(path)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .to_vec()
 }
 
 #[tokio::test]
@@ -236,13 +289,21 @@ async fn certificate_rotation_while_requests_flow_fails_no_request() {
     let base = s.base_url();
     let mut flows = Vec::new();
     for _ in 0..4 {
-        let (stop, ok, failed, cas, base) = (stop.clone(), ok.clone(), failed.clone(), cas.clone(), base.clone());
+        let (stop, ok, failed, cas, base) = (
+            stop.clone(),
+            ok.clone(),
+            failed.clone(),
+            cas.clone(),
+            base.clone(),
+        );
         flows.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 // A new client each time forces a new handshake.
                 let ca = cas.lock().unwrap().join("");
                 let client = WebhookClient::new(&ca, None, HttpVersion::Http1, base.clone());
-                let (status, _) = client.review("/validate", &unmanaged_cnp_review().build()).await;
+                let (status, _) = client
+                    .review("/validate", &unmanaged_cnp_review().build())
+                    .await;
                 if status == 200 {
                     ok.fetch_add(1, Ordering::Relaxed);
                 } else {
@@ -275,7 +336,10 @@ async fn certificate_rotation_while_requests_flow_fails_no_request() {
         if served_cert_der(&conn) == new_der {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "new certificate never served");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "new certificate never served"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -284,28 +348,45 @@ async fn certificate_rotation_while_requests_flow_fails_no_request() {
         f.await.unwrap();
     }
     assert_eq!(failed.load(Ordering::Relaxed), 0);
-    assert!(ok.load(Ordering::Relaxed) > 10, "only {} requests", ok.load(Ordering::Relaxed));
+    assert!(
+        ok.load(Ordering::Relaxed) > 10,
+        "only {} requests",
+        ok.load(Ordering::Relaxed)
+    );
     let (_, metrics) = s.probe("/metrics").await.unwrap();
-    assert!(metrics.contains("sparkward_tls_reloads_total{outcome=\"success\"}"), "{metrics}");
+    assert!(
+        metrics.contains("sparkward_tls_reloads_total{outcome=\"success\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
 async fn broken_rotated_certificate_is_rejected_and_the_old_one_kept() {
     let s = Sparkward::start(Options::default()).await;
     let old_der = pem_der(&s.certs.cert);
-    std::fs::write(&s.certs.cert, "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n").unwrap();
+    std::fs::write(
+        &s.certs.cert,
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let (_, metrics) = s.probe("/metrics").await.unwrap();
         if metrics.contains("sparkward_tls_reloads_total{outcome=\"failure\"}") {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "broken certificate not noticed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "broken certificate not noticed"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let conn = raw_tls(&s).await;
     assert_eq!(served_cert_der(&conn), old_der);
-    let (status, _) = s.client(HttpVersion::Http1).review("/validate", &unmanaged_cnp_review().build()).await;
+    let (status, _) = s
+        .client(HttpVersion::Http1)
+        .review("/validate", &unmanaged_cnp_review().build())
+        .await;
     assert_eq!(status, 200);
     assert!(s.stderr_text().contains("keeping the previous one"));
 }
@@ -321,15 +402,29 @@ async fn client_certificates_are_required_when_a_client_ca_is_given() {
     .await;
     let anonymous = s.client(HttpVersion::Http1);
     let err = anonymous
-        .send(http::Method::POST, "/validate", Some("application/json"), b"{}".to_vec())
+        .send(
+            http::Method::POST,
+            "/validate",
+            Some("application/json"),
+            b"{}".to_vec(),
+        )
         .await;
-    assert!(err.is_err(), "a client without a certificate was served: {err:?}");
+    assert!(
+        err.is_err(),
+        "a client without a certificate was served: {err:?}"
+    );
 
     let cert = std::fs::read_to_string(&client_pki.cert).unwrap();
     let key = std::fs::read_to_string(&client_pki.key).unwrap();
-    let authenticated =
-        WebhookClient::new(&s.certs.ca_pem, Some((&cert, &key)), HttpVersion::Http1, s.base_url());
-    let (status, _) = authenticated.review("/validate", &unmanaged_cnp_review().build()).await;
+    let authenticated = WebhookClient::new(
+        &s.certs.ca_pem,
+        Some((&cert, &key)),
+        HttpVersion::Http1,
+        s.base_url(),
+    );
+    let (status, _) = authenticated
+        .review("/validate", &unmanaged_cnp_review().build())
+        .await;
     assert_eq!(status, 200);
 }
 
@@ -356,14 +451,14 @@ async fn sigterm_finishes_in_flight_reviews_then_exits() {
     // Readiness turns false while the drain runs.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        match s.probe("/readyz").await {
-            Ok((503, body)) => {
-                assert!(body.contains("shutting down"), "{body}");
-                break;
-            }
-            Ok(_) | Err(_) => {}
+        if let Ok((503, body)) = s.probe("/readyz").await {
+            assert!(body.contains("shutting down"), "{body}");
+            break;
         }
-        assert!(std::time::Instant::now() < deadline, "readiness never turned false");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readiness never turned false"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // New connections are refused once the listener is closed.

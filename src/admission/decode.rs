@@ -166,7 +166,12 @@ pub fn decode(body: &[u8]) -> Result<Request<'_>, DecodeError> {
     }
     let envelope: Envelope<'_> = match serde_json::from_slice(body) {
         Ok(e) => e,
-        Err(e) => return Err(classify(body, format!("body is not a valid AdmissionReview: {e}"))),
+        Err(e) => {
+            return Err(classify(
+                body,
+                format!("body is not a valid AdmissionReview: {e}"),
+            ));
+        }
     };
     if envelope.kind.as_deref() != Some("AdmissionReview") {
         return Err(classify(
@@ -186,9 +191,9 @@ pub fn decode(body: &[u8]) -> Result<Request<'_>, DecodeError> {
             ),
         ));
     }
-    let request = envelope.request.ok_or_else(|| {
-        DecodeError::Unusable("AdmissionReview has no request".to_string())
-    })?;
+    let request = envelope
+        .request
+        .ok_or_else(|| DecodeError::Unusable("AdmissionReview has no request".to_string()))?;
     if request.uid.is_empty() {
         return Err(DecodeError::Unusable("request.uid is empty".into()));
     }
@@ -210,7 +215,9 @@ mod tests {
     use super::*;
 
     fn review(request: &str) -> String {
-        format!(r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{request}}}"#)
+        format!(
+            r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{request}}}"#
+        )
     }
 
     #[test]
@@ -239,9 +246,18 @@ mod tests {
             ("{", false),
             ("[]", false),
             (r#"{"foo":1}"#, false),
-            (r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1beta1","request":{"uid":"x"}}"#, true),
-            (r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"x","operation":"EXPLODE","kind":{}}}"#, true),
-            (r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1"}"#, false),
+            (
+                r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1beta1","request":{"uid":"x"}}"#,
+                true,
+            ),
+            (
+                r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"x","operation":"EXPLODE","kind":{}}}"#,
+                true,
+            ),
+            (
+                r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1"}"#,
+                false,
+            ),
         ];
         for (body, has_uid) in cases {
             match decode(body.as_bytes()) {

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::core::cilium::CiliumNetworkPolicy;
 use crate::core::decision::{JobIdentity, Reason, Submitter, schedule_stamp, spark_role};
 use crate::core::hardening::{Findings, Loc, Violation};
+use crate::core::identity::IdentityError;
 use crate::core::labels::{
     self, JOB_ID_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PREFIX, SCHEDULE_ID_ANNOTATION,
     SPARK_APP_NAME_LABEL, SPARK_ROLE_LABEL,
@@ -151,7 +152,10 @@ impl Outcome {
     pub fn audit_annotations(&self) -> BTreeMap<String, String> {
         let f = &self.facts;
         let mut a = BTreeMap::new();
-        a.insert("decision".to_string(), if self.allowed() { "allowed" } else { "denied" }.to_string());
+        a.insert(
+            "decision".to_string(),
+            if self.allowed() { "allowed" } else { "denied" }.to_string(),
+        );
         a.insert("reason".to_string(), self.reason_code().to_string());
         if let Some(s) = &f.submitter {
             a.insert("subject".into(), s.subject.clone());
@@ -351,7 +355,10 @@ impl Pipeline {
             annotations: BTreeMap::new(),
         };
         let mut claims = self.claims(&app.metadata, &stamp);
-        for (role, pod) in [("driver", &app.spec.driver), ("executor", &app.spec.executor)] {
+        for (role, pod) in [
+            ("driver", &app.spec.driver),
+            ("executor", &app.spec.executor),
+        ] {
             let Some(pod) = pod else {
                 return Err(Reason::Malformed(format!(
                     "spec.{role} is missing: a SparkApplication needs spec.driver and spec.executor"
@@ -370,7 +377,11 @@ impl Pipeline {
         }
         let spec_loc = Loc::root().key("spec");
         let mut ops = plan_metadata(&app.metadata, &stamp, &self.token_annotation());
-        ops.extend(plan_spark_pod_labels(&spec_loc, &app.spec, &spec_stamp.labels));
+        ops.extend(plan_spark_pod_labels(
+            &spec_loc,
+            &app.spec,
+            &spec_stamp.labels,
+        ));
         let patch = finish(
             inspect_app_spec(&spec_loc, &app.spec, &self.config.hardening),
             ops,
@@ -441,19 +452,19 @@ impl Pipeline {
         let req = ctx.req;
         require_namespace(req)?;
         let derived = labels::job_id_for_request(&req.uid);
-        let submitter =
-            if app.metadata.annotation(SCHEDULE_ID_ANNOTATION) == Some(derived.as_str()) {
-                ctx.facts.identity_source = Some("reinvocation");
-                Submitter::from_annotations(&app.metadata).ok_or_else(|| {
-                    Reason::Lineage(
-                        "the object carries this request's schedule id but an incomplete \
+        let submitter = if app.metadata.annotation(SCHEDULE_ID_ANNOTATION) == Some(derived.as_str())
+        {
+            ctx.facts.identity_source = Some("reinvocation");
+            Submitter::from_annotations(&app.metadata).ok_or_else(|| {
+                Reason::Lineage(
+                    "the object carries this request's schedule id but an incomplete \
                          identity record"
-                            .into(),
-                    )
-                })?
-            } else {
-                self.verify_token(ctx, &app.metadata).await?
-            };
+                        .into(),
+                )
+            })?
+        } else {
+            self.verify_token(ctx, &app.metadata).await?
+        };
         ctx.facts.submitter = Some(submitter.clone());
         let stamp = schedule_stamp(&submitter, &derived);
         let mut claims = self.claims(&app.metadata, &stamp);
@@ -465,7 +476,10 @@ impl Pipeline {
                     .into(),
             ));
         };
-        for (role, pod) in [("driver", &template.driver), ("executor", &template.executor)] {
+        for (role, pod) in [
+            ("driver", &template.driver),
+            ("executor", &template.executor),
+        ] {
             if let Some(pod) = pod {
                 claims.extend(conflicting_claims(
                     &template_loc.key(role),
@@ -598,8 +612,7 @@ impl Pipeline {
                 .owner_references
                 .iter()
                 .find(|o| o.kind == "SparkApplication")
-                && (owner.name != app_name
-                    || app.uid.as_deref() != Some(owner.uid.as_str()))
+                && (owner.name != app_name || app.uid.as_deref() != Some(owner.uid.as_str()))
             {
                 return Err(Reason::Lineage(format!(
                     "driver pod is owned by SparkApplication {} (uid {}) but names {app_name}",
@@ -631,15 +644,7 @@ impl Pipeline {
         let token = meta
             .annotation(&identity.annotation)
             .filter(|t| !t.trim().is_empty())
-            .ok_or_else(|| Reason::Identity {
-                code: "missing_token",
-                message: format!(
-                    "no submitter token: add your OAuth 2.0 access token as the annotation \
-                     {ann} (kubectl: metadata.annotations[\"{ann}\"]; spark-submit: --conf \
-                     spark.kubernetes.driver.annotation.{ann}=$TOKEN)",
-                    ann = identity.annotation
-                ),
-            })?;
+            .ok_or_else(|| Reason::from(IdentityError::missing_token(identity)))?;
         let started = Instant::now();
         let verified = self
             .verifier
@@ -674,13 +679,23 @@ impl Pipeline {
         )
         .map_err(|e| match e {
             PolicyError::UnknownScopes(_) => Reason::UnknownScopes(e.to_string()),
+            // A scope rule or input that cannot be rendered is a configuration fault: deny, and
+            // say so (config validation makes this unreachable for linted scope rules).
+            other => Reason::Unavailable(format!(
+                "sparkward could not render the job's network policy: {other}; tell the \
+                 platform team"
+            )),
         })?;
         ctx.policies.push(rendered.policy.clone());
         if !ctx.req.is_dry_run() {
             let started = Instant::now();
             let applied = self.policies.apply(&rendered.policy).await;
             if let Some(m) = &self.metrics {
-                let outcome = if applied.is_ok() { "success" } else { "failure" };
+                let outcome = if applied.is_ok() {
+                    "success"
+                } else {
+                    "failure"
+                };
                 m.policy_apply_duration
                     .get_or_create(&OutcomeLabels { outcome })
                     .observe(started.elapsed().as_secs_f64());
@@ -703,7 +718,9 @@ impl Pipeline {
         let sub = req.sub_resource.as_deref().unwrap_or("");
         let ok = Ok(Allowed::default());
         match (kind.group.as_str(), kind.kind.as_str(), req.operation, sub) {
-            (CILIUM_GROUP, "CiliumNetworkPolicy", _, _) => self.validate_cnp(req).map(|_| Allowed::default()),
+            (CILIUM_GROUP, "CiliumNetworkPolicy", _, _) => {
+                self.validate_cnp(req).map(|_| Allowed::default())
+            }
             (SPARK_GROUP, "SparkApplication", Operation::Create, "") => {
                 check_spark_version(req)?;
                 let app: SparkApplication = parse_object(req)?;
@@ -722,7 +739,11 @@ impl Pipeline {
                 let mut changed = self.protected_metadata_changes(&new.metadata, &old.metadata);
                 for role in ["driver", "executor"] {
                     let pick = |a: &SparkApplication| {
-                        let p = if role == "driver" { &a.spec.driver } else { &a.spec.executor };
+                        let p = if role == "driver" {
+                            &a.spec.driver
+                        } else {
+                            &a.spec.executor
+                        };
                         p.as_ref().and_then(|p| p.labels.clone())
                     };
                     changed.extend(protected_changes(
@@ -751,7 +772,10 @@ impl Pipeline {
                 if !changed.is_empty() {
                     return Err(Reason::Immutable(changed));
                 }
-                if let (Some(t), true) = (&new.spec.template, Submitter::from_annotations(&old.metadata).is_some()) {
+                if let (Some(t), true) = (
+                    &new.spec.template,
+                    Submitter::from_annotations(&old.metadata).is_some(),
+                ) {
                     self.require_hardened(inspect_app_spec(
                         &Loc::root().key("spec").key("template"),
                         t,
@@ -803,9 +827,16 @@ impl Pipeline {
             labels: job.pod_labels(),
             annotations: BTreeMap::new(),
         };
-        for (role, pod) in [("driver", &app.spec.driver), ("executor", &app.spec.executor)] {
+        for (role, pod) in [
+            ("driver", &app.spec.driver),
+            ("executor", &app.spec.executor),
+        ] {
             let labels = pod.as_ref().and_then(|p| p.labels.as_ref());
-            claims.extend(missing_claims(&Loc::root().key("spec").key(role).key("labels"), labels, &spec_stamp.labels));
+            claims.extend(missing_claims(
+                &Loc::root().key("spec").key(role).key("labels"),
+                labels,
+                &spec_stamp.labels,
+            ));
         }
         if !claims.is_empty() {
             return Err(Reason::Spoofing(claims));
@@ -869,8 +900,9 @@ impl Pipeline {
     fn validate_cnp(&self, req: &Request<'_>) -> Result<(), Reason> {
         let managed = |raw: Option<&RawValue>| -> Result<bool, Reason> {
             let Some(raw) = raw else { return Ok(false) };
-            let obj: MetaOnly = serde_json::from_str(raw.get())
-                .map_err(|e| Reason::Malformed(format!("object is not a valid CiliumNetworkPolicy: {e}")))?;
+            let obj: MetaOnly = serde_json::from_str(raw.get()).map_err(|e| {
+                Reason::Malformed(format!("object is not a valid CiliumNetworkPolicy: {e}"))
+            })?;
             Ok(obj.metadata.label(MANAGED_BY_LABEL) == Some(MANAGED_BY_VALUE))
         };
         if !(managed(req.object())? || managed(req.old_object())?) {
@@ -1040,7 +1072,12 @@ fn not_admitted_here(kind: &str) -> Reason {
     ))
 }
 
-fn lookup_failed(kind: &str, namespace: &str, name: &str, e: crate::admission::LookupError) -> Reason {
+fn lookup_failed(
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    e: crate::admission::LookupError,
+) -> Reason {
     Reason::Lookup(format!(
         "could not read {kind} {namespace}/{name} to establish the job identity: {e}; nothing \
          was admitted, retrying is safe"
@@ -1082,7 +1119,11 @@ fn check_spark_version(req: &Request<'_>) -> Result<(), Reason> {
     Ok(())
 }
 
-fn parse_raw<T: DeserializeOwned>(raw: Option<&RawValue>, what: &str, kind: &str) -> Result<T, Reason> {
+fn parse_raw<T: DeserializeOwned>(
+    raw: Option<&RawValue>,
+    what: &str,
+    kind: &str,
+) -> Result<T, Reason> {
     let raw = raw.ok_or_else(|| Reason::Malformed(format!("request.{what} is missing")))?;
     serde_json::from_str(raw.get())
         .map_err(|e| Reason::Malformed(format!("request.{what} is not a valid {kind}: {e}")))

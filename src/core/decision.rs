@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::core::hardening::Violation;
+use crate::core::identity::IdentityError;
 use crate::core::labels::{
     self, ISSUER_ANNOTATION, JOB_ID_LABEL, POLICY_ANNOTATION, ROLE_LABEL, SCHEDULE_ID_ANNOTATION,
     SCOPES_ANNOTATION, SUBMITTER_ANNOTATION, TOKEN_ID_ANNOTATION, USER_LABEL,
@@ -76,7 +77,9 @@ pub struct JobIdentity {
 impl JobIdentity {
     /// Reads the job an admitted object (SparkApplication or job pod) belongs to.
     pub fn from_admitted(meta: &Meta) -> Option<Self> {
-        let job_id = meta.label(JOB_ID_LABEL).filter(|id| labels::is_job_id(id))?;
+        let job_id = meta
+            .label(JOB_ID_LABEL)
+            .filter(|id| labels::is_job_id(id))?;
         let submitter = Submitter::from_annotations(meta)?;
         Some(Self {
             job_id: job_id.to_string(),
@@ -174,6 +177,15 @@ pub enum Reason {
     Unavailable(String),
 }
 
+impl From<IdentityError> for Reason {
+    fn from(e: IdentityError) -> Self {
+        Reason::Identity {
+            code: e.code(),
+            message: e.to_string(),
+        }
+    }
+}
+
 impl Reason {
     pub fn code(&self) -> &'static str {
         match self {
@@ -256,9 +268,19 @@ mod tests {
         };
         let stamp = job.stamp(Some("driver"));
         let meta = Meta {
-            labels: Some(stamp.labels.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()),
+            labels: Some(
+                stamp
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+            ),
             annotations: Some(
-                stamp.annotations.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+                stamp
+                    .annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
             ),
             ..Meta::default()
         };
@@ -273,13 +295,20 @@ mod tests {
             submitter: submitter(),
         };
         let stamp = job.stamp(None);
-        let mut labels: BTreeMap<String, String> =
-            stamp.labels.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let mut labels: BTreeMap<String, String> = stamp
+            .labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         labels.insert(USER_LABEL.into(), "mallory".into());
         let meta = Meta {
             labels: Some(labels),
             annotations: Some(
-                stamp.annotations.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+                stamp
+                    .annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
             ),
             ..Meta::default()
         };

@@ -258,7 +258,10 @@ pub fn inspect_container(
         Some(0) => out.weaker(
             &loc.key("runAsUser"),
             format!("is 0 (root){who}"),
-            format!("remove it or use a non-root UID such as {}", cfg.run_as_user),
+            format!(
+                "remove it or use a non-root UID such as {}",
+                cfg.run_as_user
+            ),
         ),
         Some(_) => {}
         None if profile == ContainerProfile::SparkMain => {
@@ -446,7 +449,10 @@ pub fn inspect_pod_context(
         Some(0) => out.weaker(
             &loc.key("runAsUser"),
             "is 0 (root)",
-            format!("remove it or use a non-root UID such as {}", cfg.run_as_user),
+            format!(
+                "remove it or use a non-root UID such as {}",
+                cfg.run_as_user
+            ),
         ),
         Some(_) => {}
         None => out.add(&loc.key("runAsUser"), json!(cfg.run_as_user)),
@@ -554,7 +560,10 @@ pub fn plan_writable_volumes(
         let name = writable_volume_name(dir);
         let exists = volumes.is_some_and(|v| v.iter().any(|v| v.name == name));
         if !exists && !to_add.iter().any(|(n, _)| n == &name) {
-            to_add.push((name, json!({ "name": writable_volume_name(dir), "emptyDir": {} })));
+            to_add.push((
+                name,
+                json!({ "name": writable_volume_name(dir), "emptyDir": {} }),
+            ));
         }
     }
     if to_add.is_empty() {
@@ -619,7 +628,14 @@ pub fn inspect_containers(
             continue;
         }
         let loc = list_loc.index(i);
-        inspect_container(&loc, &c.name, c.security_context.as_ref(), profile, cfg, out);
+        inspect_container(
+            &loc,
+            &c.name,
+            c.security_context.as_ref(),
+            profile,
+            cfg,
+            out,
+        );
         inspect_ports(&loc, &c.name, &c.ports, out);
         let mounts = (!c.volume_mounts.is_empty()).then_some(c.volume_mounts.as_slice());
         plan_writable_mounts(&loc.key("volumeMounts"), mounts, cfg, out);
@@ -634,7 +650,8 @@ pub fn inspect_template(template_loc: &Loc, template: &Value, out: &mut Findings
     let Some(spec) = template.get("spec") else {
         return;
     };
-    let flags = ["hostNetwork", "hostPID", "hostIPC"].map(|k| (k, spec.get(k).and_then(Value::as_bool)));
+    let flags =
+        ["hostNetwork", "hostPID", "hostIPC"].map(|k| (k, spec.get(k).and_then(Value::as_bool)));
     inspect_host_namespaces(&spec_loc, flags, out);
     if let Some(psc) = spec.get("securityContext") {
         loose_context(&spec_loc.key("securityContext"), psc, "", out);
@@ -687,7 +704,11 @@ fn loose_context(loc: &Loc, sc: &Value, who: &str, out: &mut Findings) {
         );
     }
     if flag("runAsNonRoot") == Some(false) {
-        out.weaker(&loc.key("runAsNonRoot"), format!("is false{who}"), "remove it");
+        out.weaker(
+            &loc.key("runAsNonRoot"),
+            format!("is false{who}"),
+            "remove it",
+        );
     }
     if sc.get("runAsUser").and_then(Value::as_i64) == Some(0) {
         out.weaker(
@@ -726,7 +747,9 @@ mod tests {
     }
 
     fn ops_json(f: &Findings) -> Vec<Value> {
-        f.ops().map(|op| serde_json::to_value(op).unwrap()).collect()
+        f.ops()
+            .map(|op| serde_json::to_value(op).unwrap())
+            .collect()
     }
 
     #[test]
@@ -737,9 +760,11 @@ mod tests {
         assert!(f.weaker.is_empty());
         assert_eq!(
             ops_json(&f),
-            vec![json!({"op":"add","path":"/spec/containers/0/securityContext","value":{
+            vec![
+                json!({"op":"add","path":"/spec/containers/0/securityContext","value":{
                 "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
-                "runAsNonRoot": true, "capabilities": {"drop": ["ALL"]}}})]
+                "runAsNonRoot": true, "capabilities": {"drop": ["ALL"]}}})
+            ]
         );
     }
 
@@ -747,14 +772,68 @@ mod tests {
     fn each_weaker_container_setting_is_reported_with_its_field() {
         let base = SecurityContext::default();
         let cases: Vec<(SecurityContext, &str)> = vec![
-            (SecurityContext { privileged: Some(true), ..base.clone() }, "securityContext.privileged"),
-            (SecurityContext { allow_privilege_escalation: Some(true), ..base.clone() }, "securityContext.allowPrivilegeEscalation"),
-            (SecurityContext { read_only_root_filesystem: Some(false), ..base.clone() }, "securityContext.readOnlyRootFilesystem"),
-            (SecurityContext { run_as_non_root: Some(false), ..base.clone() }, "securityContext.runAsNonRoot"),
-            (SecurityContext { run_as_user: Some(0), ..base.clone() }, "securityContext.runAsUser"),
-            (SecurityContext { capabilities: Some(Capabilities { add: Some(vec!["NET_ADMIN".into()]), drop: None }), ..base.clone() }, "securityContext.capabilities.add"),
-            (SecurityContext { seccomp_profile: Some(SeccompProfile { type_: "Unconfined".into(), localhost_profile: None }), ..base.clone() }, "securityContext.seccompProfile.type"),
-            (SecurityContext { proc_mount: Some("Unmasked".into()), ..base.clone() }, "securityContext.procMount"),
+            (
+                SecurityContext {
+                    privileged: Some(true),
+                    ..base.clone()
+                },
+                "securityContext.privileged",
+            ),
+            (
+                SecurityContext {
+                    allow_privilege_escalation: Some(true),
+                    ..base.clone()
+                },
+                "securityContext.allowPrivilegeEscalation",
+            ),
+            (
+                SecurityContext {
+                    read_only_root_filesystem: Some(false),
+                    ..base.clone()
+                },
+                "securityContext.readOnlyRootFilesystem",
+            ),
+            (
+                SecurityContext {
+                    run_as_non_root: Some(false),
+                    ..base.clone()
+                },
+                "securityContext.runAsNonRoot",
+            ),
+            (
+                SecurityContext {
+                    run_as_user: Some(0),
+                    ..base.clone()
+                },
+                "securityContext.runAsUser",
+            ),
+            (
+                SecurityContext {
+                    capabilities: Some(Capabilities {
+                        add: Some(vec!["NET_ADMIN".into()]),
+                        drop: None,
+                    }),
+                    ..base.clone()
+                },
+                "securityContext.capabilities.add",
+            ),
+            (
+                SecurityContext {
+                    seccomp_profile: Some(SeccompProfile {
+                        type_: "Unconfined".into(),
+                        localhost_profile: None,
+                    }),
+                    ..base.clone()
+                },
+                "securityContext.seccompProfile.type",
+            ),
+            (
+                SecurityContext {
+                    proc_mount: Some("Unmasked".into()),
+                    ..base.clone()
+                },
+                "securityContext.procMount",
+            ),
         ];
         for (sc, field) in cases {
             let mut f = Findings::default();
@@ -769,26 +848,46 @@ mod tests {
     #[test]
     fn partial_context_gets_only_the_missing_fields() {
         let sc = SecurityContext {
-            capabilities: Some(Capabilities { add: None, drop: Some(vec!["NET_RAW".into()]) }),
+            capabilities: Some(Capabilities {
+                add: None,
+                drop: Some(vec!["NET_RAW".into()]),
+            }),
             read_only_root_filesystem: Some(true),
             ..Default::default()
         };
         let mut f = Findings::default();
         let c = Loc::root().key("spec").key("containers").index(0);
         inspect_container(&c, "", Some(&sc), ContainerProfile::Pod, &cfg(), &mut f);
-        let paths: Vec<String> = ops_json(&f).iter().map(|o| o["path"].as_str().unwrap().to_string()).collect();
-        assert_eq!(paths, vec![
-            "/spec/containers/0/securityContext/allowPrivilegeEscalation",
-            "/spec/containers/0/securityContext/runAsNonRoot",
-            "/spec/containers/0/securityContext/capabilities/drop/-",
-        ]);
+        let paths: Vec<String> = ops_json(&f)
+            .iter()
+            .map(|o| o["path"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            paths,
+            vec![
+                "/spec/containers/0/securityContext/allowPrivilegeEscalation",
+                "/spec/containers/0/securityContext/runAsNonRoot",
+                "/spec/containers/0/securityContext/capabilities/drop/-",
+            ]
+        );
     }
 
     #[test]
     fn hardened_context_has_no_findings() {
-        let sc: SecurityContext = serde_json::from_value(hardened_container_context(ContainerProfile::SparkMain, &cfg())).unwrap();
+        let sc: SecurityContext = serde_json::from_value(hardened_container_context(
+            ContainerProfile::SparkMain,
+            &cfg(),
+        ))
+        .unwrap();
         let mut f = Findings::default();
-        inspect_container(&Loc::root(), "", Some(&sc), ContainerProfile::SparkMain, &cfg(), &mut f);
+        inspect_container(
+            &Loc::root(),
+            "",
+            Some(&sc),
+            ContainerProfile::SparkMain,
+            &cfg(),
+            &mut f,
+        );
         assert!(f.missing.is_empty() && f.weaker.is_empty(), "{f:?}");
     }
 
@@ -801,13 +900,19 @@ mod tests {
         let mut f = Findings::default();
         inspect_volumes(&Loc::root().key("spec").key("volumes"), &vols, &mut f);
         let fields: Vec<&str> = f.weaker.iter().map(|v| v.field.as_str()).collect();
-        assert_eq!(fields, vec!["spec.volumes[1].hostPath", "spec.volumes[2].nfs"]);
+        assert_eq!(
+            fields,
+            vec!["spec.volumes[1].hostPath", "spec.volumes[2].nfs"]
+        );
     }
 
     #[test]
     fn writable_volume_names_are_dns_labels() {
         assert_eq!(writable_volume_name("/tmp"), "sparkward-tmp");
-        assert_eq!(writable_volume_name("/opt/spark/work-dir"), "sparkward-opt-spark-work-dir");
+        assert_eq!(
+            writable_volume_name("/opt/spark/work-dir"),
+            "sparkward-opt-spark-work-dir"
+        );
         assert_eq!(writable_volume_name("/a//B_c/"), "sparkward-a-b-c");
         assert!(writable_volume_name(&format!("/{}", "x".repeat(100))).len() <= 63);
     }
@@ -818,14 +923,21 @@ mod tests {
             "containers": [{"name": "c", "securityContext": {"privileged": true}, "ports": [{"containerPort": 1, "hostPort": 80}]}],
             "volumes": [{"name":"h","hostPath":{"path":"/"}}]}});
         let mut f = Findings::default();
-        inspect_template(&Loc::root().key("spec").key("driver").key("template"), &t, &mut f);
+        inspect_template(
+            &Loc::root().key("spec").key("driver").key("template"),
+            &t,
+            &mut f,
+        );
         let fields: Vec<&str> = f.weaker.iter().map(|v| v.field.as_str()).collect();
-        assert_eq!(fields, vec![
-            "spec.driver.template.spec.hostNetwork",
-            "spec.driver.template.spec.securityContext.runAsUser",
-            "spec.driver.template.spec.containers[0].securityContext.privileged",
-            "spec.driver.template.spec.containers[0].ports[0].hostPort",
-            "spec.driver.template.spec.volumes[0].hostPath",
-        ]);
+        assert_eq!(
+            fields,
+            vec![
+                "spec.driver.template.spec.hostNetwork",
+                "spec.driver.template.spec.securityContext.runAsUser",
+                "spec.driver.template.spec.containers[0].securityContext.privileged",
+                "spec.driver.template.spec.containers[0].ports[0].hostPort",
+                "spec.driver.template.spec.volumes[0].hostPath",
+            ]
+        );
     }
 }

@@ -56,7 +56,9 @@ pub fn conflicting_claims(
                 Some(want) if want == value => {}
                 Some(want) => out.push(Violation {
                     field: field.human().to_string(),
-                    problem: format!("is '{value}', but sparkward derived '{want}' for this object"),
+                    problem: format!(
+                        "is '{value}', but sparkward derived '{want}' for this object"
+                    ),
                     fix: "remove sparkward.io/ labels and annotations from the manifest: \
                           sparkward sets them from the verified identity"
                         .into(),
@@ -115,7 +117,12 @@ fn add(loc: &Loc, value: Value) -> PatchOperation {
 pub fn plan_metadata(meta: &Meta, stamp: &Stamp, token_annotation: &str) -> Vec<PatchOperation> {
     let loc = Loc::root().key("metadata");
     let mut ops = Vec::new();
-    stamp_map(&loc.key("labels"), meta.labels.as_ref(), &stamp.labels, &mut ops);
+    stamp_map(
+        &loc.key("labels"),
+        meta.labels.as_ref(),
+        &stamp.labels,
+        &mut ops,
+    );
     let mut annotations = meta.annotations.clone();
     if let Some(map) = annotations.as_mut()
         && map.remove(token_annotation).is_some()
@@ -141,7 +148,13 @@ pub fn inspect_pod(pod: &Pod, cfg: &HardeningConfig, only_ephemeral: Option<&[&s
     let spec = Loc::root().key("spec");
     let s = &pod.spec;
     if only_ephemeral.is_none() {
-        inspect_pod_context(&spec, "securityContext", s.security_context.as_ref(), cfg, &mut f);
+        inspect_pod_context(
+            &spec,
+            "securityContext",
+            s.security_context.as_ref(),
+            cfg,
+            &mut f,
+        );
         inspect_host_namespaces(
             &spec,
             [
@@ -160,7 +173,14 @@ pub fn inspect_pod(pod: &Pod, cfg: &HardeningConfig, only_ephemeral: Option<&[&s
             ("containers", &s.containers),
             ("initContainers", &s.init_containers),
         ] {
-            inspect_containers(&spec.key(key), list, ContainerProfile::Pod, cfg, None, &mut f);
+            inspect_containers(
+                &spec.key(key),
+                list,
+                ContainerProfile::Pod,
+                cfg,
+                None,
+                &mut f,
+            );
         }
     }
     inspect_containers(
@@ -196,7 +216,12 @@ pub fn inspect_app_spec(spec_loc: &Loc, spec: &SparkAppSpec, cfg: &HardeningConf
     }
     let needs_volumes = spec.driver.is_some() || spec.executor.is_some();
     if needs_volumes {
-        plan_writable_volumes(&spec_loc.key("volumes"), spec.volumes.as_deref(), cfg, &mut f);
+        plan_writable_volumes(
+            &spec_loc.key("volumes"),
+            spec.volumes.as_deref(),
+            cfg,
+            &mut f,
+        );
     }
     for (key, pod) in [("driver", &spec.driver), ("executor", &spec.executor)] {
         if let Some(pod) = pod {
@@ -232,8 +257,16 @@ fn inspect_spark_pod(loc: &Loc, pod: &SparkPodSpec, cfg: &HardeningConfig, f: &m
         f,
     );
     hardening::inspect_ports(loc, "", &pod.ports, f);
-    plan_writable_mounts(&loc.key("volumeMounts"), pod.volume_mounts.as_deref(), cfg, f);
-    for (key, list) in [("sidecars", &pod.sidecars), ("initContainers", &pod.init_containers)] {
+    plan_writable_mounts(
+        &loc.key("volumeMounts"),
+        pod.volume_mounts.as_deref(),
+        cfg,
+        f,
+    );
+    for (key, list) in [
+        ("sidecars", &pod.sidecars),
+        ("initContainers", &pod.init_containers),
+    ] {
         inspect_containers(&loc.key(key), list, ContainerProfile::Pod, cfg, None, f);
     }
     if let Some(template) = &pod.template {
@@ -317,13 +350,23 @@ mod tests {
     fn pod_is_stamped_hardened_and_loses_its_token() {
         let doc = mk_pod();
         let patched = apply(&doc, &plan_pod(&doc).unwrap());
-        assert_eq!(patched["metadata"]["labels"][JOB_ID_LABEL], "sj-aaaaaaaaaaaaaaaaaaaa");
-        assert!(patched["metadata"]["annotations"].get(TOKEN_ANNOTATION).is_none());
+        assert_eq!(
+            patched["metadata"]["labels"][JOB_ID_LABEL],
+            "sj-aaaaaaaaaaaaaaaaaaaa"
+        );
+        assert!(
+            patched["metadata"]["annotations"]
+                .get(TOKEN_ANNOTATION)
+                .is_none()
+        );
         assert_eq!(patched["spec"]["securityContext"]["runAsUser"], 185);
         let c = &patched["spec"]["containers"][0];
         assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
         assert_eq!(c["volumeMounts"][0]["mountPath"], "/tmp");
-        assert_eq!(patched["spec"]["volumes"][1]["name"], "sparkward-opt-spark-work-dir");
+        assert_eq!(
+            patched["spec"]["volumes"][1]["name"],
+            "sparkward-opt-spark-work-dir"
+        );
     }
 
     #[test]
@@ -340,25 +383,45 @@ mod tests {
         let ops = plan_metadata(&pod.metadata, &stamp(), TOKEN_ANNOTATION);
         let paths: Vec<String> = ops
             .iter()
-            .map(|o| serde_json::to_value(o).unwrap()["path"].as_str().unwrap().to_string())
+            .map(|o| {
+                serde_json::to_value(o).unwrap()["path"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
             .collect();
-        assert!(paths.contains(&"/metadata/labels/sparkward.io~1job-id".to_string()), "{paths:?}");
+        assert!(
+            paths.contains(&"/metadata/labels/sparkward.io~1job-id".to_string()),
+            "{paths:?}"
+        );
     }
 
     #[test]
     fn contradicting_claims_are_reported() {
         let labels = BTreeMap::from([
-            (JOB_ID_LABEL.to_string(), "sj-bbbbbbbbbbbbbbbbbbbb".to_string()),
+            (
+                JOB_ID_LABEL.to_string(),
+                "sj-bbbbbbbbbbbbbbbbbbbb".to_string(),
+            ),
             ("sparkward.io/extra".to_string(), "x".to_string()),
             (USER_LABEL.to_string(), "alice".to_string()),
             ("app".to_string(), "y".to_string()),
         ]);
-        let v = conflicting_claims(&Loc::root().key("metadata"), Some(&labels), None, &stamp(), TOKEN_ANNOTATION);
+        let v = conflicting_claims(
+            &Loc::root().key("metadata"),
+            Some(&labels),
+            None,
+            &stamp(),
+            TOKEN_ANNOTATION,
+        );
         let fields: Vec<&str> = v.iter().map(|v| v.field.as_str()).collect();
-        assert_eq!(fields, vec![
-            "metadata.labels[\"sparkward.io/extra\"]",
-            "metadata.labels[\"sparkward.io/job-id\"]",
-        ]);
+        assert_eq!(
+            fields,
+            vec![
+                "metadata.labels[\"sparkward.io/extra\"]",
+                "metadata.labels[\"sparkward.io/job-id\"]",
+            ]
+        );
     }
 
     #[test]
@@ -388,7 +451,10 @@ mod tests {
         let app2: SparkApplication = serde_json::from_value(out.clone()).unwrap();
         let mut again = plan_metadata(&app2.metadata, &stamp(), TOKEN_ANNOTATION);
         again.extend(plan_spark_pod_labels(&spec, &app2.spec, &stamp().labels));
-        assert_eq!(finish(inspect_app_spec(&spec, &app2.spec, &cfg()), again).unwrap(), vec![]);
+        assert_eq!(
+            finish(inspect_app_spec(&spec, &app2.spec, &cfg()), again).unwrap(),
+            vec![]
+        );
     }
 
     #[test]
@@ -398,6 +464,9 @@ mod tests {
         let pod: Pod = serde_json::from_value(doc).unwrap();
         let err = finish(inspect_pod(&pod, &cfg(), Some(&["debug"])), vec![]).unwrap_err();
         assert_eq!(err.len(), 1);
-        assert_eq!(err[0].field, "spec.ephemeralContainers[0].securityContext.runAsUser");
+        assert_eq!(
+            err[0].field,
+            "spec.ephemeralContainers[0].securityContext.runAsUser"
+        );
     }
 }

@@ -221,10 +221,9 @@ mod tests {
 
     #[test]
     fn volume_records_its_source_kinds() {
-        let v: Volume = serde_json::from_str(
-            r#"{"name":"a","hostPath":{"path":"/etc"},"emptyDir":null}"#,
-        )
-        .unwrap();
+        let v: Volume =
+            serde_json::from_str(r#"{"name":"a","hostPath":{"path":"/etc"},"emptyDir":null}"#)
+                .unwrap();
         assert_eq!(v.name, "a");
         assert_eq!(v.sources, vec!["hostPath".to_string()]);
     }

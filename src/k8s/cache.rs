@@ -173,7 +173,12 @@ pub fn meta_from(m: &ObjectMeta) -> Meta {
     }
 }
 
-async fn direct<K>(api: Api<K>, kind: &str, namespace: &str, name: &str) -> Result<Option<Meta>, LookupError>
+async fn direct<K>(
+    api: Api<K>,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Meta>, LookupError>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {

@@ -480,3 +480,34 @@ fn error_chain(err: &(dyn StdError + 'static)) -> String {
     }
     text
 }
+
+/// The admission pipeline's view of the cache: verify against the current keys at the current
+/// time, then bind the token to the requester.
+impl crate::admission::Verifier for JwksCache {
+    fn verify<'a>(
+        &'a self,
+        token: &'a str,
+        requester: &'a str,
+        cfg: &'a IdentityConfig,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<crate::core::decision::Submitter, crate::core::decision::Reason>,
+    > {
+        Box::pin(async move {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let identity = JwksCache::verify(self, token, cfg, now)
+                .await
+                .map_err(crate::core::decision::Reason::from)?;
+            crate::core::identity::check_requester(&identity, requester, cfg)
+                .map_err(crate::core::decision::Reason::from)?;
+            Ok(crate::core::decision::Submitter {
+                subject: identity.subject,
+                issuer: identity.issuer,
+                token_id: identity.token_id,
+                scopes: identity.scopes,
+            })
+        })
+    }
+}

@@ -113,7 +113,11 @@ impl ClusterState {
         };
         <MetaOnly as serde::Deserialize>::deserialize(obj)
             .map(|m| Some(m.metadata))
-            .map_err(|e| LookupError(format!("{kind} {namespace}/{name} in the cluster state: {e}")))
+            .map_err(|e| {
+                LookupError(format!(
+                    "{kind} {namespace}/{name} in the cluster state: {e}"
+                ))
+            })
     }
 }
 
@@ -148,7 +152,8 @@ mod tests {
     use super::*;
 
     const APP: &str = r#"{"apiVersion":"sparkoperator.k8s.io/v1beta2","kind":"SparkApplication","metadata":{"name":"a","namespace":"ns","labels":{"x":"y"}}}"#;
-    const POD: &str = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"ns","uid":"u"}}"#;
+    const POD: &str =
+        r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"ns","uid":"u"}}"#;
 
     #[test]
     fn reads_all_three_formats() {

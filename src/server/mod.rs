@@ -103,7 +103,9 @@ pub async fn serve_webhook(
                     }
                 };
                 let svc = service_fn(move |req| service::handle(state.clone(), req));
-                let conn = builder.serve_connection(TokioIo::new(tls), svc).into_owned();
+                let conn = builder
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .into_owned();
                 if let Err(e) = watcher.watch(conn).await {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
@@ -170,11 +172,7 @@ pub async fn serve_probes<R, M, F>(
     }
 }
 
-async fn probe<R, M, F>(
-    req: Request<Incoming>,
-    readiness: &R,
-    metrics: M,
-) -> Response<Full<Bytes>>
+async fn probe<R, M, F>(req: Request<Incoming>, readiness: &R, metrics: M) -> Response<Full<Bytes>>
 where
     R: Readiness + ?Sized,
     M: Fn() -> F,
@@ -183,8 +181,10 @@ where
     let text = |code: StatusCode, body: String, ctype: &'static str| {
         let mut r = Response::new(Full::new(Bytes::from(body)));
         *r.status_mut() = code;
-        r.headers_mut()
-            .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ctype));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static(ctype),
+        );
         r
     };
     if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
@@ -197,9 +197,11 @@ where
     match req.uri().path() {
         "/healthz" | "/livez" => text(StatusCode::OK, "ok\n".into(), "text/plain; charset=utf-8"),
         "/readyz" => match readiness.check() {
-            Ok(summary) => {
-                text(StatusCode::OK, format!("ok\n{summary}"), "text/plain; charset=utf-8")
-            }
+            Ok(summary) => text(
+                StatusCode::OK,
+                format!("ok\n{summary}"),
+                "text/plain; charset=utf-8",
+            ),
             Err(reasons) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("not ready:\n{}\n", reasons.join("\n")),

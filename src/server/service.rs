@@ -46,6 +46,17 @@ fn status_json(code: StatusCode, message: &str) -> Response<Body> {
     resp
 }
 
+/// An error answered before the request body was read: the connection cannot be reused (the
+/// unread body is still on the wire), so tell the client not to put it back in its pool.
+fn early_reject(code: StatusCode, message: &str) -> Response<Body> {
+    let mut resp = status_json(code, message);
+    resp.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    resp
+}
+
 fn json_ok(body: Vec<u8>) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     resp.headers_mut().insert(
@@ -75,7 +86,7 @@ pub async fn handle(
         "/validate" => Mode::Validate,
         _ => {
             state.metrics.reject("not_found");
-            return Ok(status_json(
+            return Ok(early_reject(
                 StatusCode::NOT_FOUND,
                 "not found: sparkward answers POST /mutate and POST /validate",
             ));
@@ -83,7 +94,7 @@ pub async fn handle(
     };
     if req.method() != Method::POST {
         state.metrics.reject("method");
-        let mut resp = status_json(
+        let mut resp = early_reject(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed: send admission reviews with POST",
         );
@@ -99,7 +110,7 @@ pub async fn handle(
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
     if !json {
         state.metrics.reject("content_type");
-        return Ok(status_json(
+        return Ok(early_reject(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported content type: send Content-Type: application/json",
         ));
@@ -119,13 +130,15 @@ pub async fn handle(
     let body = match tokio::time::timeout(server.read_timeout, limited.collect()).await {
         Err(_) => {
             state.metrics.reject("timeout");
-            return Ok(status_json(
+            return Ok(early_reject(
                 StatusCode::REQUEST_TIMEOUT,
                 "timed out reading the request body",
             ));
         }
         Ok(Err(e)) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 state.metrics.reject("too_large");
                 return Ok(too_large(server.max_body_bytes));
             }
@@ -141,7 +154,7 @@ pub async fn handle(
 }
 
 fn too_large(max: usize) -> Response<Body> {
-    status_json(
+    early_reject(
         StatusCode::PAYLOAD_TOO_LARGE,
         &format!("request body is larger than the {max}-byte limit (server.maxBodyBytes)"),
     )
@@ -191,14 +204,9 @@ async fn review(
             );
             match serde_json::from_slice::<UidOnly>(&body) {
                 Ok(u) => {
-                    state.metrics.observe_review(
-                        mode.as_str(),
-                        "",
-                        "",
-                        false,
-                        "deadline",
-                        elapsed,
-                    );
+                    state
+                        .metrics
+                        .observe_review(mode.as_str(), "", "", false, "deadline", elapsed);
                     json_ok(
                         respond::Response::deny(&u.request.uid, 504, message)
                             .into_review()

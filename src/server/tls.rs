@@ -252,8 +252,8 @@ mod tests {
     fn mismatched_pair_is_rejected() {
         let (c, _) = pair("a");
         let (_, k) = pair("b");
-        let err = certified_key_from_pem(c.as_bytes(), k.as_bytes(), "c", "k", &provider())
-            .unwrap_err();
+        let err =
+            certified_key_from_pem(c.as_bytes(), k.as_bytes(), "c", "k", &provider()).unwrap_err();
         assert!(matches!(err, TlsError::Mismatch { .. }), "{err}");
     }
 

@@ -66,7 +66,13 @@ impl Review {
     }
 
     pub fn spark_app(object: Value) -> Self {
-        Self::new("sparkoperator.k8s.io", "v1beta2", "SparkApplication", "sparkapplications", object)
+        Self::new(
+            "sparkoperator.k8s.io",
+            "v1beta2",
+            "SparkApplication",
+            "sparkapplications",
+            object,
+        )
     }
 
     pub fn scheduled_app(object: Value) -> Self {
@@ -80,7 +86,13 @@ impl Review {
     }
 
     pub fn cnp(object: Value) -> Self {
-        Self::new("cilium.io", "v2", "CiliumNetworkPolicy", "ciliumnetworkpolicies", object)
+        Self::new(
+            "cilium.io",
+            "v2",
+            "CiliumNetworkPolicy",
+            "ciliumnetworkpolicies",
+            object,
+        )
     }
 
     pub fn uid(mut self, uid: &str) -> Self {

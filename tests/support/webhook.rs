@@ -141,7 +141,11 @@ impl Sparkward {
                     stderr.lock().expect("lock").join("\n")
                 );
             }
-            assert!(Instant::now() < deadline, "sparkward did not start:\n{}", stderr.lock().expect("lock").join("\n"));
+            assert!(
+                Instant::now() < deadline,
+                "sparkward did not start:\n{}",
+                stderr.lock().expect("lock").join("\n")
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         let s = Self {
@@ -265,9 +269,10 @@ pub fn client_tls(ca_pem: &str, identity: Option<(&str, &str)>) -> rustls::Clien
     match identity {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.as_bytes())
-                .collect::<Result<_, _>>()
-                .expect("client cert");
+            let chain: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .collect::<Result<_, _>>()
+                    .expect("client cert");
             let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("client key");
             builder
                 .with_client_auth_cert(chain, key)
@@ -323,8 +328,14 @@ impl WebhookClient {
         if let Some(ct) = content_type {
             req = req.header(http::header::CONTENT_TYPE, ct);
         }
-        let req = req.body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
-        let resp = self.inner.request(req).await.map_err(|e| format!("{e:?}"))?;
+        let req = req
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let resp = self
+            .inner
+            .request(req)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp
