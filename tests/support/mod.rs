@@ -1,5 +1,7 @@
 //! Shared test support: the running binary, review builders, (and the stand-in API server).
 #![allow(dead_code)]
 
+pub mod idp;
 pub mod reviews;
+pub mod scenario;
 pub mod webhook;
