@@ -142,20 +142,32 @@ pub struct CrdValidator {
 }
 
 /// The validator for one CRD, compiled once per process; `None` without the upstream dir.
-/// Panics if the upstream file exists but cannot be read: that is a broken test setup.
+/// Panics if the upstream file exists but cannot be used: that is a broken test setup.
 pub fn crd_validator(crd: Crd) -> Option<&'static CrdValidator> {
-    static CELLS: [OnceLock<Option<CrdValidator>>; 4] =
+    match try_crd_validator(crd) {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Like [`crd_validator`], but a schema that cannot be loaded is an `Err` (the stand-in answers
+/// it with 500 instead of dropping the connection from a panicking task).
+pub fn try_crd_validator(crd: Crd) -> Result<Option<&'static CrdValidator>, String> {
+    static CELLS: [OnceLock<Result<Option<CrdValidator>, String>>; 4] =
         [OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new()];
     let index = Crd::ALL.iter().position(|c| *c == crd).unwrap_or(0);
     CELLS[index]
         .get_or_init(|| {
-            let dir = upstream_dir()?;
-            match CrdValidator::load(crd, &dir.join("schemas").join(crd.file_name())) {
-                Ok(v) => Some(v),
-                Err(e) => panic!("cannot load the {crd:?} schema: {e}"),
-            }
+            let Some(dir) = upstream_dir() else {
+                return Ok(None);
+            };
+            CrdValidator::load(crd, &dir.join("schemas").join(crd.file_name()))
+                .map(Some)
+                .map_err(|e| format!("cannot load the {crd:?} schema: {e}"))
         })
         .as_ref()
+        .map(Option::as_ref)
+        .map_err(Clone::clone)
 }
 
 impl CrdValidator {
@@ -174,6 +186,7 @@ impl CrdValidator {
             .with_draft(jsonschema::Draft::Draft4)
             .should_validate_formats(true)
             .with_format("cidr", is_cidr)
+            .with_keyword(GO_PATTERN, go_pattern)
             .build(&to_json_schema(&schema))
             .map_err(|e| format!("{}: schema does not compile: {e}", path.display()))?;
         Ok(Self {
@@ -233,6 +246,10 @@ fn to_json_schema(node: &Value) -> Value {
                     .unwrap_or_default(),
             ),
             "format" if !matches!(value.as_str(), Some("date-time" | "cidr")) => continue,
+            "pattern" => {
+                out.insert(GO_PATTERN.into(), value.clone());
+                continue;
+            }
             "nullable" | "description" | "default" | "example" => continue,
             k if k.starts_with("x-kubernetes-") => continue,
             _ => value.clone(),
@@ -251,6 +268,41 @@ fn to_json_schema(node: &Value) -> Value {
         out.insert("type".into(), json!([t, "null"]));
     }
     out.into_iter().collect()
+}
+
+/// CRD patterns are Go RE2 syntax (`^\\PC*$` in the CNP schema), which the draft meta-schema's
+/// ECMA-262 `regex` format rejects; the `regex` crate speaks RE2, so `pattern` is checked by this
+/// custom keyword instead.
+const GO_PATTERN: &str = "x-sparkward-go-pattern";
+
+struct GoPattern {
+    regex: regex::Regex,
+    source: String,
+}
+
+impl<'i> jsonschema::Keyword<'i> for GoPattern {
+    fn validate(&self, instance: &'i Value) -> Result<(), jsonschema::ValidationError<'i>> {
+        if self.is_valid(instance) {
+            Ok(())
+        } else {
+            Err(jsonschema::ValidationError::custom(format!("should match '{}'", self.source)))
+        }
+    }
+
+    fn is_valid(&self, instance: &'i Value) -> bool {
+        instance.as_str().is_none_or(|s| self.regex.is_match(s))
+    }
+}
+
+fn go_pattern<'a>(
+    _parent: &'a Map<String, Value>,
+    value: &'a Value,
+    _path: jsonschema::paths::Location,
+) -> Result<Box<dyn for<'i> jsonschema::Keyword<'i>>, jsonschema::ValidationError<'a>> {
+    let source = value.as_str().unwrap_or_default().to_string();
+    let regex = regex::Regex::new(&source)
+        .map_err(|e| jsonschema::ValidationError::custom(format!("pattern {source:?} does not compile: {e}")))?;
+    Ok(Box::new(GoPattern { regex, source }))
 }
 
 /// Walks value and schema together: removes `null`s where the schema is not nullable, fills
@@ -367,6 +419,11 @@ fn violation_from(error: &jsonschema::ValidationError<'_>) -> Violation {
             ),
             field,
             reason: "FieldValueNotSupported",
+        },
+        ValidationErrorKind::Custom { message, .. } => Violation {
+            message: format!("Invalid value: {}: {} in body {message}", error.instance(), shown(&field)),
+            field,
+            reason: "FieldValueInvalid",
         },
         _ => Violation {
             message: format!("Invalid value: {}: {error}", error.instance()),

@@ -575,6 +575,11 @@ async fn run_watch(shared: Arc<Shared>, plan: WatchPlan, tx: mpsc::Sender<Bytes>
     loop {
         let (lines, expired, head) = {
             let store = lock(&shared.store);
+            // Checked under the store lock: a write that follows `drop_watches()` is never
+            // delivered on a watch opened before it.
+            if dropped.has_changed().unwrap_or(true) || *shutdown.borrow() {
+                return;
+            }
             match store.events_after(last) {
                 Ok(events) => {
                     let lines: Vec<Bytes> = events.filter_map(|e| watch_line(e, &plan.target, &plan.selectors)).collect();
@@ -594,9 +599,10 @@ async fn run_watch(shared: Arc<Shared>, plan: WatchPlan, tx: mpsc::Sender<Bytes>
         }
         last = head;
         tokio::select! {
-            _ = changes.changed() => {}
+            biased;
             _ = dropped.changed() => return,
             _ = shutdown.changed() => return,
+            _ = changes.changed() => {}
             _ = tx.closed() => return,
             _ = tokio::time::sleep_until(deadline) => {
                 if plan.bookmarks {

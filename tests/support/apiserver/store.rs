@@ -12,7 +12,7 @@ use super::resource::{NAMESPACE, POD, RESOURCES, Resource};
 use super::selector::Selectors;
 use super::status::ApiError;
 use super::validate;
-use crate::support::upstream::{Violation, crd_validator};
+use crate::support::upstream::{Violation, try_crd_validator};
 
 type Key = (&'static str, &'static str, String, String);
 
@@ -260,10 +260,12 @@ impl Store {
     fn validate(&self, resource: &Resource, object: &mut Value) -> Result<(), ApiError> {
         let mut violations: Vec<Violation> = validate::check_metadata(resource, object);
         violations.extend(validate::check_builtin(resource, object)?);
-        if let Some(crd) = resource.crd
-            && let Some(validator) = crd_validator(crd)
-        {
-            violations.extend(validator.admit(object));
+        if let Some(crd) = resource.crd {
+            match try_crd_validator(crd) {
+                Ok(Some(validator)) => violations.extend(validator.admit(object)),
+                Ok(None) => {}
+                Err(e) => return Err(ApiError::internal(e)),
+            }
         }
         if violations.is_empty() {
             Ok(())
