@@ -8,6 +8,7 @@
 //! Both the stand-in API server and any other test use this one implementation.
 
 use std::fmt;
+use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Once, OnceLock};
@@ -49,7 +50,9 @@ fn note_skipped() {
         let dir = std::env::var_os("SPARKWARD_UPSTREAM_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-        eprintln!(
+        // Straight to stderr, past libtest's capture of `eprintln!`: a skip must be visible.
+        let _ = writeln!(
+            std::io::stderr(),
             "skipped: upstream CRD schemas and examples not found at {}; run scripts/fetch-upstream <dir> and set SPARKWARD_UPSTREAM_DIR=<dir>",
             dir.display()
         );

@@ -53,6 +53,9 @@ impl FakeApiServer {
     /// Binds 127.0.0.1 on a random port and serves from the current tokio runtime. The
     /// namespaces `default`, `kube-system`, `kube-public` and `kube-node-lease` exist.
     pub async fn start() -> Self {
+        // Decide about the upstream schemas here, in the test's thread: with
+        // SPARKWARD_REQUIRE_UPSTREAM=1 a missing directory fails the test right away.
+        let _ = crate::support::upstream::upstream_dir();
         let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
             Ok(l) => l,
             Err(e) => panic!("stand-in API server cannot bind 127.0.0.1: {e}"),
