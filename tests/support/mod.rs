@@ -1,9 +1,12 @@
-//! Shared test support: the running binary, review builders, (and the stand-in API server).
+//! Shared test support: the stand-in API server, the running binary, review builders, a test
+//! identity provider, the restricted-profile checker and the upstream schemas.
 #![allow(dead_code)]
 
+pub mod apiserver;
 pub mod cli;
 pub mod idp;
 pub mod pss;
 pub mod reviews;
 pub mod scenario;
+pub mod upstream;
 pub mod webhook;
