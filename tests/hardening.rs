@@ -20,7 +20,9 @@ use support::upstream::{Crd, crd_validator, example_files, load_yaml_documents};
 const WRITABLE: &[&str] = &["/tmp", "/opt/spark/work-dir"];
 
 fn fixtures(dir: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(dir);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(dir);
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -31,7 +33,12 @@ fn fixtures(dir: &str) -> Vec<PathBuf> {
 }
 
 fn fixture(path: &str) -> Value {
-    let docs = load_yaml_documents(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path)).unwrap();
+    let docs = load_yaml_documents(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(path),
+    )
+    .unwrap();
     docs.into_iter().next().unwrap()
 }
 
@@ -43,9 +50,13 @@ fn with_token(mut obj: Value, token: &str) -> Value {
 /// The patch of a run applied to the request's object, checked against `patchedObject`.
 fn applied(request: &Value, run: &ReviewRun) -> Value {
     let mut obj = request["request"]["object"].clone();
-    let ops: json_patch::Patch = serde_json::from_value(Value::Array(patch_of(&run.output["admissionReview"]))).unwrap();
+    let ops: json_patch::Patch =
+        serde_json::from_value(Value::Array(patch_of(&run.output["admissionReview"]))).unwrap();
     json_patch::patch(&mut obj, &ops).unwrap();
-    assert_eq!(obj, run.output["patchedObject"], "patchedObject is not the original with the patch applied");
+    assert_eq!(
+        obj, run.output["patchedObject"],
+        "patchedObject is not the original with the patch applied"
+    );
     obj
 }
 
@@ -67,7 +78,8 @@ fn assert_restricted(what: &str, obj: &Value) {
 /// volumes come from `spec.volumes`.
 fn operator_pod(app: &Value, role: &str) -> Value {
     let spec = &app["spec"][role];
-    let mut main = json!({"name": format!("spark-kubernetes-{role}"), "image": app["spec"]["image"]});
+    let mut main =
+        json!({"name": format!("spark-kubernetes-{role}"), "image": app["spec"]["image"]});
     if !spec["securityContext"].is_null() {
         main["securityContext"] = spec["securityContext"].clone();
     }
@@ -95,10 +107,22 @@ fn spark_documents() -> Vec<(String, Value)> {
     let mut files = example_files();
     files.extend(fixtures("apps"));
     for file in files {
-        for doc in load_yaml_documents(&file).unwrap() {
+        // Upstream's Prometheus example is a template whose image placeholders the user fills in
+        // before applying it; fill them the same way.
+        let text = std::fs::read_to_string(&file)
+            .unwrap()
+            .replace("{IMAGE_REGISTRY}", "registry.example.com")
+            .replace("{IMAGE_REPOSITORY}", "spark");
+        let parsed: Vec<Value> = serde_saphyr::from_multiple(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for doc in parsed.into_iter().filter(|d| !d.is_null()) {
             let kind = doc["kind"].as_str().unwrap_or_default();
             if kind == "SparkApplication" || kind == "ScheduledSparkApplication" {
-                let name = format!("{}#{}", file.file_name().unwrap().to_string_lossy(), doc["metadata"]["name"]);
+                let name = format!(
+                    "{}#{}",
+                    file.file_name().unwrap().to_string_lossy(),
+                    doc["metadata"]["name"]
+                );
                 docs.push((name, doc));
             }
         }
@@ -113,21 +137,34 @@ fn every_spark_application_example_and_fixture_is_admitted_hardened_and_schema_v
     assert!(docs.len() >= 4, "too few documents: {}", docs.len());
     let mut upstream_seen = 0;
     for (name, doc) in docs {
-        upstream_seen += usize::from(!name.contains("fixtures") && support::upstream::upstream_dir().is_some());
+        upstream_seen +=
+            usize::from(!name.contains("fixtures") && support::upstream::upstream_dir().is_some());
         let kind = doc["kind"].as_str().unwrap().to_string();
         let obj = with_token(doc, &setup.token("alice", "data:read:postgres-main"));
-        let review = if kind == "SparkApplication" { Review::spark_app(obj) } else { Review::scheduled_app(obj) };
+        let review = if kind == "SparkApplication" {
+            Review::spark_app(obj)
+        } else {
+            Review::scheduled_app(obj)
+        };
         let request = review.clone().user("oidc:alice").build();
         let run = setup.review(&request, None, false);
         assert_eq!(run.code, Some(0), "{name}: {}", run.stderr);
         assert!(run.allowed(), "{name}: {}", run.message());
         let out = applied(&request, &run);
-        assert!(out["metadata"]["annotations"].get("sparkward.io/submitter-token").is_none(), "{name}");
+        assert!(
+            out["metadata"]["annotations"]
+                .get("sparkward.io/submitter-token")
+                .is_none(),
+            "{name}"
+        );
 
         let (crd, spec) = if kind == "SparkApplication" {
             (Crd::SparkApplication, out["spec"].clone())
         } else {
-            (Crd::ScheduledSparkApplication, out["spec"]["template"].clone())
+            (
+                Crd::ScheduledSparkApplication,
+                out["spec"]["template"].clone(),
+            )
         };
         if let Some(validator) = crd_validator(crd) {
             if let Err(errors) = validator.validate(&out) {
@@ -138,10 +175,19 @@ fn every_spark_application_example_and_fixture_is_admitted_hardened_and_schema_v
         if kind == "SparkApplication" {
             assert_eq!(policies.len(), 1, "{name}");
             let job = job_id_for_request(&review.uid);
-            assert_eq!(out["metadata"]["labels"]["sparkward.io/job-id"], job, "{name}");
-            assert_eq!(policies[0]["metadata"]["name"], format!("sparkward-{job}"), "{name}");
+            assert_eq!(
+                out["metadata"]["labels"]["sparkward.io/job-id"], job,
+                "{name}"
+            );
+            assert_eq!(
+                policies[0]["metadata"]["name"],
+                format!("sparkward-{job}"),
+                "{name}"
+            );
             if let Some(validator) = crd_validator(Crd::CiliumNetworkPolicy) {
-                validator.validate(&policies[0]).unwrap_or_else(|e| panic!("{name}: CNP fails the schema: {e:?}"));
+                validator
+                    .validate(&policies[0])
+                    .unwrap_or_else(|e| panic!("{name}: CNP fails the schema: {e:?}"));
             }
         } else {
             assert!(policies.is_empty(), "{name}: a schedule is not a job");
@@ -158,7 +204,10 @@ fn every_spark_application_example_and_fixture_is_admitted_hardened_and_schema_v
         }
     }
     if support::upstream::upstream_dir().is_some() {
-        assert!(upstream_seen >= 7, "upstream examples not all covered: {upstream_seen}");
+        assert!(
+            upstream_seen >= 7,
+            "upstream examples not all covered: {upstream_seen}"
+        );
     }
 }
 
@@ -166,14 +215,23 @@ fn every_spark_application_example_and_fixture_is_admitted_hardened_and_schema_v
 fn every_pod_fixture_is_admitted_and_meets_the_restricted_profile() {
     let setup = OfflineSetup::new("");
     // spark-submit in cluster mode: a new job started by its token.
-    let driver_req = Review::pod(with_token(fixture("pods/spark-submit-driver.yaml"), &setup.token("alice", "stream:kafka-events")))
-        .user("oidc:alice");
+    let driver_req = Review::pod(with_token(
+        fixture("pods/spark-submit-driver.yaml"),
+        &setup.token("alice", "stream:kafka-events"),
+    ))
+    .user("oidc:alice");
     let request = driver_req.build();
     let run = setup.review(&request, None, false);
     assert!(run.allowed(), "{}", run.message());
     let mut driver = applied(&request, &run);
     assert_restricted("spark-submit driver", &driver);
-    assert_eq!(run.output["ciliumNetworkPolicies"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        run.output["ciliumNetworkPolicies"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     let job = job_id_for_request(&driver_req.uid);
 
     // Its executor, created by the driver's service account (token bound to the driver pod).
@@ -181,17 +239,29 @@ fn every_pod_fixture_is_admitted_and_meets_the_restricted_profile() {
     let state = setup.cluster_state(&[driver.clone()]);
     let mut exec = fixture("pods/executor.yaml");
     exec["metadata"]["ownerReferences"][0]["uid"] = json!("drv-uid-1");
-    let request = Review::pod(exec).bound_to_pod("spark", "wordcount-3f2a1c-driver", "drv-uid-1").build();
+    let request = Review::pod(exec)
+        .bound_to_pod("spark", "wordcount-3f2a1c-driver", "drv-uid-1")
+        .build();
     let run = setup.review(&request, Some(&state), false);
     assert!(run.allowed(), "{}", run.message());
     let out = applied(&request, &run);
     assert_restricted("executor", &out);
     assert_eq!(out["metadata"]["labels"]["sparkward.io/job-id"], job);
     assert_eq!(out["metadata"]["labels"]["sparkward.io/role"], "executor");
-    assert!(run.output["ciliumNetworkPolicies"].as_array().unwrap().is_empty(), "executors reuse the job's policy");
+    assert!(
+        run.output["ciliumNetworkPolicies"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "executors reuse the job's policy"
+    );
 
     // spark-operator's driver for an admitted SparkApplication.
-    let app_req = Review::spark_app(with_token(fixture("apps/pyspark-etl.yaml"), &setup.token("alice", "x"))).user("oidc:alice");
+    let app_req = Review::spark_app(with_token(
+        fixture("apps/pyspark-etl.yaml"),
+        &setup.token("alice", "x"),
+    ))
+    .user("oidc:alice");
     let request = app_req.build();
     let run = setup.review(&request, None, false);
     let mut app = applied(&request, &run);
@@ -207,12 +277,18 @@ fn every_pod_fixture_is_admitted_and_meets_the_restricted_profile() {
     assert!(run.allowed(), "{}", run.message());
     let out = applied(&request, &run);
     assert_restricted("operator driver", &out);
-    assert_eq!(out["metadata"]["labels"]["sparkward.io/job-id"], job_id_for_request(&app_req.uid));
+    assert_eq!(
+        out["metadata"]["labels"]["sparkward.io/job-id"],
+        job_id_for_request(&app_req.uid)
+    );
 
     // A notebook (client-mode driver) with an init container and a sidecar.
-    let request = Review::pod(with_token(fixture("pods/notebook-client-mode.yaml"), &setup.token("alice", "x")))
-        .user("oidc:alice")
-        .build();
+    let request = Review::pod(with_token(
+        fixture("pods/notebook-client-mode.yaml"),
+        &setup.token("alice", "x"),
+    ))
+    .user("oidc:alice")
+    .build();
     let run = setup.review(&request, None, false);
     assert!(run.allowed(), "{}", run.message());
     let notebook = applied(&request, &run);
@@ -223,8 +299,13 @@ fn every_pod_fixture_is_admitted_and_meets_the_restricted_profile() {
 
     // An ephemeral debug container added to the running notebook is hardened too.
     let mut with_debug = notebook.clone();
-    with_debug["spec"]["ephemeralContainers"] = json!([{"name": "debugger", "image": "busybox:1.36", "stdin": true, "tty": true}]);
-    let request = Review::pod(with_debug).update(notebook).sub_resource("ephemeralcontainers").user("oidc:alice").build();
+    with_debug["spec"]["ephemeralContainers"] =
+        json!([{"name": "debugger", "image": "busybox:1.36", "stdin": true, "tty": true}]);
+    let request = Review::pod(with_debug)
+        .update(notebook)
+        .sub_resource("ephemeralcontainers")
+        .user("oidc:alice")
+        .build();
     let run = setup.review(&request, None, false);
     assert!(run.allowed(), "{}", run.message());
     assert_restricted("notebook with a debug container", &applied(&request, &run));
@@ -236,22 +317,95 @@ fn each_explicitly_weaker_setting_is_denied_naming_the_field_and_the_fix() {
     let token = setup.token("alice", "x");
     let base = with_token(fixture("pods/spark-submit-driver.yaml"), &token);
     let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
-        ("spec.containers[0].securityContext.runAsUser", Box::new(|p| p["spec"]["containers"][0]["securityContext"] = json!({"runAsUser": 0}))),
-        ("spec.securityContext.runAsUser", Box::new(|p| p["spec"]["securityContext"] = json!({"runAsUser": 0}))),
-        ("spec.containers[0].securityContext.runAsNonRoot", Box::new(|p| p["spec"]["containers"][0]["securityContext"] = json!({"runAsNonRoot": false}))),
-        ("spec.securityContext.runAsNonRoot", Box::new(|p| p["spec"]["securityContext"] = json!({"runAsNonRoot": false}))),
-        ("spec.containers[0].securityContext.privileged", Box::new(|p| p["spec"]["containers"][0]["securityContext"] = json!({"privileged": true}))),
-        ("spec.containers[0].securityContext.allowPrivilegeEscalation", Box::new(|p| p["spec"]["containers"][0]["securityContext"] = json!({"allowPrivilegeEscalation": true}))),
-        ("spec.containers[0].securityContext.capabilities.add", Box::new(|p| p["spec"]["containers"][0]["securityContext"] = json!({"capabilities": {"add": ["NET_ADMIN"]}}))),
-        ("spec.containers[0].securityContext.readOnlyRootFilesystem", Box::new(|p| p["spec"]["containers"][0]["securityContext"] = json!({"readOnlyRootFilesystem": false}))),
-        ("spec.securityContext.seccompProfile.type", Box::new(|p| p["spec"]["securityContext"] = json!({"seccompProfile": {"type": "Unconfined"}}))),
-        ("spec.containers[0].securityContext.seccompProfile.type", Box::new(|p| p["spec"]["containers"][0]["securityContext"] = json!({"seccompProfile": {"type": "Unconfined"}}))),
-        ("spec.hostNetwork", Box::new(|p| p["spec"]["hostNetwork"] = json!(true))),
-        ("spec.hostPID", Box::new(|p| p["spec"]["hostPID"] = json!(true))),
-        ("spec.hostIPC", Box::new(|p| p["spec"]["hostIPC"] = json!(true))),
-        ("spec.volumes[2].hostPath", Box::new(|p| p["spec"]["volumes"].as_array_mut().unwrap().push(json!({"name": "docker", "hostPath": {"path": "/var/run/docker.sock"}})))),
-        ("spec.containers[0].ports[0].hostPort", Box::new(|p| p["spec"]["containers"][0]["ports"][0]["hostPort"] = json!(7078))),
-        ("spec.initContainers[0].securityContext.privileged", Box::new(|p| p["spec"]["initContainers"] = json!([{"name": "setup", "image": "busybox", "securityContext": {"privileged": true}}]))),
+        (
+            "spec.containers[0].securityContext.runAsUser",
+            Box::new(|p| p["spec"]["containers"][0]["securityContext"] = json!({"runAsUser": 0})),
+        ),
+        (
+            "spec.securityContext.runAsUser",
+            Box::new(|p| p["spec"]["securityContext"] = json!({"runAsUser": 0})),
+        ),
+        (
+            "spec.containers[0].securityContext.runAsNonRoot",
+            Box::new(|p| {
+                p["spec"]["containers"][0]["securityContext"] = json!({"runAsNonRoot": false})
+            }),
+        ),
+        (
+            "spec.securityContext.runAsNonRoot",
+            Box::new(|p| p["spec"]["securityContext"] = json!({"runAsNonRoot": false})),
+        ),
+        (
+            "spec.containers[0].securityContext.privileged",
+            Box::new(|p| {
+                p["spec"]["containers"][0]["securityContext"] = json!({"privileged": true})
+            }),
+        ),
+        (
+            "spec.containers[0].securityContext.allowPrivilegeEscalation",
+            Box::new(|p| {
+                p["spec"]["containers"][0]["securityContext"] =
+                    json!({"allowPrivilegeEscalation": true})
+            }),
+        ),
+        (
+            "spec.containers[0].securityContext.capabilities.add",
+            Box::new(|p| {
+                p["spec"]["containers"][0]["securityContext"] =
+                    json!({"capabilities": {"add": ["NET_ADMIN"]}})
+            }),
+        ),
+        (
+            "spec.containers[0].securityContext.readOnlyRootFilesystem",
+            Box::new(|p| {
+                p["spec"]["containers"][0]["securityContext"] =
+                    json!({"readOnlyRootFilesystem": false})
+            }),
+        ),
+        (
+            "spec.securityContext.seccompProfile.type",
+            Box::new(|p| {
+                p["spec"]["securityContext"] = json!({"seccompProfile": {"type": "Unconfined"}})
+            }),
+        ),
+        (
+            "spec.containers[0].securityContext.seccompProfile.type",
+            Box::new(|p| {
+                p["spec"]["containers"][0]["securityContext"] =
+                    json!({"seccompProfile": {"type": "Unconfined"}})
+            }),
+        ),
+        (
+            "spec.hostNetwork",
+            Box::new(|p| p["spec"]["hostNetwork"] = json!(true)),
+        ),
+        (
+            "spec.hostPID",
+            Box::new(|p| p["spec"]["hostPID"] = json!(true)),
+        ),
+        (
+            "spec.hostIPC",
+            Box::new(|p| p["spec"]["hostIPC"] = json!(true)),
+        ),
+        (
+            "spec.volumes[2].hostPath",
+            Box::new(|p| {
+                p["spec"]["volumes"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"name": "docker", "hostPath": {"path": "/var/run/docker.sock"}}))
+            }),
+        ),
+        (
+            "spec.containers[0].ports[0].hostPort",
+            Box::new(|p| p["spec"]["containers"][0]["ports"][0]["hostPort"] = json!(7078)),
+        ),
+        (
+            "spec.initContainers[0].securityContext.privileged",
+            Box::new(
+                |p| p["spec"]["initContainers"] = json!([{"name": "setup", "image": "busybox", "securityContext": {"privileged": true}}]),
+            ),
+        ),
     ];
     for (field, edit) in cases {
         let mut pod = base.clone();
@@ -263,22 +417,50 @@ fn each_explicitly_weaker_setting_is_denied_naming_the_field_and_the_fix() {
         assert!(message.contains(field), "{field}: {message}");
         assert!(message.contains(": "), "{field}: no fix in {message}");
         assert_eq!(run.response()["status"]["code"], 403);
-        assert!(run.output["ciliumNetworkPolicies"].as_array().unwrap().is_empty(), "{field}: denied job got a policy");
+        assert!(
+            run.output["ciliumNetworkPolicies"]
+                .as_array()
+                .unwrap()
+                .is_empty(),
+            "{field}: denied job got a policy"
+        );
     }
     // The same on a SparkApplication: spark-operator would copy it onto the pods.
     let app = with_token(fixture("apps/pyspark-etl.yaml"), &token);
     let app_cases: Vec<(&str, Value)> = vec![
-        ("spec.driver.securityContext.privileged", json!({"driver": {"securityContext": {"privileged": true}}})),
-        ("spec.executor.podSecurityContext.runAsUser", json!({"executor": {"podSecurityContext": {"runAsUser": 0}}})),
-        ("spec.driver.hostNetwork", json!({"driver": {"hostNetwork": true}})),
-        ("spec.driver.sidecars[0].securityContext.allowPrivilegeEscalation", json!({"driver": {"sidecars": [{"name": "s", "image": "x", "securityContext": {"allowPrivilegeEscalation": true}}]}})),
-        ("spec.volumes[2].hostPath", json!({"volumes": [{"name": "checkpoints", "persistentVolumeClaim": {"claimName": "c"}}, {"name": "job-settings", "configMap": {"name": "x"}}, {"name": "h", "hostPath": {"path": "/"}}]})),
-        ("spec.executor.template.spec.containers[0].securityContext.runAsUser", json!({"executor": {"template": {"spec": {"containers": [{"name": "spark-kubernetes-executor", "securityContext": {"runAsUser": 0}}]}}}})),
+        (
+            "spec.driver.securityContext.privileged",
+            json!({"driver": {"securityContext": {"privileged": true}}}),
+        ),
+        (
+            "spec.executor.podSecurityContext.runAsUser",
+            json!({"executor": {"podSecurityContext": {"runAsUser": 0}}}),
+        ),
+        (
+            "spec.driver.hostNetwork",
+            json!({"driver": {"hostNetwork": true}}),
+        ),
+        (
+            "spec.driver.sidecars[0].securityContext.allowPrivilegeEscalation",
+            json!({"driver": {"sidecars": [{"name": "s", "image": "x", "securityContext": {"allowPrivilegeEscalation": true}}]}}),
+        ),
+        (
+            "spec.volumes[2].hostPath",
+            json!({"volumes": [{"name": "checkpoints", "persistentVolumeClaim": {"claimName": "c"}}, {"name": "job-settings", "configMap": {"name": "x"}}, {"name": "h", "hostPath": {"path": "/"}}]}),
+        ),
+        (
+            "spec.executor.template.spec.containers[0].securityContext.runAsUser",
+            json!({"executor": {"template": {"spec": {"containers": [{"name": "spark-kubernetes-executor", "securityContext": {"runAsUser": 0}}]}}}}),
+        ),
     ];
     for (field, patch) in app_cases {
         let mut obj = app.clone();
         json_patch::merge(&mut obj["spec"], &patch);
-        let run = setup.review(&Review::spark_app(obj).user("oidc:alice").build(), None, false);
+        let run = setup.review(
+            &Review::spark_app(obj).user("oidc:alice").build(),
+            None,
+            false,
+        );
         assert!(!run.allowed(), "{field} was admitted");
         assert!(run.message().contains(field), "{field}: {}", run.message());
     }
@@ -289,8 +471,17 @@ fn mutating_an_admitted_object_again_changes_nothing() {
     let setup = OfflineSetup::new("");
     let token = setup.token("alice", "x");
     for (review, name) in [
-        (Review::pod(with_token(fixture("pods/notebook-client-mode.yaml"), &token)), "pod"),
-        (Review::spark_app(with_token(fixture("apps/sidecars-and-init.yaml"), &token)), "app"),
+        (
+            Review::pod(with_token(
+                fixture("pods/notebook-client-mode.yaml"),
+                &token,
+            )),
+            "pod",
+        ),
+        (
+            Review::spark_app(with_token(fixture("apps/sidecars-and-init.yaml"), &token)),
+            "app",
+        ),
     ] {
         let review = review.user("oidc:alice");
         let request = review.build();
@@ -302,8 +493,18 @@ fn mutating_an_admitted_object_again_changes_nothing() {
         again.object = once.clone();
         let second = setup.review(&again.build(), None, false);
         assert!(second.allowed(), "{name}: {}", second.message());
-        assert!(second.response().get("patch").is_none(), "{name}: {:?}", patch_of(&second.output["admissionReview"]));
-        assert!(second.output["ciliumNetworkPolicies"].as_array().unwrap().is_empty(), "{name}: policy applied twice");
+        assert!(
+            second.response().get("patch").is_none(),
+            "{name}: {:?}",
+            patch_of(&second.output["admissionReview"])
+        );
+        assert!(
+            second.output["ciliumNetworkPolicies"]
+                .as_array()
+                .unwrap()
+                .is_empty(),
+            "{name}: policy applied twice"
+        );
         // And the validating webhook accepts the final object.
         let v = setup.review(&again.build(), None, true);
         assert!(v.allowed(), "{name}: {}", v.message());
@@ -313,7 +514,11 @@ fn mutating_an_admitted_object_again_changes_nothing() {
 #[test]
 fn a_security_context_replaced_by_another_webhook_is_hardened_again_on_reinvocation() {
     let setup = OfflineSetup::new("");
-    let review = Review::pod(with_token(fixture("pods/spark-submit-driver.yaml"), &setup.token("alice", "x"))).user("oidc:alice");
+    let review = Review::pod(with_token(
+        fixture("pods/spark-submit-driver.yaml"),
+        &setup.token("alice", "x"),
+    ))
+    .user("oidc:alice");
     let request = review.build();
     let first = setup.review(&request, None, false);
     let mut pod = applied(&request, &first);

@@ -34,7 +34,8 @@ impl OfflineSetup {
     }
 
     pub fn token(&self, subject: &str, scopes: &str) -> String {
-        self.key.token(&super::scenario::Idp::claims(subject, scopes))
+        self.key
+            .token(&super::scenario::Idp::claims(subject, scopes))
     }
 
     /// Writes `objects` as a cluster-state file (a JSON array) and returns its path.
@@ -73,7 +74,12 @@ impl ReviewRun {
     }
 }
 
-pub fn run_review(config: &Path, review: &Value, state: Option<&Path>, validate: bool) -> ReviewRun {
+pub fn run_review(
+    config: &Path,
+    review: &Value,
+    state: Option<&Path>,
+    validate: bool,
+) -> ReviewRun {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sparkward"));
     cmd.arg("review").arg("--config").arg(config);
     if let Some(s) = state {

@@ -57,10 +57,7 @@ pub fn restricted_violations(pod: &Pod) -> Vec<String> {
         }
     }
     let pod_non_root = psc.run_as_non_root == Some(true);
-    let pod_seccomp = psc
-        .seccomp_profile
-        .as_ref()
-        .map(|p| p.type_.as_str());
+    let pod_seccomp = psc.seccomp_profile.as_ref().map(|p| p.type_.as_str());
     if pod_seccomp == Some("Unconfined") {
         out.push("pod seccomp Unconfined".into());
     }
@@ -74,7 +71,12 @@ pub fn restricted_violations(pod: &Pod) -> Vec<String> {
         .containers
         .iter()
         .map(|c| ("container", c))
-        .chain(spec.init_containers.iter().flatten().map(|c| ("initContainer", c)))
+        .chain(
+            spec.init_containers
+                .iter()
+                .flatten()
+                .map(|c| ("initContainer", c)),
+        )
         .collect();
     let mut kinds: Vec<(String, Option<SecurityContext>, Vec<Option<i32>>)> = all
         .iter()
@@ -135,7 +137,11 @@ pub fn restricted_violations(pod: &Pod) -> Vec<String> {
         if sc.windows_options.as_ref().and_then(|w| w.host_process) == Some(true) {
             out.push(format!("{who}: hostProcess"));
         }
-        if sc.app_armor_profile.as_ref().is_some_and(|p| p.type_ == "Unconfined") {
+        if sc
+            .app_armor_profile
+            .as_ref()
+            .is_some_and(|p| p.type_ == "Unconfined")
+        {
             out.push(format!("{who}: AppArmor Unconfined"));
         }
         if let Some(se) = &sc.se_linux_options {
@@ -145,12 +151,24 @@ pub fn restricted_violations(pod: &Pod) -> Vec<String> {
     out
 }
 
-fn check_selinux(who: &str, se: &k8s_openapi::api::core::v1::SELinuxOptions, out: &mut Vec<String>) {
-    let allowed = ["", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"];
+fn check_selinux(
+    who: &str,
+    se: &k8s_openapi::api::core::v1::SELinuxOptions,
+    out: &mut Vec<String>,
+) {
+    let allowed = [
+        "",
+        "container_t",
+        "container_init_t",
+        "container_kvm_t",
+        "container_engine_t",
+    ];
     if !allowed.contains(&se.type_.as_deref().unwrap_or("")) {
         out.push(format!("{who}: SELinux type"));
     }
-    if se.user.as_deref().is_some_and(|u| !u.is_empty()) || se.role.as_deref().is_some_and(|r| !r.is_empty()) {
+    if se.user.as_deref().is_some_and(|u| !u.is_empty())
+        || se.role.as_deref().is_some_and(|r| !r.is_empty())
+    {
         out.push(format!("{who}: SELinux user/role"));
     }
 }
@@ -160,9 +178,18 @@ fn check_selinux(who: &str, se: &k8s_openapi::api::core::v1::SELinuxOptions, out
 pub fn writable_dirs_missing(pod: &Pod, dirs: &[&str]) -> Vec<String> {
     let mut out = Vec::new();
     let Some(spec) = &pod.spec else { return out };
-    for c in spec.containers.iter().chain(spec.init_containers.iter().flatten()) {
+    for c in spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+    {
         for dir in dirs {
-            if !c.volume_mounts.iter().flatten().any(|m| m.mount_path == *dir) {
+            if !c
+                .volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.mount_path == *dir)
+            {
                 out.push(format!("container {} does not mount {dir}", c.name));
             }
         }

@@ -32,9 +32,11 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 pub use self::fault::{Fault, FaultAction, RecordedRequest};
-pub use self::resource::{CNP, LEASE, NAMESPACE, POD, RESOURCES, Resource, SCHEDULED_SPARK_APP, SPARK_APP};
-pub use self::status::ApiError;
 use self::http::{Shared, lock};
+pub use self::resource::{
+    CNP, LEASE, NAMESPACE, POD, RESOURCES, Resource, SCHEDULED_SPARK_APP, SPARK_APP,
+};
+pub use self::status::ApiError;
 use self::store::WriteCtx;
 use crate::support::upstream::{Crd, crd_validator};
 
@@ -168,7 +170,13 @@ impl FakeApiServer {
     }
 
     /// Replaces `.status` as a controller would through the status subresource.
-    pub fn update_status(&self, resource: Resource, ns: &str, name: &str, status: Value) -> Result<Value, ApiError> {
+    pub fn update_status(
+        &self,
+        resource: Resource,
+        ns: &str,
+        name: &str,
+        status: Value,
+    ) -> Result<Value, ApiError> {
         let ctx = WriteCtx {
             manager: "sparkward-tests".into(),
             subresource: Some("status".into()),
@@ -180,14 +188,24 @@ impl FakeApiServer {
             "metadata": { "name": name },
             "status": status,
         });
-        let result = lock(&self.shared.store).replace(&resource, namespace_arg(&resource, ns).as_deref(), name, body, &ctx);
+        let result = lock(&self.shared.store).replace(
+            &resource,
+            namespace_arg(&resource, ns).as_deref(),
+            name,
+            body,
+            &ctx,
+        );
         self.shared.notify();
         result
     }
 
     /// Removes an object at once, ignoring finalizers (watches see DELETED).
     pub fn remove(&self, resource: Resource, ns: &str, name: &str) -> Option<Value> {
-        let removed = lock(&self.shared.store).remove(&resource, namespace_arg(&resource, ns).as_deref(), name);
+        let removed = lock(&self.shared.store).remove(
+            &resource,
+            namespace_arg(&resource, ns).as_deref(),
+            name,
+        );
         self.shared.notify();
         removed
     }
