@@ -335,6 +335,7 @@ impl Pipeline {
             })?;
             (job, false)
         } else {
+            foreign_job_claim(&app.metadata, &derived)?;
             let submitter = match self.schedule_parent(ctx, &app.metadata, namespace).await? {
                 Some(s) => s,
                 None => self.verify_token(ctx, &app.metadata).await?,
@@ -627,6 +628,7 @@ impl Pipeline {
         if mode == Mode::Validate {
             return Err(not_admitted_here("Pod"));
         }
+        foreign_job_claim(&pod.metadata, &derived)?;
         let submitter = self.verify_token(ctx, &pod.metadata).await?;
         Ok((
             JobIdentity {
@@ -1046,6 +1048,28 @@ fn missing_claims(
             fix: "sparkward's mutating webhook sets it; check the webhook configurations".into(),
         })
         .collect()
+}
+
+/// A new job's object must not arrive with a job id: ids are assigned by sparkward (derived from
+/// the admission request), so a job id here is a claim on somebody else's job and its network
+/// access. Checked before the token so the message names the real problem.
+fn foreign_job_claim(meta: &Meta, derived: &str) -> Result<(), Reason> {
+    match meta.label(JOB_ID_LABEL) {
+        Some(claimed) if claimed != derived => Err(Reason::Spoofing(vec![Violation {
+            field: Loc::root()
+                .key("metadata")
+                .key("labels")
+                .key(JOB_ID_LABEL)
+                .human()
+                .to_string(),
+            problem: format!(
+                "claims job '{claimed}', but this object starts a new job and nothing it was \
+                 created by belongs to that job"
+            ),
+            fix: "remove sparkward.io/ labels and annotations: sparkward assigns job ids".into(),
+        }])),
+        _ => Ok(()),
+    }
 }
 
 fn record_job(facts: &mut Facts, job: &JobIdentity) {
