@@ -11,13 +11,15 @@ use http::Method;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{
-    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, Preconditions, WatchEvent,
-    WatchParams,
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, Preconditions,
+    WatchEvent, WatchParams,
 };
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use serde_json::{Value, json};
 
-use support::apiserver::{CNP, FakeApiServer, Fault, LEASE, NAMESPACE, POD, SCHEDULED_SPARK_APP, SPARK_APP};
+use support::apiserver::{
+    CNP, FakeApiServer, Fault, LEASE, NAMESPACE, POD, SCHEDULED_SPARK_APP, SPARK_APP,
+};
 use support::upstream::{self, Crd, crd_validator};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -95,8 +97,16 @@ async fn serves_version_and_discovery() {
     assert_eq!(client.apiserver_version().await.unwrap().major, "1");
     let groups = client.list_api_groups().await.unwrap();
     assert!(groups.groups.iter().any(|g| g.name == "cilium.io"));
-    let resources = client.list_api_group_resources("cilium.io/v2").await.unwrap();
-    assert!(resources.resources.iter().any(|r| r.name == "ciliumnetworkpolicies"));
+    let resources = client
+        .list_api_group_resources("cilium.io/v2")
+        .await
+        .unwrap();
+    assert!(
+        resources
+            .resources
+            .iter()
+            .any(|r| r.name == "ciliumnetworkpolicies")
+    );
 }
 
 #[tokio::test]
@@ -104,7 +114,10 @@ async fn creates_gets_lists_and_deletes_a_cnp() {
     let api = FakeApiServer::start().await;
     let cnps = cnps(&api);
     let created = cnps
-        .create(&PostParams::default(), &mk_dynamic(mk_cnp("p1", json!("5432"))))
+        .create(
+            &PostParams::default(),
+            &mk_dynamic(mk_cnp("p1", json!("5432"))),
+        )
         .await
         .unwrap();
     let meta = &created.metadata;
@@ -115,15 +128,25 @@ async fn creates_gets_lists_and_deletes_a_cnp() {
 
     let fetched = cnps.get("p1").await.unwrap();
     assert_eq!(fetched.metadata.uid, meta.uid);
-    assert_eq!(fetched.data["specs"][0]["egress"][0]["toPorts"][0]["ports"][0]["port"], "5432");
+    assert_eq!(
+        fetched.data["specs"][0]["egress"][0]["toPorts"][0]["ports"][0]["port"],
+        "5432"
+    );
 
     let second = cnps
-        .create(&PostParams::default(), &mk_dynamic(mk_cnp("p2", json!("80"))))
+        .create(
+            &PostParams::default(),
+            &mk_dynamic(mk_cnp("p2", json!("80"))),
+        )
         .await
         .unwrap();
     assert!(rv(&second).parse::<u64>().unwrap() > rv(&created).parse::<u64>().unwrap());
     let listed = cnps.list(&ListParams::default()).await.unwrap();
-    let names: Vec<_> = listed.items.iter().map(|o| o.metadata.name.clone().unwrap()).collect();
+    let names: Vec<_> = listed
+        .items
+        .iter()
+        .map(|o| o.metadata.name.clone().unwrap())
+        .collect();
     assert_eq!(names, ["p1", "p2"]);
     assert_eq!(listed.metadata.resource_version, Some(rv(&second)));
 
@@ -139,9 +162,19 @@ async fn answers_not_found_with_the_real_status() {
     let status = api_error(cnps(&api).get("x").await);
     assert_eq!(status.code, 404);
     assert_eq!(status.reason, "NotFound");
-    assert_eq!(status.message, "ciliumnetworkpolicies.cilium.io \"x\" not found");
+    assert_eq!(
+        status.message,
+        "ciliumnetworkpolicies.cilium.io \"x\" not found"
+    );
     let details = status.details.unwrap();
-    assert_eq!((details.name.as_str(), details.group.as_str(), details.kind.as_str()), ("x", "cilium.io", "ciliumnetworkpolicies"));
+    assert_eq!(
+        (
+            details.name.as_str(),
+            details.group.as_str(),
+            details.kind.as_str()
+        ),
+        ("x", "cilium.io", "ciliumnetworkpolicies")
+    );
 
     let pods: Api<Pod> = Api::default_namespaced(api.client());
     let status = api_error(pods.get("nope").await);
@@ -155,8 +188,14 @@ async fn answers_already_exists_on_a_duplicate_create() {
     let cnp = mk_dynamic(mk_cnp("dup", json!("80")));
     cnps.create(&PostParams::default(), &cnp).await.unwrap();
     let status = api_error(cnps.create(&PostParams::default(), &cnp).await);
-    assert_eq!((status.code, status.reason.as_str()), (409, "AlreadyExists"));
-    assert_eq!(status.message, "ciliumnetworkpolicies.cilium.io \"dup\" already exists");
+    assert_eq!(
+        (status.code, status.reason.as_str()),
+        (409, "AlreadyExists")
+    );
+    assert_eq!(
+        status.message,
+        "ciliumnetworkpolicies.cilium.io \"dup\" already exists"
+    );
 }
 
 #[tokio::test]
@@ -164,12 +203,18 @@ async fn rejects_a_stale_replace_with_conflict() {
     let api = FakeApiServer::start().await;
     let cnps = cnps(&api);
     let first = cnps
-        .create(&PostParams::default(), &mk_dynamic(mk_cnp("c", json!("80"))))
+        .create(
+            &PostParams::default(),
+            &mk_dynamic(mk_cnp("c", json!("80"))),
+        )
         .await
         .unwrap();
     let mut update = first.clone();
     update.data["specs"][0]["egress"][0]["toPorts"][0]["ports"][0]["port"] = json!("81");
-    let replaced = cnps.replace("c", &PostParams::default(), &update).await.unwrap();
+    let replaced = cnps
+        .replace("c", &PostParams::default(), &update)
+        .await
+        .unwrap();
     assert_eq!(replaced.metadata.generation, Some(2));
 
     let status = api_error(cnps.replace("c", &PostParams::default(), &update).await);
@@ -185,7 +230,11 @@ async fn replace_of_a_missing_object_is_not_found() {
     let api = FakeApiServer::start().await;
     let status = api_error(
         cnps(&api)
-            .replace("ghost", &PostParams::default(), &mk_dynamic(mk_cnp("ghost", json!("80"))))
+            .replace(
+                "ghost",
+                &PostParams::default(),
+                &mk_dynamic(mk_cnp("ghost", json!("80"))),
+            )
             .await,
     );
     assert_eq!(status.code, 404);
@@ -195,11 +244,18 @@ async fn replace_of_a_missing_object_is_not_found() {
 async fn merge_patch_bumps_generation_only_on_spec_change() {
     let api = FakeApiServer::start().await;
     let cnps = cnps(&api);
-    cnps.create(&PostParams::default(), &mk_dynamic(mk_cnp("m", json!("80"))))
-        .await
-        .unwrap();
+    cnps.create(
+        &PostParams::default(),
+        &mk_dynamic(mk_cnp("m", json!("80"))),
+    )
+    .await
+    .unwrap();
     let patched = cnps
-        .patch("m", &PatchParams::default(), &Patch::Merge(json!({ "metadata": { "labels": { "extra": "yes" } } })))
+        .patch(
+            "m",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "labels": { "extra": "yes" } } })),
+        )
         .await
         .unwrap();
     assert_eq!(patched.metadata.labels.as_ref().unwrap()["extra"], "yes");
@@ -213,7 +269,14 @@ async fn merge_patch_bumps_generation_only_on_spec_change() {
         )
         .await
         .unwrap();
-    assert!(!patched.metadata.labels.as_ref().unwrap().contains_key("extra"));
+    assert!(
+        !patched
+            .metadata
+            .labels
+            .as_ref()
+            .unwrap()
+            .contains_key("extra")
+    );
     assert_eq!(patched.metadata.generation, Some(2));
 }
 
@@ -221,21 +284,33 @@ async fn merge_patch_bumps_generation_only_on_spec_change() {
 async fn json_patch_edits_a_cnp() {
     let api = FakeApiServer::start().await;
     let cnps = cnps(&api);
-    cnps.create(&PostParams::default(), &mk_dynamic(mk_cnp("j", json!("80"))))
-        .await
-        .unwrap();
+    cnps.create(
+        &PostParams::default(),
+        &mk_dynamic(mk_cnp("j", json!("80"))),
+    )
+    .await
+    .unwrap();
     let ops: json_patch::Patch = serde_json::from_value(json!([
         { "op": "test", "path": "/specs/0/egress/0/toPorts/0/ports/0/port", "value": "80" },
         { "op": "replace", "path": "/specs/0/egress/0/toPorts/0/ports/0/port", "value": "443" },
     ]))
     .unwrap();
-    let patched = cnps.patch("j", &PatchParams::default(), &Patch::Json::<()>(ops)).await.unwrap();
-    assert_eq!(patched.data["specs"][0]["egress"][0]["toPorts"][0]["ports"][0]["port"], "443");
+    let patched = cnps
+        .patch("j", &PatchParams::default(), &Patch::Json::<()>(ops))
+        .await
+        .unwrap();
+    assert_eq!(
+        patched.data["specs"][0]["egress"][0]["toPorts"][0]["ports"][0]["port"],
+        "443"
+    );
 
     let failing: json_patch::Patch =
         serde_json::from_value(json!([{ "op": "test", "path": "/specs/0/egress/0/toPorts/0/ports/0/port", "value": "80" }]))
             .unwrap();
-    let status = api_error(cnps.patch("j", &PatchParams::default(), &Patch::Json::<()>(failing)).await);
+    let status = api_error(
+        cnps.patch("j", &PatchParams::default(), &Patch::Json::<()>(failing))
+            .await,
+    );
     assert_eq!(status.code, 422);
 }
 
@@ -243,19 +318,35 @@ async fn json_patch_edits_a_cnp() {
 async fn strategic_merge_patch_is_refused_for_custom_resources_like_the_real_api() {
     let api = FakeApiServer::start().await;
     let cnps = cnps(&api);
-    cnps.create(&PostParams::default(), &mk_dynamic(mk_cnp("s", json!("80"))))
-        .await
-        .unwrap();
+    cnps.create(
+        &PostParams::default(),
+        &mk_dynamic(mk_cnp("s", json!("80"))),
+    )
+    .await
+    .unwrap();
     let status = api_error(
-        cnps.patch("s", &PatchParams::default(), &Patch::Strategic(json!({ "metadata": { "labels": { "a": "b" } } })))
-            .await,
+        cnps.patch(
+            "s",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({ "metadata": { "labels": { "a": "b" } } })),
+        )
+        .await,
     );
-    assert_eq!((status.code, status.reason.as_str()), (415, "UnsupportedMediaType"));
+    assert_eq!(
+        (status.code, status.reason.as_str()),
+        (415, "UnsupportedMediaType")
+    );
 
     let pods: Api<Pod> = Api::default_namespaced(api.client());
-    pods.create(&PostParams::default(), &mk_pod("p", json!({}))).await.unwrap();
+    pods.create(&PostParams::default(), &mk_pod("p", json!({})))
+        .await
+        .unwrap();
     let patched = pods
-        .patch("p", &PatchParams::default(), &Patch::Strategic(json!({ "metadata": { "labels": { "a": "b" } } })))
+        .patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({ "metadata": { "labels": { "a": "b" } } })),
+        )
         .await
         .unwrap();
     assert_eq!(patched.metadata.labels.unwrap()["a"], "b");
@@ -269,14 +360,25 @@ async fn rejects_cnp_with_numeric_port() {
     let api = FakeApiServer::start().await;
     let status = api_error(
         cnps(&api)
-            .create(&PostParams::default(), &mk_dynamic(mk_cnp("num", json!(5432))))
+            .create(
+                &PostParams::default(),
+                &mk_dynamic(mk_cnp("num", json!(5432))),
+            )
             .await,
     );
     assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
-    assert!(status.message.starts_with("CiliumNetworkPolicy.cilium.io \"num\" is invalid: "), "{}", status.message);
+    assert!(
+        status
+            .message
+            .starts_with("CiliumNetworkPolicy.cilium.io \"num\" is invalid: "),
+        "{}",
+        status.message
+    );
     let causes = status.details.unwrap().causes;
     assert!(
-        causes.iter().any(|c| c.field == "specs[0].egress[0].toPorts[0].ports[0].port"),
+        causes
+            .iter()
+            .any(|c| c.field == "specs[0].egress[0].toPorts[0].ports[0].port"),
         "{causes:?}"
     );
     assert!(api.get(CNP, "default", "num").is_none());
@@ -290,7 +392,11 @@ async fn rejects_cnp_with_unknown_field_instead_of_pruning_it() {
     let api = FakeApiServer::start().await;
     let mut cnp = mk_cnp("typo", json!("80"));
     cnp["specs"][0]["egress"][0]["toPort"] = json!([]);
-    let status = api_error(cnps(&api).create(&PostParams::default(), &mk_dynamic(cnp)).await);
+    let status = api_error(
+        cnps(&api)
+            .create(&PostParams::default(), &mk_dynamic(cnp))
+            .await,
+    );
     assert_eq!(status.code, 422);
     let causes = status.details.unwrap().causes;
     assert_eq!(causes[0].field, "specs[0].egress[0].toPort");
@@ -298,7 +404,10 @@ async fn rejects_cnp_with_unknown_field_instead_of_pruning_it() {
 
     // The same rules on an update.
     cnps(&api)
-        .create(&PostParams::default(), &mk_dynamic(mk_cnp("ok", json!("80"))))
+        .create(
+            &PostParams::default(),
+            &mk_dynamic(mk_cnp("ok", json!("80"))),
+        )
         .await
         .unwrap();
     let status = api_error(
@@ -307,7 +416,10 @@ async fn rejects_cnp_with_unknown_field_instead_of_pruning_it() {
             .await,
     );
     assert_eq!(status.code, 422);
-    assert_eq!(status.details.unwrap().causes[0].reason, "FieldValueNotSupported");
+    assert_eq!(
+        status.details.unwrap().causes[0].reason,
+        "FieldValueNotSupported"
+    );
 }
 
 #[tokio::test]
@@ -352,7 +464,10 @@ async fn validator_drops_nulls_and_fills_schema_defaults_like_the_api_server() {
     cnp["specs"][0]["egress"][0]["icmps"] = json!([{ "fields": [{ "type": 8 }] }]);
     cnp["specs"][0]["description"] = Value::Null;
     assert!(validator.admit(&mut cnp).is_empty());
-    assert_eq!(cnp["specs"][0]["egress"][0]["icmps"][0]["fields"][0]["family"], "IPv4");
+    assert_eq!(
+        cnp["specs"][0]["egress"][0]["icmps"][0]["fields"][0]["family"],
+        "IPv4"
+    );
     assert!(cnp["specs"][0].get("description").is_none());
 }
 
@@ -378,35 +493,71 @@ async fn apply_without_field_manager_is_rejected() {
     let api = FakeApiServer::start().await;
     let status = api_error(
         cnps(&api)
-            .patch("a", &PatchParams::default(), &Patch::Apply(mk_cnp("a", json!("80"))))
+            .patch(
+                "a",
+                &PatchParams::default(),
+                &Patch::Apply(mk_cnp("a", json!("80"))),
+            )
             .await,
     );
     assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
-    assert!(status.message.contains("fieldManager: Required value"), "{}", status.message);
+    assert!(
+        status.message.contains("fieldManager: Required value"),
+        "{}",
+        status.message
+    );
 }
 
 #[tokio::test]
 async fn apply_by_another_manager_conflicts_unless_forced() {
     let api = FakeApiServer::start().await;
     let cnps = cnps(&api);
-    cnps.patch("a", &PatchParams::apply("sparkward"), &Patch::Apply(mk_cnp("a", json!("80"))))
-        .await
-        .unwrap();
+    cnps.patch(
+        "a",
+        &PatchParams::apply("sparkward"),
+        &Patch::Apply(mk_cnp("a", json!("80"))),
+    )
+    .await
+    .unwrap();
     let intruder = mk_cnp("a", json!("22"));
-    let status = api_error(cnps.patch("a", &PatchParams::apply("someone"), &Patch::Apply(&intruder)).await);
+    let status = api_error(
+        cnps.patch(
+            "a",
+            &PatchParams::apply("someone"),
+            &Patch::Apply(&intruder),
+        )
+        .await,
+    );
     assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
-    assert!(status.message.starts_with("Apply failed with 1 conflict: conflict with \"sparkward\""), "{}", status.message);
+    assert!(
+        status
+            .message
+            .starts_with("Apply failed with 1 conflict: conflict with \"sparkward\""),
+        "{}",
+        status.message
+    );
 
     // Same values owned by someone else are shared, not a conflict.
-    cnps.patch("a", &PatchParams::apply("someone"), &Patch::Apply(mk_cnp("a", json!("80"))))
-        .await
-        .unwrap();
+    cnps.patch(
+        "a",
+        &PatchParams::apply("someone"),
+        &Patch::Apply(mk_cnp("a", json!("80"))),
+    )
+    .await
+    .unwrap();
 
     let forced = cnps
-        .patch("a", &PatchParams::apply("someone").force(), &Patch::Apply(&intruder))
+        .patch(
+            "a",
+            &PatchParams::apply("someone").force(),
+            &Patch::Apply(&intruder),
+        )
         .await
         .unwrap();
-    assert_eq!(forced.data["specs"][0]["egress"][0]["toPorts"][0]["ports"][0]["port"], "22");
+    assert_eq!(
+        forced.data["specs"][0]["egress"][0]["toPorts"][0]["ports"][0]["port"],
+        "22"
+    );
     // A merge patch by an updater takes the field too; the applier then conflicts with it.
     cnps.patch(
         "a",
@@ -415,8 +566,21 @@ async fn apply_by_another_manager_conflicts_unless_forced() {
     )
     .await
     .unwrap();
-    let status = api_error(cnps.patch("a", &PatchParams::apply("someone"), &Patch::Apply(&intruder)).await);
-    assert!(status.message.contains("metadata.labels.sparkward.io/job-id"), "{}", status.message);
+    let status = api_error(
+        cnps.patch(
+            "a",
+            &PatchParams::apply("someone"),
+            &Patch::Apply(&intruder),
+        )
+        .await,
+    );
+    assert!(
+        status
+            .message
+            .contains("metadata.labels.sparkward.io/job-id"),
+        "{}",
+        status.message
+    );
 }
 
 #[tokio::test]
@@ -427,11 +591,21 @@ async fn apply_removes_fields_its_manager_no_longer_sets() {
     let mut cnp = mk_cnp("r", json!("80"));
     cnp["metadata"]["annotations"] = json!({ "sparkward.io/policy": "r" });
     cnps.patch("r", &pp, &Patch::Apply(&cnp)).await.unwrap();
-    cnps.patch("r", &PatchParams::default(), &Patch::Merge(json!({ "metadata": { "labels": { "kept": "x" } } })))
-        .await
-        .unwrap();
-    cnp["metadata"].as_object_mut().unwrap().remove("annotations");
-    cnp["metadata"]["labels"].as_object_mut().unwrap().remove("sparkward.io/job-id");
+    cnps.patch(
+        "r",
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "metadata": { "labels": { "kept": "x" } } })),
+    )
+    .await
+    .unwrap();
+    cnp["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("annotations");
+    cnp["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("sparkward.io/job-id");
     let after = cnps.patch("r", &pp, &Patch::Apply(&cnp)).await.unwrap();
     let labels = after.metadata.labels.unwrap();
     assert!(!labels.contains_key("sparkward.io/job-id"));
@@ -444,7 +618,10 @@ async fn delete_honours_uid_and_resource_version_preconditions() {
     let api = FakeApiServer::start().await;
     let cnps = cnps(&api);
     let created = cnps
-        .create(&PostParams::default(), &mk_dynamic(mk_cnp("d", json!("80"))))
+        .create(
+            &PostParams::default(),
+            &mk_dynamic(mk_cnp("d", json!("80"))),
+        )
         .await
         .unwrap();
     let wrong_uid = DeleteParams::default().preconditions(Preconditions {
@@ -453,7 +630,13 @@ async fn delete_honours_uid_and_resource_version_preconditions() {
     });
     let status = api_error(cnps.delete("d", &wrong_uid).await);
     assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
-    assert!(status.message.contains("Precondition failed: UID in precondition"), "{}", status.message);
+    assert!(
+        status
+            .message
+            .contains("Precondition failed: UID in precondition"),
+        "{}",
+        status.message
+    );
     let stale = DeleteParams::default().preconditions(Preconditions {
         uid: None,
         resource_version: Some("1".into()),
@@ -473,21 +656,28 @@ async fn finalizers_defer_deletion_until_emptied() {
     let cnps = cnps(&api);
     let mut cnp = mk_cnp("f", json!("80"));
     cnp["metadata"]["finalizers"] = json!(["sparkward.io/cleanup"]);
-    cnps.create(&PostParams::default(), &mk_dynamic(cnp)).await.unwrap();
+    cnps.create(&PostParams::default(), &mk_dynamic(cnp))
+        .await
+        .unwrap();
     let pending = cnps.delete("f", &DeleteParams::default()).await.unwrap();
     let pending = pending.left().expect("the object, still there");
     assert!(pending.metadata.deletion_timestamp.is_some());
     assert!(api.get(CNP, "default", "f").is_some());
-    cnps.patch("f", &PatchParams::default(), &Patch::Merge(json!({ "metadata": { "finalizers": null } })))
-        .await
-        .unwrap();
+    cnps.patch(
+        "f",
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "metadata": { "finalizers": null } })),
+    )
+    .await
+    .unwrap();
     assert!(api.get(CNP, "default", "f").is_none());
 }
 
 #[tokio::test]
 async fn status_subresource_changes_only_status() {
     let api = FakeApiServer::start().await;
-    let apps: Api<DynamicObject> = Api::namespaced_with(api.client(), "default", &SPARK_APP.api_resource());
+    let apps: Api<DynamicObject> =
+        Api::namespaced_with(api.client(), "default", &SPARK_APP.api_resource());
     let app = json!({
         "apiVersion": "sparkoperator.k8s.io/v1beta2",
         "kind": "SparkApplication",
@@ -495,8 +685,14 @@ async fn status_subresource_changes_only_status() {
         "spec": { "type": "Scala", "mode": "cluster", "sparkVersion": "3.5.3", "mainApplicationFile": "local:///x.jar", "driver": {}, "executor": {} },
         "status": { "applicationState": { "state": "COMPLETED" } },
     });
-    let created = apps.create(&PostParams::default(), &mk_dynamic(app)).await.unwrap();
-    assert!(created.data.get("status").is_none(), "status is dropped on create");
+    let created = apps
+        .create(&PostParams::default(), &mk_dynamic(app))
+        .await
+        .unwrap();
+    assert!(
+        created.data.get("status").is_none(),
+        "status is dropped on create"
+    );
 
     let patched = apps
         .patch_status(
@@ -509,18 +705,30 @@ async fn status_subresource_changes_only_status() {
         )
         .await
         .unwrap();
-    assert_eq!(patched.data["status"]["applicationState"]["state"], "RUNNING");
+    assert_eq!(
+        patched.data["status"]["applicationState"]["state"],
+        "RUNNING"
+    );
     assert_eq!(patched.data["spec"]["sparkVersion"], "3.5.3");
     assert_eq!(patched.metadata.generation, Some(1));
 
     let main = apps
-        .patch("pi", &PatchParams::default(), &Patch::Merge(json!({ "status": { "applicationState": { "state": "FAILED" } } })))
+        .patch(
+            "pi",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": { "applicationState": { "state": "FAILED" } } })),
+        )
         .await
         .unwrap();
     assert_eq!(main.data["status"]["applicationState"]["state"], "RUNNING");
 
     let done = api
-        .update_status(SPARK_APP, "default", "pi", json!({ "applicationState": { "state": "COMPLETED" }, "driverInfo": {} }))
+        .update_status(
+            SPARK_APP,
+            "default",
+            "pi",
+            json!({ "applicationState": { "state": "COMPLETED" }, "driverInfo": {} }),
+        )
         .unwrap();
     assert_eq!(done["status"]["applicationState"]["state"], "COMPLETED");
 }
@@ -529,22 +737,41 @@ async fn status_subresource_changes_only_status() {
 async fn pods_need_containers_and_a_namespace_that_exists() {
     let api = FakeApiServer::start().await;
     let pods: Api<Pod> = Api::default_namespaced(api.client());
-    let created = pods.create(&PostParams::default(), &mk_pod("driver", json!({}))).await.unwrap();
+    let created = pods
+        .create(&PostParams::default(), &mk_pod("driver", json!({})))
+        .await
+        .unwrap();
     assert_eq!(created.status.unwrap().phase.as_deref(), Some("Pending"));
 
     let mut empty = mk_pod("empty", json!({}));
     empty.spec.as_mut().unwrap().containers.clear();
     let status = api_error(pods.create(&PostParams::default(), &empty).await);
     assert_eq!(status.code, 422);
-    assert_eq!(status.message, "Pod \"empty\" is invalid: spec.containers: Required value");
+    assert_eq!(
+        status.message,
+        "Pod \"empty\" is invalid: spec.containers: Required value"
+    );
 
     let elsewhere: Api<Pod> = Api::namespaced(api.client(), "spark-jobs");
-    let status = api_error(elsewhere.create(&PostParams::default(), &mk_pod("x", json!({}))).await);
-    assert_eq!((status.code, status.message.as_str()), (404, "namespaces \"spark-jobs\" not found"));
+    let status = api_error(
+        elsewhere
+            .create(&PostParams::default(), &mk_pod("x", json!({})))
+            .await,
+    );
+    assert_eq!(
+        (status.code, status.message.as_str()),
+        (404, "namespaces \"spark-jobs\" not found")
+    );
     api.ensure_namespace("spark-jobs", json!({ "sparkward.io/enforce": "true" }));
-    elsewhere.create(&PostParams::default(), &mk_pod("x", json!({}))).await.unwrap();
+    elsewhere
+        .create(&PostParams::default(), &mk_pod("x", json!({})))
+        .await
+        .unwrap();
     let ns = api.get(NAMESPACE, "", "spark-jobs").unwrap();
-    assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "spark-jobs");
+    assert_eq!(
+        ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
+        "spark-jobs"
+    );
 }
 
 #[tokio::test]
@@ -552,12 +779,18 @@ async fn invalid_labels_and_names_are_rejected() {
     let api = FakeApiServer::start().await;
     let pods: Api<Pod> = Api::default_namespaced(api.client());
     let status = api_error(
-        pods.create(&PostParams::default(), &mk_pod("bad", json!({ "sparkward.io/user": "alice@example.com" })))
-            .await,
+        pods.create(
+            &PostParams::default(),
+            &mk_pod("bad", json!({ "sparkward.io/user": "alice@example.com" })),
+        )
+        .await,
     );
     assert_eq!(status.code, 422);
     assert_eq!(status.details.unwrap().causes[0].field, "metadata.labels");
-    let status = api_error(pods.create(&PostParams::default(), &mk_pod("Upper", json!({}))).await);
+    let status = api_error(
+        pods.create(&PostParams::default(), &mk_pod("Upper", json!({})))
+            .await,
+    );
     assert_eq!(status.code, 422);
 }
 
@@ -571,7 +804,10 @@ async fn generate_name_gets_a_random_suffix() {
     let a = pods.create(&PostParams::default(), &pod).await.unwrap();
     let b = pods.create(&PostParams::default(), &pod).await.unwrap();
     let (a, b) = (a.metadata.name.unwrap(), b.metadata.name.unwrap());
-    assert!(a.starts_with("spark-exec-") && a.len() == "spark-exec-".len() + 5, "{a}");
+    assert!(
+        a.starts_with("spark-exec-") && a.len() == "spark-exec-".len() + 5,
+        "{a}"
+    );
     assert_ne!(a, b);
 }
 
@@ -579,12 +815,22 @@ async fn generate_name_gets_a_random_suffix() {
 async fn leases_update_with_optimistic_concurrency() {
     let api = FakeApiServer::start().await;
     let leases: Api<Lease> = Api::namespaced(api.client(), "kube-system");
-    let created = leases.create(&PostParams::default(), &mk_lease("lock", "a")).await.unwrap();
+    let created = leases
+        .create(&PostParams::default(), &mk_lease("lock", "a"))
+        .await
+        .unwrap();
     let mut mine = created.clone();
     mine.spec.as_mut().unwrap().holder_identity = Some("b".into());
-    let taken = leases.replace("lock", &PostParams::default(), &mine).await.unwrap();
+    let taken = leases
+        .replace("lock", &PostParams::default(), &mine)
+        .await
+        .unwrap();
     assert_eq!(taken.spec.unwrap().holder_identity.as_deref(), Some("b"));
-    let status = api_error(leases.replace("lock", &PostParams::default(), &created).await);
+    let status = api_error(
+        leases
+            .replace("lock", &PostParams::default(), &created)
+            .await,
+    );
     assert_eq!(status.code, 409);
     let applied = leases
         .patch("lock", &PatchParams::apply("sparkward").force(), &Patch::Apply(json!({
@@ -601,13 +847,24 @@ async fn label_and_field_selectors_filter_lists() {
     let api = FakeApiServer::start().await;
     let pods: Api<Pod> = Api::default_namespaced(api.client());
     for (name, role) in [("d1", "driver"), ("e1", "executor"), ("e2", "executor")] {
-        pods.create(&PostParams::default(), &mk_pod(name, json!({ "spark-role": role, "sparkward.io/job-id": "sj-1" })))
-            .await
-            .unwrap();
+        pods.create(
+            &PostParams::default(),
+            &mk_pod(
+                name,
+                json!({ "spark-role": role, "sparkward.io/job-id": "sj-1" }),
+            ),
+        )
+        .await
+        .unwrap();
     }
-    pods.create(&PostParams::default(), &mk_pod("other", json!({}))).await.unwrap();
+    pods.create(&PostParams::default(), &mk_pod("other", json!({})))
+        .await
+        .unwrap();
     let names = |list: kube::core::ObjectList<Pod>| -> Vec<String> {
-        list.items.into_iter().map(|p| p.metadata.name.unwrap()).collect()
+        list.items
+            .into_iter()
+            .map(|p| p.metadata.name.unwrap())
+            .collect()
     };
     for (selector, expected) in [
         ("spark-role=executor", vec!["e1", "e2"]),
@@ -615,17 +872,34 @@ async fn label_and_field_selectors_filter_lists() {
         ("spark-role!=executor", vec!["d1", "other"]),
         ("sparkward.io/job-id", vec!["d1", "e1", "e2"]),
         ("!sparkward.io/job-id", vec!["other"]),
-        ("spark-role in (driver,executor),sparkward.io/job-id=sj-1", vec!["d1", "e1", "e2"]),
+        (
+            "spark-role in (driver,executor),sparkward.io/job-id=sj-1",
+            vec!["d1", "e1", "e2"],
+        ),
         ("spark-role notin (executor)", vec!["d1", "other"]),
     ] {
-        let got = names(pods.list(&ListParams::default().labels(selector)).await.unwrap());
+        let got = names(
+            pods.list(&ListParams::default().labels(selector))
+                .await
+                .unwrap(),
+        );
         assert_eq!(got, expected, "{selector}");
     }
-    let got = names(pods.list(&ListParams::default().fields("metadata.name=e2")).await.unwrap());
+    let got = names(
+        pods.list(&ListParams::default().fields("metadata.name=e2"))
+            .await
+            .unwrap(),
+    );
     assert_eq!(got, ["e2"]);
     let all: Api<Pod> = Api::all(api.client());
-    assert_eq!(all.list(&ListParams::default()).await.unwrap().items.len(), 4);
-    let status = api_error(pods.list(&ListParams::default().fields("spec.nope=1")).await);
+    assert_eq!(
+        all.list(&ListParams::default()).await.unwrap().items.len(),
+        4
+    );
+    let status = api_error(
+        pods.list(&ListParams::default().fields("spec.nope=1"))
+            .await,
+    );
     assert_eq!(status.code, 400);
     let status = api_error(pods.list(&ListParams::default().labels("a in (")).await);
     assert_eq!(status.code, 400);
@@ -636,12 +910,17 @@ async fn lists_page_with_limit_and_continue() {
     let api = FakeApiServer::start().await;
     let pods: Api<Pod> = Api::default_namespaced(api.client());
     for i in 0..5 {
-        pods.create(&PostParams::default(), &mk_pod(&format!("p{i}"), json!({}))).await.unwrap();
+        pods.create(&PostParams::default(), &mk_pod(&format!("p{i}"), json!({})))
+            .await
+            .unwrap();
     }
     let first = pods.list(&ListParams::default().limit(2)).await.unwrap();
     assert_eq!(first.items.len(), 2);
     let token = first.metadata.continue_.unwrap();
-    let rest = pods.list(&ListParams::default().limit(10).continue_token(&token)).await.unwrap();
+    let rest = pods
+        .list(&ListParams::default().limit(10).continue_token(&token))
+        .await
+        .unwrap();
     assert_eq!(rest.items.len(), 3);
     assert!(rest.metadata.continue_.is_none());
 }
@@ -649,17 +928,30 @@ async fn lists_page_with_limit_and_continue() {
 #[tokio::test]
 async fn injected_500_surfaces_as_an_api_error() {
     let api = FakeApiServer::start().await;
-    api.inject(Fault::status(500).method(Method::POST).path("ciliumnetworkpolicies"));
+    api.inject(
+        Fault::status(500)
+            .method(Method::POST)
+            .path("ciliumnetworkpolicies"),
+    );
     let cnps = cnps(&api);
     let status = api_error(
-        cnps.create(&PostParams::default(), &mk_dynamic(mk_cnp("f", json!("80"))))
-            .await,
+        cnps.create(
+            &PostParams::default(),
+            &mk_dynamic(mk_cnp("f", json!("80"))),
+        )
+        .await,
     );
-    assert_eq!((status.code, status.reason.as_str()), (500, "InternalError"));
+    assert_eq!(
+        (status.code, status.reason.as_str()),
+        (500, "InternalError")
+    );
     // The fault was used up: the next call goes through.
-    cnps.create(&PostParams::default(), &mk_dynamic(mk_cnp("f", json!("80"))))
-        .await
-        .unwrap();
+    cnps.create(
+        &PostParams::default(),
+        &mk_dynamic(mk_cnp("f", json!("80"))),
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -676,7 +968,10 @@ async fn dropped_connection_surfaces_as_an_error() {
     let api = FakeApiServer::start().await;
     api.inject(Fault::drop_connection().path("ciliumnetworkpolicies"));
     let result = cnps(&api).get("x").await;
-    assert!(result.is_err() && !matches!(result, Err(kube::Error::Api(_))), "{result:?}");
+    assert!(
+        result.is_err() && !matches!(result, Err(kube::Error::Api(_))),
+        "{result:?}"
+    );
     assert_eq!(api.requests()[0].status, None);
     assert_eq!(api_error(cnps(&api).get("x").await).code, 404);
 }
@@ -699,72 +994,128 @@ async fn injected_delay_delays_the_answer() {
 async fn records_requests_with_content_type_and_status() {
     let api = FakeApiServer::start().await;
     cnps(&api)
-        .patch("rec", &PatchParams::apply("sparkward"), &Patch::Apply(mk_cnp("rec", json!("80"))))
+        .patch(
+            "rec",
+            &PatchParams::apply("sparkward"),
+            &Patch::Apply(mk_cnp("rec", json!("80"))),
+        )
         .await
         .unwrap();
     let request = api.requests().pop().unwrap();
     assert_eq!(request.method, Method::PATCH);
-    assert_eq!(request.content_type.as_deref(), Some("application/apply-patch+yaml"));
+    assert_eq!(
+        request.content_type.as_deref(),
+        Some("application/apply-patch+yaml")
+    );
     assert_eq!(request.status, Some(201));
     assert_eq!(request.query("fieldManager").as_deref(), Some("sparkward"));
-    assert!(request.path.starts_with("/apis/cilium.io/v2/namespaces/default/ciliumnetworkpolicies/rec?"));
+    assert!(
+        request
+            .path
+            .starts_with("/apis/cilium.io/v2/namespaces/default/ciliumnetworkpolicies/rec?")
+    );
 }
 
 #[tokio::test]
 async fn watcher_sees_added_modified_deleted() {
     let api = FakeApiServer::start().await;
     let cnps = cnps(&api);
-    cnps.create(&PostParams::default(), &mk_dynamic(mk_cnp("before", json!("80"))))
-        .await
-        .unwrap();
+    cnps.create(
+        &PostParams::default(),
+        &mk_dynamic(mk_cnp("before", json!("80"))),
+    )
+    .await
+    .unwrap();
     let mut events = watcher(cnps.clone(), watcher::Config::default()).boxed();
-    assert!(matches!(next(&mut events).await.unwrap(), watcher::Event::Init));
-    assert!(matches!(next(&mut events).await.unwrap(), watcher::Event::InitApply(o) if o.metadata.name.as_deref() == Some("before")));
-    assert!(matches!(next(&mut events).await.unwrap(), watcher::Event::InitDone));
+    assert!(matches!(
+        next(&mut events).await.unwrap(),
+        watcher::Event::Init
+    ));
+    assert!(
+        matches!(next(&mut events).await.unwrap(), watcher::Event::InitApply(o) if o.metadata.name.as_deref() == Some("before"))
+    );
+    assert!(matches!(
+        next(&mut events).await.unwrap(),
+        watcher::Event::InitDone
+    ));
 
-    cnps.create(&PostParams::default(), &mk_dynamic(mk_cnp("w", json!("80"))))
-        .await
-        .unwrap();
-    assert!(matches!(next(&mut events).await.unwrap(), watcher::Event::Apply(o) if o.metadata.name.as_deref() == Some("w")));
-    cnps.patch("w", &PatchParams::default(), &Patch::Merge(json!({ "metadata": { "labels": { "x": "y" } } })))
-        .await
-        .unwrap();
+    cnps.create(
+        &PostParams::default(),
+        &mk_dynamic(mk_cnp("w", json!("80"))),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(next(&mut events).await.unwrap(), watcher::Event::Apply(o) if o.metadata.name.as_deref() == Some("w"))
+    );
+    cnps.patch(
+        "w",
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "metadata": { "labels": { "x": "y" } } })),
+    )
+    .await
+    .unwrap();
     match next(&mut events).await.unwrap() {
         watcher::Event::Apply(o) => assert_eq!(o.metadata.labels.unwrap()["x"], "y"),
         other => panic!("{other:?}"),
     }
     cnps.delete("w", &DeleteParams::default()).await.unwrap();
-    assert!(matches!(next(&mut events).await.unwrap(), watcher::Event::Delete(o) if o.metadata.name.as_deref() == Some("w")));
+    assert!(
+        matches!(next(&mut events).await.unwrap(), watcher::Event::Delete(o) if o.metadata.name.as_deref() == Some("w"))
+    );
 }
 
 #[tokio::test]
 async fn watcher_resumes_after_drop_watches_and_relists_after_gone() {
     let api = FakeApiServer::start().await;
     let cnps = cnps(&api);
-    let mut objects = watcher(cnps.clone(), watcher::Config::default()).touched_objects().boxed();
-    cnps.create(&PostParams::default(), &mk_dynamic(mk_cnp("one", json!("80"))))
-        .await
-        .unwrap();
-    assert_eq!(next(&mut objects).await.unwrap().metadata.name.as_deref(), Some("one"));
+    let mut objects = watcher(cnps.clone(), watcher::Config::default())
+        .touched_objects()
+        .boxed();
+    cnps.create(
+        &PostParams::default(),
+        &mk_dynamic(mk_cnp("one", json!("80"))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        next(&mut objects).await.unwrap().metadata.name.as_deref(),
+        Some("one")
+    );
     // "one" came from the initial list; "watched" proves a watch is open.
-    cnps.create(&PostParams::default(), &mk_dynamic(mk_cnp("watched", json!("80"))))
-        .await
-        .unwrap();
-    assert_eq!(next(&mut objects).await.unwrap().metadata.name.as_deref(), Some("watched"));
+    cnps.create(
+        &PostParams::default(),
+        &mk_dynamic(mk_cnp("watched", json!("80"))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        next(&mut objects).await.unwrap().metadata.name.as_deref(),
+        Some("watched")
+    );
 
     api.drop_watches();
-    cnps.create(&PostParams::default(), &mk_dynamic(mk_cnp("two", json!("80"))))
-        .await
-        .unwrap();
-    assert_eq!(next(&mut objects).await.unwrap().metadata.name.as_deref(), Some("two"));
+    cnps.create(
+        &PostParams::default(),
+        &mk_dynamic(mk_cnp("two", json!("80"))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        next(&mut objects).await.unwrap().metadata.name.as_deref(),
+        Some("two")
+    );
     let watches = api.requests().iter().filter(|r| r.is_watch()).count();
     assert!(watches >= 2, "the watch was restarted ({watches})");
 
     // Events the watcher missed were compacted away: it gets 410 and lists again.
     api.drop_watches();
-    cnps.create(&PostParams::default(), &mk_dynamic(mk_cnp("three", json!("80"))))
-        .await
-        .unwrap();
+    cnps.create(
+        &PostParams::default(),
+        &mk_dynamic(mk_cnp("three", json!("80"))),
+    )
+    .await
+    .unwrap();
     api.compact();
     let mut saw_gone = false;
     let mut saw_three = false;
@@ -785,11 +1136,18 @@ async fn watcher_resumes_after_drop_watches_and_relists_after_gone() {
 async fn watch_from_a_compacted_version_gets_an_expired_error_event() {
     let api = FakeApiServer::start().await;
     let cnps = cnps(&api);
-    cnps.create(&PostParams::default(), &mk_dynamic(mk_cnp("g", json!("80"))))
-        .await
-        .unwrap();
+    cnps.create(
+        &PostParams::default(),
+        &mk_dynamic(mk_cnp("g", json!("80"))),
+    )
+    .await
+    .unwrap();
     api.compact();
-    let mut stream = cnps.watch(&WatchParams::default().timeout(5), "1").await.unwrap().boxed();
+    let mut stream = cnps
+        .watch(&WatchParams::default().timeout(5), "1")
+        .await
+        .unwrap()
+        .boxed();
     match next(&mut stream).await.unwrap() {
         WatchEvent::Error(e) => assert_eq!((e.code, e.reason.as_str()), (410, "Expired")),
         other => panic!("{other:?}"),
@@ -800,21 +1158,45 @@ async fn watch_from_a_compacted_version_gets_an_expired_error_event() {
 async fn watch_with_a_selector_reports_objects_leaving_it_as_deleted() {
     let api = FakeApiServer::start().await;
     let pods: Api<Pod> = Api::default_namespaced(api.client());
-    pods.create(&PostParams::default(), &mk_pod("p", json!({ "spark-role": "driver" }))).await.unwrap();
+    pods.create(
+        &PostParams::default(),
+        &mk_pod("p", json!({ "spark-role": "driver" })),
+    )
+    .await
+    .unwrap();
     let version = api.resource_version().to_string();
     let mut stream = pods
-        .watch(&WatchParams::default().labels("spark-role=driver").timeout(5), &version)
+        .watch(
+            &WatchParams::default()
+                .labels("spark-role=driver")
+                .timeout(5),
+            &version,
+        )
         .await
         .unwrap()
         .boxed();
-    pods.patch("p", &PatchParams::default(), &Patch::Merge(json!({ "metadata": { "labels": { "spark-role": "executor" } } })))
-        .await
-        .unwrap();
-    assert!(matches!(next(&mut stream).await.unwrap(), WatchEvent::Deleted(_)));
-    pods.patch("p", &PatchParams::default(), &Patch::Merge(json!({ "metadata": { "labels": { "spark-role": "driver" } } })))
-        .await
-        .unwrap();
-    assert!(matches!(next(&mut stream).await.unwrap(), WatchEvent::Added(_)));
+    pods.patch(
+        "p",
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "metadata": { "labels": { "spark-role": "executor" } } })),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        next(&mut stream).await.unwrap(),
+        WatchEvent::Deleted(_)
+    ));
+    pods.patch(
+        "p",
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "metadata": { "labels": { "spark-role": "driver" } } })),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        next(&mut stream).await.unwrap(),
+        WatchEvent::Added(_)
+    ));
 }
 
 #[tokio::test]
@@ -822,19 +1204,37 @@ async fn watch_sends_bookmarks_when_asked() {
     let api = FakeApiServer::start().await;
     api.set_bookmark_interval(Duration::from_millis(50));
     let pods: Api<Pod> = Api::default_namespaced(api.client());
-    let mut stream = pods.watch(&WatchParams::default().timeout(5), "0").await.unwrap().boxed();
-    assert!(matches!(next(&mut stream).await.unwrap(), WatchEvent::Bookmark(_)));
+    let mut stream = pods
+        .watch(&WatchParams::default().timeout(5), "0")
+        .await
+        .unwrap()
+        .boxed();
+    assert!(matches!(
+        next(&mut stream).await.unwrap(),
+        WatchEvent::Bookmark(_)
+    ));
 }
 
 #[tokio::test]
 async fn streaming_list_watcher_gets_initial_events_and_end_bookmark() {
     let api = FakeApiServer::start().await;
     let pods: Api<Pod> = Api::default_namespaced(api.client());
-    pods.create(&PostParams::default(), &mk_pod("s", json!({}))).await.unwrap();
+    pods.create(&PostParams::default(), &mk_pod("s", json!({})))
+        .await
+        .unwrap();
     let mut events = watcher(pods.clone(), watcher::Config::default().streaming_lists()).boxed();
-    assert!(matches!(next(&mut events).await.unwrap(), watcher::Event::Init));
-    assert!(matches!(next(&mut events).await.unwrap(), watcher::Event::InitApply(_)));
-    assert!(matches!(next(&mut events).await.unwrap(), watcher::Event::InitDone));
+    assert!(matches!(
+        next(&mut events).await.unwrap(),
+        watcher::Event::Init
+    ));
+    assert!(matches!(
+        next(&mut events).await.unwrap(),
+        watcher::Event::InitApply(_)
+    ));
+    assert!(matches!(
+        next(&mut events).await.unwrap(),
+        watcher::Event::InitDone
+    ));
 }
 
 #[tokio::test]
@@ -842,17 +1242,25 @@ async fn reflector_store_fills_and_follows() {
     let api = FakeApiServer::start().await;
     let pods: Api<Pod> = Api::default_namespaced(api.client());
     for name in ["r1", "r2"] {
-        pods.create(&PostParams::default(), &mk_pod(name, json!({}))).await.unwrap();
+        pods.create(&PostParams::default(), &mk_pod(name, json!({})))
+            .await
+            .unwrap();
     }
     let (reader, writer) = reflector::store::<Pod>();
     let stream = reflector(writer, watcher(pods.clone(), watcher::Config::default()));
     let drain = tokio::spawn(stream.applied_objects().try_for_each(|_| async { Ok(()) }));
-    tokio::time::timeout(WAIT, reader.wait_until_ready()).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, reader.wait_until_ready())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(reader.state().len(), 2);
     pods.delete("r1", &DeleteParams::default()).await.unwrap();
     let deadline = Instant::now() + WAIT;
     while reader.state().len() != 1 {
-        assert!(Instant::now() < deadline, "reflector did not see the delete");
+        assert!(
+            Instant::now() < deadline,
+            "reflector did not see the delete"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     drain.abort();
@@ -863,9 +1271,15 @@ async fn dry_run_changes_nothing() {
     let api = FakeApiServer::start().await;
     let cnps = cnps(&api);
     let before = api.resource_version();
-    cnps.create(&PostParams { dry_run: true, ..Default::default() }, &mk_dynamic(mk_cnp("dry", json!("80"))))
-        .await
-        .unwrap();
+    cnps.create(
+        &PostParams {
+            dry_run: true,
+            ..Default::default()
+        },
+        &mk_dynamic(mk_cnp("dry", json!("80"))),
+    )
+    .await
+    .unwrap();
     assert!(api.get(CNP, "default", "dry").is_none());
     assert_eq!(api.resource_version(), before);
 }
@@ -874,10 +1288,15 @@ async fn dry_run_changes_nothing() {
 async fn deleting_a_namespace_removes_its_objects() {
     let api = FakeApiServer::start().await;
     api.ensure_namespace("tmp", json!({}));
-    api.insert(json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "p", "namespace": "tmp" },
-        "spec": { "containers": [{ "name": "c", "image": "i" }] } }));
+    api.insert(
+        json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "p", "namespace": "tmp" },
+        "spec": { "containers": [{ "name": "c", "image": "i" }] } }),
+    );
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(api.client());
-    namespaces.delete("tmp", &DeleteParams::default()).await.unwrap();
+    namespaces
+        .delete("tmp", &DeleteParams::default())
+        .await
+        .unwrap();
     assert!(api.list(POD, Some("tmp")).is_empty());
 }
 
@@ -891,9 +1310,13 @@ async fn rejects_bad_bodies_and_unknown_paths_with_status() {
         .unwrap();
     let status = api_error(client.request_text(request).await);
     assert_eq!((status.code, status.reason.as_str()), (400, "BadRequest"));
-    let request = http::Request::get("/apis/example.com/v1/widgets").body(Vec::new()).unwrap();
+    let request = http::Request::get("/apis/example.com/v1/widgets")
+        .body(Vec::new())
+        .unwrap();
     assert_eq!(api_error(client.request_text(request).await).code, 404);
-    let request = http::Request::post("/api/v1/namespaces/default/pods/p").body(Vec::new()).unwrap();
+    let request = http::Request::post("/api/v1/namespaces/default/pods/p")
+        .body(Vec::new())
+        .unwrap();
     assert_eq!(api_error(client.request_text(request).await).code, 405);
 }
 
@@ -903,7 +1326,9 @@ async fn kubeconfig_points_at_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let path = api.write_kubeconfig(dir.path());
     let kubeconfig = kube::config::Kubeconfig::read_from(&path).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
     assert_eq!(config.cluster_url.to_string(), format!("{}/", api.url()));
     let client = kube::Client::try_from(config).unwrap();
     assert_eq!(client.apiserver_version().await.unwrap().minor, "33");
@@ -913,7 +1338,11 @@ async fn kubeconfig_points_at_the_server() {
 async fn shutdown_ends_open_watches() {
     let api = FakeApiServer::start().await;
     let pods: Api<Pod> = Api::default_namespaced(api.client());
-    let mut stream = pods.watch(&WatchParams::default(), "0").await.unwrap().boxed();
+    let mut stream = pods
+        .watch(&WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
     api.shutdown().await;
     let ended = tokio::time::timeout(WAIT, async {
         while let Some(item) = stream.next().await {
@@ -924,4 +1353,117 @@ async fn shutdown_ends_open_watches() {
     })
     .await;
     assert!(ended.is_ok());
+}
+
+#[tokio::test]
+async fn malformed_requests_get_a_status_never_a_dropped_connection() {
+    let api = FakeApiServer::start().await;
+    api.insert(
+        json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "p" },
+        "spec": { "containers": [{ "name": "c", "image": "i" }] } }),
+    );
+    let client = api.client();
+    let bodies = [
+        json!([]),
+        json!("text"),
+        json!({ "metadata": "x" }),
+        json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": 5, "labels": "x" } }),
+        json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "n" }, "spec": "x" }),
+        json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "p", "finalizers": {} }, "spec": "x" }),
+        json!({ "apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": { "name": "c", "labels": [] }, "specs": 1 }),
+    ];
+    let targets = [
+        (
+            Method::POST,
+            "/api/v1/namespaces/default/pods",
+            "application/json",
+        ),
+        (Method::POST, "/api/v1/namespaces", "application/json"),
+        (
+            Method::PUT,
+            "/api/v1/namespaces/default/pods/p",
+            "application/json",
+        ),
+        (
+            Method::PUT,
+            "/api/v1/namespaces/default/pods/p/ephemeralcontainers",
+            "application/json",
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/namespaces/default/pods/p",
+            "application/merge-patch+json",
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/namespaces/default/pods/p",
+            "application/json-patch+json",
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/namespaces/default/pods/p?fieldManager=t",
+            "application/apply-patch+yaml",
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/namespaces/default/pods/p/status",
+            "application/merge-patch+json",
+        ),
+        (
+            Method::POST,
+            "/apis/cilium.io/v2/namespaces/default/ciliumnetworkpolicies",
+            "application/json",
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/namespaces/default/pods/p",
+            "application/json",
+        ),
+    ];
+    for (method, path, content_type) in targets {
+        for body in &bodies {
+            let request = http::Request::builder()
+                .method(method.clone())
+                .uri(path)
+                .header("content-type", content_type)
+                .body(serde_json::to_vec(body).unwrap())
+                .unwrap();
+            match client.request_text(request).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) => assert!(
+                    (400..500).contains(&status.code),
+                    "{method} {path} {body}: {status:?}"
+                ),
+                Err(other) => panic!("{method} {path} {body}: {other:?}"),
+            }
+        }
+    }
+    for query in [
+        "watch=true&resourceVersion=abc",
+        "labelSelector=%21%21",
+        "limit=x&continue=y",
+    ] {
+        let request = http::Request::get(format!("/api/v1/pods?{query}"))
+            .body(Vec::new())
+            .unwrap();
+        match client.request_text(request).await {
+            Ok(_) | Err(kube::Error::Api(_)) => {}
+            Err(other) => panic!("{query}: {other:?}"),
+        }
+    }
+    // An absurd watch timeout is clamped, not an overflow in the server.
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    pods.create(&PostParams::default(), &mk_pod("alive", json!({})))
+        .await
+        .unwrap();
+    let mut stream = pods
+        .watch(&WatchParams::default().timeout(u32::MAX), "0")
+        .await
+        .unwrap()
+        .boxed();
+    assert!(matches!(
+        next(&mut stream).await.unwrap(),
+        WatchEvent::Added(_)
+    ));
+    assert!(pods.get("alive").await.is_ok());
 }

@@ -107,7 +107,9 @@ impl Crd {
             Crd::CiliumNetworkPolicy => "ciliumnetworkpolicies.yaml",
             Crd::CiliumClusterwideNetworkPolicy => "ciliumclusterwidenetworkpolicies.yaml",
             Crd::SparkApplication => "sparkoperator.k8s.io_sparkapplications.yaml",
-            Crd::ScheduledSparkApplication => "sparkoperator.k8s.io_scheduledsparkapplications.yaml",
+            Crd::ScheduledSparkApplication => {
+                "sparkoperator.k8s.io_scheduledsparkapplications.yaml"
+            }
         }
     }
 
@@ -156,8 +158,12 @@ pub fn crd_validator(crd: Crd) -> Option<&'static CrdValidator> {
 /// Like [`crd_validator`], but a schema that cannot be loaded is an `Err` (the stand-in answers
 /// it with 500 instead of dropping the connection from a panicking task).
 pub fn try_crd_validator(crd: Crd) -> Result<Option<&'static CrdValidator>, String> {
-    static CELLS: [OnceLock<Result<Option<CrdValidator>, String>>; 4] =
-        [OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    static CELLS: [OnceLock<Result<Option<CrdValidator>, String>>; 4] = [
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+    ];
     let index = Crd::ALL.iter().position(|c| *c == crd).unwrap_or(0);
     CELLS[index]
         .get_or_init(|| {
@@ -180,11 +186,22 @@ impl CrdValidator {
         let schema = docs
             .iter()
             .filter(|d| d["kind"] == "CustomResourceDefinition")
-            .flat_map(|d| d["spec"]["versions"].as_array().cloned().unwrap_or_default())
+            .flat_map(|d| {
+                d["spec"]["versions"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
             .find(|v| v["name"] == crd.version())
             .map(|v| v["schema"]["openAPIV3Schema"].clone())
             .filter(Value::is_object)
-            .ok_or_else(|| format!("{}: no openAPIV3Schema for {}", path.display(), crd.version()))?;
+            .ok_or_else(|| {
+                format!(
+                    "{}: no openAPIV3Schema for {}",
+                    path.display(),
+                    crd.version()
+                )
+            })?;
         let compiled = jsonschema::options()
             .with_draft(jsonschema::Draft::Draft4)
             .should_validate_formats(true)
@@ -238,7 +255,11 @@ fn to_json_schema(node: &Value) -> Value {
             "properties" | "patternProperties" | "definitions" => Value::Object(
                 value
                     .as_object()
-                    .map(|m| m.iter().map(|(k, v)| (k.clone(), to_json_schema(v))).collect())
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.clone(), to_json_schema(v)))
+                            .collect()
+                    })
                     .unwrap_or_default(),
             ),
             "items" | "additionalProperties" | "not" if value.is_object() => to_json_schema(value),
@@ -288,7 +309,10 @@ impl<'i> jsonschema::Keyword<'i> for GoPattern {
         if self.is_valid(instance) {
             Ok(())
         } else {
-            Err(jsonschema::ValidationError::custom(format!("should match '{}'", self.source)))
+            Err(jsonschema::ValidationError::custom(format!(
+                "should match '{}'",
+                self.source
+            )))
         }
     }
 
@@ -303,8 +327,9 @@ fn go_pattern<'a>(
     _path: jsonschema::paths::Location,
 ) -> Result<Box<dyn for<'i> jsonschema::Keyword<'i>>, jsonschema::ValidationError<'a>> {
     let source = value.as_str().unwrap_or_default().to_string();
-    let regex = regex::Regex::new(&source)
-        .map_err(|e| jsonschema::ValidationError::custom(format!("pattern {source:?} does not compile: {e}")))?;
+    let regex = regex::Regex::new(&source).map_err(|e| {
+        jsonschema::ValidationError::custom(format!("pattern {source:?} does not compile: {e}"))
+    })?;
     Ok(Box::new(GoPattern { regex, source }))
 }
 
@@ -315,7 +340,8 @@ fn normalize(value: &mut Value, schema: &Value, path: &mut String, out: &mut Vec
         Value::Object(map) => {
             let properties = schema.get("properties").and_then(Value::as_object);
             let additional = schema.get("additionalProperties");
-            let preserve = schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
+            let preserve =
+                schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
             let embedded = schema.get("x-kubernetes-embedded-resource") == Some(&Value::Bool(true));
             let keys: Vec<String> = map.keys().cloned().collect();
             for key in keys {
@@ -340,7 +366,8 @@ fn normalize(value: &mut Value, schema: &Value, path: &mut String, out: &mut Vec
                         let closed = properties.is_some()
                             && !preserve
                             && additional != Some(&Value::Bool(true))
-                            && !(embedded && matches!(key.as_str(), "apiVersion" | "kind" | "metadata"));
+                            && !(embedded
+                                && matches!(key.as_str(), "apiVersion" | "kind" | "metadata"));
                         if closed {
                             out.push(Violation {
                                 field: path.clone(),
@@ -391,10 +418,19 @@ fn violation_from(error: &jsonschema::ValidationError<'_>) -> Violation {
             LocationSegment::Index(i) => field.push_str(&format!("[{i}]")),
         }
     }
-    let shown = |f: &str| if f.is_empty() { "<root>".to_string() } else { f.to_string() };
+    let shown = |f: &str| {
+        if f.is_empty() {
+            "<root>".to_string()
+        } else {
+            f.to_string()
+        }
+    };
     match error.kind() {
         ValidationErrorKind::Required { property } => {
-            let name = property.as_str().map(str::to_string).unwrap_or_else(|| property.to_string());
+            let name = property
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| property.to_string());
             push_field(&mut field, &name);
             Violation {
                 message: "Required value".into(),
@@ -417,14 +453,22 @@ fn violation_from(error: &jsonschema::ValidationError<'_>) -> Violation {
                 error.instance(),
                 options
                     .as_array()
-                    .map(|o| o.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
+                    .map(|o| o
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "))
                     .unwrap_or_default()
             ),
             field,
             reason: "FieldValueNotSupported",
         },
         ValidationErrorKind::Custom { message, .. } => Violation {
-            message: format!("Invalid value: {}: {} in body {message}", error.instance(), shown(&field)),
+            message: format!(
+                "Invalid value: {}: {} in body {message}",
+                error.instance(),
+                shown(&field)
+            ),
             field,
             reason: "FieldValueInvalid",
         },

@@ -117,8 +117,12 @@ fn set_path(value: &mut Value, path: &[String], new: Value) {
         if !cursor.is_object() {
             *cursor = Value::Object(Map::new());
         }
-        let Some(map) = cursor.as_object_mut() else { return };
-        cursor = map.entry(key.clone()).or_insert_with(|| Value::Object(Map::new()));
+        let Some(map) = cursor.as_object_mut() else {
+            return;
+        };
+        cursor = map
+            .entry(key.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
         if !cursor.is_object() {
             *cursor = Value::Object(Map::new());
         }
@@ -135,7 +139,10 @@ fn remove_path(value: &mut Value, path: &[String]) {
         let Some(map) = get_path_mut(value, parent).and_then(Value::as_object_mut) else {
             return;
         };
-        let remove = depth == path.len() || map.get(key).is_some_and(|v| v.as_object().is_some_and(Map::is_empty));
+        let remove = depth == path.len()
+            || map
+                .get(key)
+                .is_some_and(|v| v.as_object().is_some_and(Map::is_empty));
         if !remove || (depth == 1 && key == "metadata") {
             return;
         }
@@ -144,7 +151,8 @@ fn remove_path(value: &mut Value, path: &[String]) {
 }
 
 fn get_path_mut<'a>(value: &'a mut Value, path: &[String]) -> Option<&'a mut Value> {
-    path.iter().try_fold(value, |v, k| v.as_object_mut()?.get_mut(k))
+    path.iter()
+        .try_fold(value, |v, k| v.as_object_mut()?.get_mut(k))
 }
 
 fn overlaps(a: &[String], b: &[String]) -> bool {
@@ -152,12 +160,19 @@ fn overlaps(a: &[String], b: &[String]) -> bool {
 }
 
 fn same_slot(e: &ManagedEntry, writer: &Writer<'_>, operation: Operation) -> bool {
-    e.manager == writer.manager && e.operation == operation && e.subresource.as_deref() == writer.subresource
+    e.manager == writer.manager
+        && e.operation == operation
+        && e.subresource.as_deref() == writer.subresource
 }
 
 /// A non-apply write (create, update, patch): the writer takes every field it changed from
 /// whoever owned it, and fields it removed are owned by nobody.
-pub(crate) fn record_update(managers: &mut Vec<ManagedEntry>, old: Option<&Value>, new: &Value, writer: &Writer<'_>) {
+pub(crate) fn record_update(
+    managers: &mut Vec<ManagedEntry>,
+    old: Option<&Value>,
+    new: &Value,
+    writer: &Writer<'_>,
+) {
     let new_t = tracked(new, writer);
     let old_t = old.map(|o| tracked(o, writer));
     let changed: FieldSet = leaves(&new_t)
@@ -180,7 +195,10 @@ pub(crate) fn record_update(managers: &mut Vec<ManagedEntry>, old: Option<&Value
             .retain(|f| !changed.iter().chain(removed.iter()).any(|c| overlaps(f, c)));
     }
     if !changed.is_empty() {
-        match managers.iter_mut().find(|e| same_slot(e, writer, Operation::Update)) {
+        match managers
+            .iter_mut()
+            .find(|e| same_slot(e, writer, Operation::Update))
+        {
             Some(entry) => {
                 entry.fields.extend(changed);
                 entry.time = writer.now.to_string();
@@ -247,7 +265,11 @@ pub(crate) fn apply(
     }
 
     let mut merged = live.clone();
-    let previous = managers.iter().find(|e| mine(e)).map(|e| e.fields.clone()).unwrap_or_default();
+    let previous = managers
+        .iter()
+        .find(|e| mine(e))
+        .map(|e| e.fields.clone())
+        .unwrap_or_default();
     for path in previous.difference(&config_leaves) {
         if !others().any(|e| e.fields.contains(path)) {
             remove_path(&mut merged, path);
@@ -261,7 +283,10 @@ pub(crate) fn apply(
 
     let mut next: Vec<ManagedEntry> = managers.to_vec();
     if force {
-        for entry in next.iter_mut().filter(|e| !mine(e) && e.subresource.as_deref() == writer.subresource) {
+        for entry in next
+            .iter_mut()
+            .filter(|e| !mine(e) && e.subresource.as_deref() == writer.subresource)
+        {
             entry
                 .fields
                 .retain(|f| !conflicts.iter().any(|c| overlaps(f, &c.path)));
@@ -317,7 +342,13 @@ pub(crate) fn render(managers: &[ManagedEntry]) -> Value {
 pub(crate) fn conflict_message(conflicts: &[Conflict], api_version: &str) -> (String, Vec<Value>) {
     let lines: Vec<String> = conflicts
         .iter()
-        .map(|c| format!("conflict with \"{}\" using {api_version}: .{}", c.manager, c.path.join(".")))
+        .map(|c| {
+            format!(
+                "conflict with \"{}\" using {api_version}: .{}",
+                c.manager,
+                c.path.join(".")
+            )
+        })
         .collect();
     let causes = conflicts
         .iter()
@@ -331,7 +362,11 @@ pub(crate) fn conflict_message(conflicts: &[Conflict], api_version: &str) -> (St
         .collect();
     let message = match lines.as_slice() {
         [one] => format!("Apply failed with 1 conflict: {one}"),
-        many => format!("Apply failed with {} conflicts: {}", many.len(), many.join("\n")),
+        many => format!(
+            "Apply failed with {} conflicts: {}",
+            many.len(),
+            many.join("\n")
+        ),
     };
     (message, causes)
 }

@@ -126,7 +126,10 @@ fn record(shared: &Shared, arrival: Arrival, status: Option<u16>) {
     });
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, std::io::Error> {
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, std::io::Error> {
     let arrival = Arrival {
         method: req.method().clone(),
         target: req
@@ -159,14 +162,20 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         Some(FaultAction::DropConnection) => {
             record(&shared, arrival, None);
             // A service error makes hyper close the connection without writing a response.
-            return Err(std::io::Error::other("connection dropped by an injected fault"));
+            return Err(std::io::Error::other(
+                "connection dropped by an injected fault",
+            ));
         }
         None => {}
     }
     let (parts, body) = req.into_parts();
     let response = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => route(&shared, &parts, &collected.to_bytes()),
-        Err(_) => status_response(&ApiError::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")),
+        Err(_) => status_response(&ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            "Request entity too large: limit is 3145728",
+        )),
     };
     record(&shared, arrival, Some(response.status().as_u16()));
     Ok(response)
@@ -175,10 +184,12 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
 fn json_response(code: u16, value: &Value) -> Response<Body> {
     let body = serde_json::to_vec(value).unwrap_or_default();
     let mut response = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
-    *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    *response.status_mut() =
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -223,10 +234,17 @@ pub(crate) fn parse_query(query: &str) -> HashMap<String, String> {
 
 fn route(shared: &Arc<Shared>, parts: &Parts, body: &Bytes) -> Response<Body> {
     let query = parse_query(parts.uri.query().unwrap_or(""));
-    let segments: Vec<&str> = parts.uri.path().split('/').filter(|s| !s.is_empty()).collect();
+    let segments: Vec<&str> = parts
+        .uri
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let discovery = match segments.as_slice() {
         ["version"] => Some(version_info()),
-        ["api"] => Some(json!({ "kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [] })),
+        ["api"] => Some(
+            json!({ "kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [] }),
+        ),
         ["apis"] => Some(group_list()),
         ["api", "v1"] => Some(resource_list("", "v1")),
         ["apis", group] => group_list()["groups"]
@@ -237,7 +255,11 @@ fn route(shared: &Arc<Shared>, parts: &Parts, body: &Bytes) -> Response<Body> {
                 g["apiVersion"] = json!("v1");
                 g
             }),
-        ["apis", group, version] if RESOURCES.iter().any(|r| r.group == *group && r.version == *version) => {
+        ["apis", group, version]
+            if RESOURCES
+                .iter()
+                .any(|r| r.group == *group && r.version == *version) =>
+        {
             Some(resource_list(group, version))
         }
         _ => None,
@@ -288,10 +310,26 @@ fn parse_body(body: &Bytes, resource: &Resource) -> Result<Value, ApiError> {
     })
 }
 
+/// DeleteOptions: empty body, or a JSON object.
+fn delete_options(body: &Bytes) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) if v.is_object() => Ok(v),
+        _ => Err(ApiError::bad_request(
+            "the body of a delete must be DeleteOptions (a JSON object)",
+        )),
+    }
+}
+
 fn selectors(query: &HashMap<String, String>, resource: &Resource) -> Result<Selectors, ApiError> {
     Ok(Selectors {
         labels: LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))?,
-        fields: FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str), resource)?,
+        fields: FieldSelector::parse(
+            query.get("fieldSelector").map_or("", String::as_str),
+            resource,
+        )?,
     })
 }
 
@@ -315,7 +353,10 @@ fn serve_target(
             if flag(query, "watch") {
                 return start_watch(shared, target.clone(), selectors, query);
             }
-            return Ok(json_response(200, &list(shared, &resource, ns, &selectors, query)?));
+            return Ok(json_response(
+                200,
+                &list(shared, &resource, ns, &selectors, query)?,
+            ));
         }
         (&Method::POST, None) if !resource.namespaced || ns.is_some() => {
             let value = parse_body(body, &resource)?;
@@ -324,27 +365,55 @@ fn serve_target(
         }
         (&Method::DELETE, None) => {
             let selectors = selectors(query, &resource)?;
-            let options = if body.is_empty() { json!({}) } else { parse_body(body, &resource)? };
-            let items = lock(&shared.store).delete_collection(&resource, ns, &selectors, &options, ctx.dry_run)?;
+            let options = delete_options(body)?;
+            let items = lock(&shared.store).delete_collection(
+                &resource,
+                ns,
+                &selectors,
+                &options,
+                ctx.dry_run,
+            )?;
             let rv = lock(&shared.store).resource_version();
             json_response(200, &list_document(&resource, items, rv, None, None))
         }
         (&Method::GET, Some(name)) => {
-            return Ok(json_response(200, &lock(&shared.store).get(&resource, ns, name)?));
+            return Ok(json_response(
+                200,
+                &lock(&shared.store).get(&resource, ns, name)?,
+            ));
         }
         (&Method::PUT, Some(name)) => {
             let value = parse_body(body, &resource)?;
-            json_response(200, &lock(&shared.store).replace(&resource, ns, name, value, &ctx)?)
+            json_response(
+                200,
+                &lock(&shared.store).replace(&resource, ns, name, value, &ctx)?,
+            )
         }
         (&Method::PATCH, Some(name)) => {
             let kind = patch_kind(parts, &resource)?;
-            let (object, outcome) = lock(&shared.store).patch(&resource, ns, name, kind, body, &ctx)?;
-            json_response(if outcome == Outcome::Created { 201 } else { 200 }, &object)
+            let (object, outcome) =
+                lock(&shared.store).patch(&resource, ns, name, kind, body, &ctx)?;
+            json_response(
+                if outcome == Outcome::Created {
+                    201
+                } else {
+                    200
+                },
+                &object,
+            )
         }
         (&Method::DELETE, Some(name)) if target.subresource.is_none() => {
-            let options = if body.is_empty() { json!({}) } else { parse_body(body, &resource)? };
-            let (object, outcome) = lock(&shared.store).delete(&resource, ns, name, &options, ctx.dry_run)?;
-            json_response(if outcome == Outcome::Pending { 202 } else { 200 }, &object)
+            let options = delete_options(body)?;
+            let (object, outcome) =
+                lock(&shared.store).delete(&resource, ns, name, &options, ctx.dry_run)?;
+            json_response(
+                if outcome == Outcome::Pending {
+                    202
+                } else {
+                    200
+                },
+                &object,
+            )
         }
         _ => return Err(ApiError::method_not_allowed()),
     };
@@ -364,9 +433,15 @@ fn patch_kind(parts: &Parts, resource: &Resource) -> Result<PatchKind, ApiError>
         "application/json-patch+json" => Ok(PatchKind::Json),
         "application/apply-patch+yaml" => Ok(PatchKind::Apply),
         // Custom resources have no Go struct tags to merge by: the real API refuses this type.
-        "application/strategic-merge-patch+json" if resource.crd.is_none() => Ok(PatchKind::Strategic),
+        "application/strategic-merge-patch+json" if resource.crd.is_none() => {
+            Ok(PatchKind::Strategic)
+        }
         _ => {
-            let mut accepted = vec!["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"];
+            let mut accepted = vec![
+                "application/json-patch+json",
+                "application/merge-patch+json",
+                "application/apply-patch+yaml",
+            ];
             if resource.crd.is_none() {
                 accepted.push("application/strategic-merge-patch+json");
             }
@@ -382,7 +457,13 @@ fn patch_kind(parts: &Parts, resource: &Resource) -> Result<PatchKind, ApiError>
     }
 }
 
-fn list_document(resource: &Resource, items: Vec<Value>, rv: u64, cont: Option<String>, remaining: Option<usize>) -> Value {
+fn list_document(
+    resource: &Resource,
+    items: Vec<Value>,
+    rv: u64,
+    cont: Option<String>,
+    remaining: Option<usize>,
+) -> Value {
     let mut metadata = json!({ "resourceVersion": rv.to_string() });
     if let Some(c) = cont {
         metadata["continue"] = json!(c);
@@ -424,11 +505,18 @@ fn list(
     let page: Vec<Value> = items.into_iter().skip(offset).take(limit).collect();
     let next = offset.saturating_add(page.len());
     let cont = (next < total).then(|| next.to_string());
-    Ok(list_document(resource, page, rv, cont, Some(total.saturating_sub(next))))
+    Ok(list_document(
+        resource,
+        page,
+        rv,
+        cont,
+        Some(total.saturating_sub(next)),
+    ))
 }
 
 fn event_line(kind: &str, object: &Value) -> Bytes {
-    let mut line = serde_json::to_vec(&json!({ "type": kind, "object": object })).unwrap_or_default();
+    let mut line =
+        serde_json::to_vec(&json!({ "type": kind, "object": object })).unwrap_or_default();
     line.push(b'\n');
     Bytes::from(line)
 }
@@ -448,12 +536,19 @@ fn bookmark_line(resource: &Resource, rv: u64, initial_end: bool) -> Bytes {
 /// an ADDED, one that leaves it a DELETED (as the real watch cache reports them).
 fn watch_line(event: &Logged, target: &Target, selectors: &Selectors) -> Option<Bytes> {
     if event.resource != target.resource
-        || (target.resource.namespaced && target.namespace.as_deref().is_some_and(|ns| ns != event.namespace))
+        || (target.resource.namespaced
+            && target
+                .namespace
+                .as_deref()
+                .is_some_and(|ns| ns != event.namespace))
     {
         return None;
     }
     let now = selectors.matches(&event.object);
-    let before = event.previous.as_ref().is_some_and(|p| selectors.matches(p));
+    let before = event
+        .previous
+        .as_ref()
+        .is_some_and(|p| selectors.matches(p));
     let kind = match (event.kind, before, now) {
         (EventType::Added, _, true) => "ADDED",
         (EventType::Deleted, _, true) => "DELETED",
@@ -485,19 +580,31 @@ fn start_watch(
     let send_initial = flag(query, "sendInitialEvents");
     let bookmarks = flag(query, "allowWatchBookmarks");
     if send_initial && !bookmarks {
-        return Err(ApiError::invalid("meta.k8s.io", "ListOptions", "", &[crate::support::upstream::Violation {
-            field: "sendInitialEvents".into(),
-            reason: "FieldValueForbidden",
-            message: "Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true".into(),
-        }]));
+        return Err(ApiError::invalid(
+            "meta.k8s.io",
+            "ListOptions",
+            "",
+            &[crate::support::upstream::Violation {
+                field: "sendInitialEvents".into(),
+                reason: "FieldValueForbidden",
+                message:
+                    "Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true"
+                        .into(),
+            }],
+        ));
     }
     let timeout = query
         .get("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
-        .unwrap_or(1800);
+        .unwrap_or(1800)
+        .min(24 * 3600);
     let store = lock(&shared.store);
     let ns = target.namespace.as_deref();
-    let plan = match query.get("resourceVersion").map(String::as_str).filter(|v| !v.is_empty()) {
+    let plan = match query
+        .get("resourceVersion")
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+    {
         // Unset or "0": synthetic ADDED events for the current state, then changes.
         None | Some("0") => WatchPlan {
             initial: store.list(&target.resource, ns, &selectors),
@@ -506,9 +613,15 @@ fn start_watch(
             ..empty_plan(&target, &selectors)
         },
         Some(v) => {
-            let rv: u64 = v.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {v}")))?;
+            let rv: u64 = v
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {v}")))?;
             WatchPlan {
-                initial: if send_initial { store.list(&target.resource, ns, &selectors) } else { Vec::new() },
+                initial: if send_initial {
+                    store.list(&target.resource, ns, &selectors)
+                } else {
+                    Vec::new()
+                },
                 start: rv,
                 expired: (rv < store.compacted()).then(|| ApiError::expired(rv, store.compacted())),
                 ..empty_plan(&target, &selectors)
@@ -525,12 +638,15 @@ fn start_watch(
     let (tx, rx) = mpsc::channel::<Bytes>(1024);
     tokio::spawn(run_watch(shared.clone(), plan, tx));
     let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|line| (Ok::<_, Infallible>(Frame::data(line)), rx))
+        rx.recv()
+            .await
+            .map(|line| (Ok::<_, Infallible>(Frame::data(line)), rx))
     });
     let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     Ok(response)
 }
 
@@ -582,7 +698,9 @@ async fn run_watch(shared: Arc<Shared>, plan: WatchPlan, tx: mpsc::Sender<Bytes>
             }
             match store.events_after(last) {
                 Ok(events) => {
-                    let lines: Vec<Bytes> = events.filter_map(|e| watch_line(e, &plan.target, &plan.selectors)).collect();
+                    let lines: Vec<Bytes> = events
+                        .filter_map(|e| watch_line(e, &plan.target, &plan.selectors))
+                        .collect();
                     (lines, None, store.resource_version().max(last))
                 }
                 Err(e) => (Vec::new(), Some(e), last),
@@ -648,7 +766,10 @@ fn group_list() -> Value {
 
 fn resource_list(group: &str, version: &str) -> Value {
     let mut resources = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         resources.push(json!({
             "name": r.plural,
             "singularName": r.kind.to_lowercase(),
@@ -656,7 +777,10 @@ fn resource_list(group: &str, version: &str) -> Value {
             "kind": r.kind,
             "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
         }));
-        for sub in ["status", "ephemeralcontainers"].into_iter().filter(|s| r.has_subresource(s)) {
+        for sub in ["status", "ephemeralcontainers"]
+            .into_iter()
+            .filter(|s| r.has_subresource(s))
+        {
             resources.push(json!({
                 "name": format!("{}/{sub}", r.plural),
                 "singularName": "",
@@ -666,6 +790,10 @@ fn resource_list(group: &str, version: &str) -> Value {
             }));
         }
     }
-    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
     json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources })
 }

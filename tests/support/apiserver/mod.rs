@@ -32,11 +32,13 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 pub use self::fault::{Fault, FaultAction, RecordedRequest};
-pub use self::resource::{CNP, LEASE, NAMESPACE, POD, RESOURCES, Resource, SCHEDULED_SPARK_APP, SPARK_APP};
-pub use self::status::ApiError;
 use self::http::{Shared, lock};
+pub use self::resource::{
+    CNP, LEASE, NAMESPACE, POD, RESOURCES, Resource, SCHEDULED_SPARK_APP, SPARK_APP,
+};
+pub use self::status::ApiError;
 use self::store::WriteCtx;
-use crate::support::upstream::{Crd, crd_validator};
+use crate::support::upstream::crd_validator;
 
 /// The running stand-in; stops when dropped (or on [`FakeApiServer::shutdown`]).
 pub struct FakeApiServer {
@@ -76,7 +78,10 @@ impl FakeApiServer {
     /// Whether custom resources are checked against the upstream CRD schemas (false when the
     /// upstream directory is absent; see `upstream::upstream_dir`).
     pub fn schema_validation() -> bool {
-        Crd::ALL.iter().all(|crd| crd_validator(*crd).is_some())
+        RESOURCES
+            .iter()
+            .filter_map(|r| r.crd)
+            .all(|crd| crd_validator(crd).is_some())
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -168,7 +173,13 @@ impl FakeApiServer {
     }
 
     /// Replaces `.status` as a controller would through the status subresource.
-    pub fn update_status(&self, resource: Resource, ns: &str, name: &str, status: Value) -> Result<Value, ApiError> {
+    pub fn update_status(
+        &self,
+        resource: Resource,
+        ns: &str,
+        name: &str,
+        status: Value,
+    ) -> Result<Value, ApiError> {
         let ctx = WriteCtx {
             manager: "sparkward-tests".into(),
             subresource: Some("status".into()),
@@ -180,14 +191,24 @@ impl FakeApiServer {
             "metadata": { "name": name },
             "status": status,
         });
-        let result = lock(&self.shared.store).replace(&resource, namespace_arg(&resource, ns).as_deref(), name, body, &ctx);
+        let result = lock(&self.shared.store).replace(
+            &resource,
+            namespace_arg(&resource, ns).as_deref(),
+            name,
+            body,
+            &ctx,
+        );
         self.shared.notify();
         result
     }
 
     /// Removes an object at once, ignoring finalizers (watches see DELETED).
     pub fn remove(&self, resource: Resource, ns: &str, name: &str) -> Option<Value> {
-        let removed = lock(&self.shared.store).remove(&resource, namespace_arg(&resource, ns).as_deref(), name);
+        let removed = lock(&self.shared.store).remove(
+            &resource,
+            namespace_arg(&resource, ns).as_deref(),
+            name,
+        );
         self.shared.notify();
         removed
     }
@@ -209,7 +230,7 @@ impl FakeApiServer {
 
     /// How often watches that asked for bookmarks get one (default 10 s).
     pub fn set_bookmark_interval(&self, interval: Duration) {
-        *lock(&self.shared.bookmark_interval) = interval;
+        *lock(&self.shared.bookmark_interval) = interval.max(Duration::from_millis(1));
     }
 
     /// The current global resourceVersion.

@@ -145,12 +145,13 @@ pub(crate) struct Target {
 /// Parses the segments after `/api/v1` or `/apis/{group}/{version}`.
 pub(crate) fn parse_target(group: &str, version: &str, rest: &[&str]) -> Option<Target> {
     let find = |plural: &str| Resource::find(group, version, plural);
-    let target = |resource, namespace: Option<&str>, name: Option<&str>, sub: Option<&str>| Target {
-        resource,
-        namespace: namespace.map(str::to_string),
-        name: name.map(str::to_string),
-        subresource: sub.map(str::to_string),
-    };
+    let target =
+        |resource, namespace: Option<&str>, name: Option<&str>, sub: Option<&str>| Target {
+            resource,
+            namespace: namespace.map(str::to_string),
+            name: name.map(str::to_string),
+            subresource: sub.map(str::to_string),
+        };
     match rest {
         ["namespaces", ns, plural, tail @ ..] if find(plural).is_some_and(|r| r.namespaced) => {
             let resource = find(plural)?;

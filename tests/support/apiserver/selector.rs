@@ -50,7 +50,10 @@ fn parse_set(rest: &str, whole: &str) -> Result<Vec<String>, ApiError> {
         .filter(|v| !v.is_empty())
         .collect();
     if values.is_empty() {
-        return Err(bad_selector(whole, "for 'in', 'notin' operators, values set can't be empty"));
+        return Err(bad_selector(
+            whole,
+            "for 'in', 'notin' operators, values set can't be empty",
+        ));
     }
     Ok(values)
 }
@@ -75,7 +78,11 @@ fn check_key(key: &str, whole: &str) -> Result<String, ApiError> {
 impl LabelSelector {
     pub(crate) fn parse(s: &str) -> Result<Self, ApiError> {
         let mut reqs = Vec::new();
-        for part in split_top_level(s).into_iter().map(str::trim).filter(|p| !p.is_empty()) {
+        for part in split_top_level(s)
+            .into_iter()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
             let req = if let Some(key) = part.strip_prefix('!') {
                 Requirement::NotExists(check_key(key, s)?)
             } else if let Some((k, v)) = part.split_once("!=") {
@@ -140,7 +147,9 @@ impl FieldSelector {
             } else if let Some((f, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
                 (f, true, v)
             } else {
-                return Err(ApiError::bad_request(format!("invalid selector: '{s}'; can't understand '{part}'")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: '{s}'; can't understand '{part}'"
+                )));
             };
             let field = field.trim();
             if !supported_fields(resource).contains(&field) {

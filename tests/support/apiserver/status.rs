@@ -35,14 +35,22 @@ impl ApiError {
     pub fn not_found(resource: &Resource, name: &str) -> Self {
         Self {
             details: Some(details(resource, name)),
-            ..Self::new(404, "NotFound", format!("{} \"{name}\" not found", resource.group_resource()))
+            ..Self::new(
+                404,
+                "NotFound",
+                format!("{} \"{name}\" not found", resource.group_resource()),
+            )
         }
     }
 
     pub fn already_exists(resource: &Resource, name: &str) -> Self {
         Self {
             details: Some(details(resource, name)),
-            ..Self::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", resource.group_resource()))
+            ..Self::new(
+                409,
+                "AlreadyExists",
+                format!("{} \"{name}\" already exists", resource.group_resource()),
+            )
         }
     }
 
@@ -53,7 +61,10 @@ impl ApiError {
             ..Self::new(
                 409,
                 "Conflict",
-                format!("Operation cannot be fulfilled on {} \"{name}\": {why}", resource.group_resource()),
+                format!(
+                    "Operation cannot be fulfilled on {} \"{name}\": {why}",
+                    resource.group_resource()
+                ),
             )
         }
     }
@@ -73,7 +84,11 @@ impl ApiError {
             [one] => one.clone(),
             many => format!("[{}]", many.join(", ")),
         };
-        let group_kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+        let group_kind = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
         let causes: Vec<Value> = violations
             .iter()
             .map(|v| json!({ "reason": v.reason, "message": v.message, "field": v.field }))
@@ -84,7 +99,11 @@ impl ApiError {
         }
         Self {
             details: Some(d),
-            ..Self::new(422, "Invalid", format!("{group_kind} \"{name}\" is invalid: {summary}"))
+            ..Self::new(
+                422,
+                "Invalid",
+                format!("{group_kind} \"{name}\" is invalid: {summary}"),
+            )
         }
     }
 
@@ -100,13 +119,21 @@ impl ApiError {
         let message = message.into();
         Self {
             details: Some(json!({ "causes": [{ "message": message }] })),
-            ..Self::new(500, "InternalError", format!("Internal error occurred: {message}"))
+            ..Self::new(
+                500,
+                "InternalError",
+                format!("Internal error occurred: {message}"),
+            )
         }
     }
 
     /// What a watch from a compacted resourceVersion gets (reason `Expired`, code 410).
     pub fn expired(requested: u64, oldest: u64) -> Self {
-        Self::new(410, "Expired", format!("too old resource version: {requested} ({oldest})"))
+        Self::new(
+            410,
+            "Expired",
+            format!("too old resource version: {requested} ({oldest})"),
+        )
     }
 
     pub fn gone(message: impl Into<String>) -> Self {
@@ -114,11 +141,19 @@ impl ApiError {
     }
 
     pub fn method_not_allowed() -> Self {
-        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
     }
 
     pub fn path_not_found() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     /// A `Status` for an arbitrary code, as an injected fault answers.
@@ -127,15 +162,36 @@ impl ApiError {
             400 => ("BadRequest", "bad request"),
             401 => ("Unauthorized", "Unauthorized"),
             403 => ("Forbidden", "forbidden"),
-            404 => ("NotFound", "the server could not find the requested resource"),
-            405 => ("MethodNotAllowed", "the server does not allow this method on the requested resource"),
-            409 => ("Conflict", "the object has been modified; please apply your changes to the latest version and try again"),
+            404 => (
+                "NotFound",
+                "the server could not find the requested resource",
+            ),
+            405 => (
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+            ),
+            409 => (
+                "Conflict",
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ),
             410 => ("Gone", "gone"),
-            422 => ("Invalid", "the server rejected our request due to an error in our request"),
-            429 => ("TooManyRequests", "Too many requests, please try again later."),
+            422 => (
+                "Invalid",
+                "the server rejected our request due to an error in our request",
+            ),
+            429 => (
+                "TooManyRequests",
+                "Too many requests, please try again later.",
+            ),
             500 => ("InternalError", "Internal error occurred: injected fault"),
-            503 => ("ServiceUnavailable", "the server is currently unable to handle the request"),
-            504 => ("Timeout", "the server was unable to return a response in the time allotted"),
+            503 => (
+                "ServiceUnavailable",
+                "the server is currently unable to handle the request",
+            ),
+            504 => (
+                "Timeout",
+                "the server was unable to return a response in the time allotted",
+            ),
             _ => ("", "injected fault"),
         };
         Self::new(code, reason, message.unwrap_or_else(|| default.to_string()))

@@ -91,13 +91,25 @@ pub(crate) struct Store {
 }
 
 pub(crate) fn now() -> String {
-    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    time::OffsetDateTime::now_utc().format(&format).unwrap_or_default()
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    time::OffsetDateTime::now_utc()
+        .format(&format)
+        .unwrap_or_default()
 }
 
 fn key(resource: &Resource, namespace: Option<&str>, name: &str) -> Key {
-    let ns = if resource.namespaced { namespace.unwrap_or("") } else { "" };
-    (resource.group, resource.plural, ns.to_string(), name.to_string())
+    let ns = if resource.namespaced {
+        namespace.unwrap_or("")
+    } else {
+        ""
+    };
+    (
+        resource.group,
+        resource.plural,
+        ns.to_string(),
+        name.to_string(),
+    )
 }
 
 fn meta_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
@@ -140,7 +152,10 @@ impl Default for Store {
 
 impl Store {
     pub(crate) fn new() -> Self {
-        let seed = std::collections::hash_map::RandomState::new().build_hasher().finish() | 1;
+        let seed = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+            | 1;
         let mut store = Self {
             rv: 0,
             objects: BTreeMap::new(),
@@ -151,7 +166,9 @@ impl Store {
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             // Seeding cannot fail: the names are valid and do not exist yet.
-            let _ = store.insert(json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } }));
+            let _ = store.insert(
+                json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } }),
+            );
         }
         store
     }
@@ -211,7 +228,13 @@ impl Store {
             .collect()
     }
 
-    fn record(&mut self, resource: Resource, kind: EventType, object: Value, previous: Option<Value>) {
+    fn record(
+        &mut self,
+        resource: Resource,
+        kind: EventType,
+        object: Value,
+        previous: Option<Value>,
+    ) {
         let namespace = meta_str(&object, "namespace").unwrap_or("").to_string();
         self.log.push_back(Logged {
             rv: self.rv,
@@ -237,20 +260,32 @@ impl Store {
         self.compacted
     }
 
-    pub(crate) fn get(&self, resource: &Resource, namespace: Option<&str>, name: &str) -> Result<Value, ApiError> {
+    pub(crate) fn get(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
         self.objects
             .get(&key(resource, namespace, name))
             .map(render)
             .ok_or_else(|| ApiError::not_found(resource, name))
     }
 
-    pub(crate) fn list(&self, resource: &Resource, namespace: Option<&str>, selectors: &Selectors) -> Vec<Value> {
+    pub(crate) fn list(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        selectors: &Selectors,
+    ) -> Vec<Value> {
         self.objects
             .iter()
             .filter(|((g, p, ns, _), _)| {
                 *g == resource.group
                     && *p == resource.plural
-                    && (namespace.is_none() || !resource.namespaced || namespace == Some(ns.as_str()))
+                    && (namespace.is_none()
+                        || !resource.namespaced
+                        || namespace == Some(ns.as_str()))
             })
             .map(|(_, s)| render(s))
             .filter(|o| selectors.matches(o))
@@ -288,12 +323,23 @@ impl Store {
             other => {
                 return Err(ApiError::bad_request(format!(
                     "{} in version \"{}\" cannot be handled as a {}: json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
-                    resource.kind, resource.version, resource.kind,
-                    match other { Value::Array(_) => "array", Value::String(_) => "string", Value::Number(_) => "number", Value::Bool(_) => "bool", _ => "null" }
+                    resource.kind,
+                    resource.version,
+                    resource.kind,
+                    match other {
+                        Value::Array(_) => "array",
+                        Value::String(_) => "string",
+                        Value::Number(_) => "number",
+                        Value::Bool(_) => "bool",
+                        _ => "null",
+                    }
                 )));
             }
         };
-        for (field, expected) in [("apiVersion", resource.api_version()), ("kind", resource.kind.to_string())] {
+        for (field, expected) in [
+            ("apiVersion", resource.api_version()),
+            ("kind", resource.kind.to_string()),
+        ] {
             match object.get(field).and_then(Value::as_str) {
                 Some(v) if v == expected => {}
                 Some(v) if field == "apiVersion" => {
@@ -307,7 +353,15 @@ impl Store {
                     )));
                 }
                 None if require_types => {
-                    return Err(ApiError::bad_request(format!("Object '{}' is missing in '{}'", if field == "kind" { "Kind" } else { "apiVersion" }, object)));
+                    return Err(ApiError::bad_request(format!(
+                        "Object '{}' is missing in '{}'",
+                        if field == "kind" {
+                            "Kind"
+                        } else {
+                            "apiVersion"
+                        },
+                        object
+                    )));
                 }
                 None => object[field] = json!(expected),
             }
@@ -347,7 +401,11 @@ impl Store {
         Ok(object)
     }
 
-    fn check_namespace(&self, resource: &Resource, namespace: Option<&str>) -> Result<(), ApiError> {
+    fn check_namespace(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+    ) -> Result<(), ApiError> {
         if !resource.namespaced {
             return Ok(());
         }
@@ -366,7 +424,9 @@ impl Store {
         let resource = RESOURCES
             .into_iter()
             .find(|r| r.api_version() == api_version && r.kind == kind)
-            .ok_or_else(|| ApiError::bad_request(format!("no resource served for {api_version} {kind}")))?;
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("no resource served for {api_version} {kind}"))
+            })?;
         let namespace = meta_str(&object, "namespace").map(str::to_string);
         let namespace = namespace.or_else(|| resource.namespaced.then(|| "default".to_string()));
         let ctx = WriteCtx {
@@ -385,7 +445,8 @@ impl Store {
         body: Value,
         ctx: &WriteCtx,
     ) -> Result<Value, ApiError> {
-        self.create_inner(resource, namespace, body, ctx, false, None).map(|(v, _)| v)
+        self.create_inner(resource, namespace, body, ctx, false, None)
+            .map(|(v, _)| v)
     }
 
     fn create_inner(
@@ -402,7 +463,9 @@ impl Store {
         let now = now();
         let generated = match (meta_str(&object, "name"), meta_str(&object, "generateName")) {
             (Some(n), _) if !n.is_empty() => None,
-            (_, Some(prefix)) if !prefix.is_empty() => Some(format!("{prefix}{}", self.generated_suffix())),
+            (_, Some(prefix)) if !prefix.is_empty() => {
+                Some(format!("{prefix}{}", self.generated_suffix()))
+            }
             _ => None,
         };
         let uid = self.new_uid();
@@ -413,7 +476,12 @@ impl Store {
         meta.insert("uid".into(), json!(uid));
         meta.insert("creationTimestamp".into(), json!(now));
         meta.insert("generation".into(), json!(1));
-        for field in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+        for field in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
             meta.remove(field);
         }
         if *resource == NAMESPACE {
@@ -423,13 +491,16 @@ impl Store {
                 labels.insert("kubernetes.io/metadata.name".into(), name);
             }
         }
-        if !seeding && resource.status_subresource {
-            if let Some(m) = object.as_object_mut() {
-                m.remove("status");
-            }
+        if !seeding
+            && resource.status_subresource
+            && let Some(m) = object.as_object_mut()
+        {
+            m.remove("status");
         }
-        if *resource == NAMESPACE {
-            object["spec"]["finalizers"] = object["spec"]["finalizers"].as_array().map_or(json!(["kubernetes"]), |f| json!(f));
+        if *resource == NAMESPACE && (object["spec"].is_object() || object["spec"].is_null()) {
+            object["spec"]["finalizers"] = object["spec"]["finalizers"]
+                .as_array()
+                .map_or(json!(["kubernetes"]), |f| json!(f));
             if object["status"]["phase"].is_null() {
                 object["status"] = json!({ "phase": "Active" });
             }
@@ -527,7 +598,13 @@ impl Store {
                 let patch: json_patch::Patch = serde_json::from_slice(body)
                     .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
                 json_patch::patch(&mut doc, &patch.0).map_err(|e| {
-                    ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
+                    ApiError::new(
+                        422,
+                        "Invalid",
+                        format!(
+                            "the server rejected our request due to an error in our request: {e}"
+                        ),
+                    )
                 })?;
             }
             PatchKind::Apply => unreachable!("handled above"),
@@ -559,8 +636,10 @@ impl Store {
         let config: Value = match serde_json::from_slice(body) {
             Ok(v) => v,
             Err(_) => {
-                let text = std::str::from_utf8(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
-                serde_saphyr::from_str(text).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+                let text = std::str::from_utf8(body)
+                    .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+                serde_saphyr::from_str(text)
+                    .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
             }
         };
         let config = Self::incoming(resource, namespace, Some(name), config, true)?;
@@ -588,14 +667,26 @@ impl Store {
         {
             return Err(ApiError::stale(resource, name));
         }
-        match fields::apply(Some(&current.object), &current.managers, &config, ctx.force, &writer) {
-            Ok((merged, managers)) => {
-                self.commit_update(resource, namespace, name, merged, ctx, Ownership::Set(managers))
-            }
+        match fields::apply(
+            Some(&current.object),
+            &current.managers,
+            &config,
+            ctx.force,
+            &writer,
+        ) {
+            Ok((merged, managers)) => self.commit_update(
+                resource,
+                namespace,
+                name,
+                merged,
+                ctx,
+                Ownership::Set(managers),
+            ),
             Err(conflicts) => {
                 let (message, causes) = fields::conflict_message(&conflicts, &api_version);
                 let mut err = ApiError::new(409, "Conflict", message);
-                let mut details = json!({ "name": name, "kind": resource.plural, "causes": causes });
+                let mut details =
+                    json!({ "name": name, "kind": resource.plural, "causes": causes });
                 if !resource.group.is_empty() {
                     details["group"] = json!(resource.group);
                 }
@@ -621,7 +712,9 @@ impl Store {
             .cloned()
             .ok_or_else(|| ApiError::not_found(resource, name))?;
         let old_uid = meta_str(&old.object, "uid").unwrap_or("").to_string();
-        let old_rv = meta_str(&old.object, "resourceVersion").unwrap_or("").to_string();
+        let old_rv = meta_str(&old.object, "resourceVersion")
+            .unwrap_or("")
+            .to_string();
         if let Some(uid) = meta_str(&new, "uid")
             && !uid.is_empty()
             && uid != old_uid
@@ -629,7 +722,9 @@ impl Store {
             return Err(ApiError::conflict(
                 resource,
                 name,
-                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {old_uid}"),
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {old_uid}"
+                ),
             ));
         }
         if let Some(rv) = meta_str(&new, "resourceVersion")
@@ -657,7 +752,8 @@ impl Store {
                 let containers = new["spec"].get("ephemeralContainers").cloned();
                 new = old.object.clone();
                 match containers {
-                    Some(c) => new["spec"]["ephemeralContainers"] = c,
+                    Some(c) if new["spec"].is_object() => new["spec"]["ephemeralContainers"] = c,
+                    Some(_) => return Err(ApiError::bad_request("spec must be an object")),
                     None => {
                         if let Some(spec) = new["spec"].as_object_mut() {
                             spec.remove("ephemeralContainers");
@@ -665,21 +761,29 @@ impl Store {
                     }
                 }
             }
-            _ if resource.status_subresource => match (old.object.get("status").cloned(), new.as_object_mut()) {
-                (Some(s), Some(m)) => {
-                    m.insert("status".into(), s);
+            _ if resource.status_subresource => {
+                match (old.object.get("status").cloned(), new.as_object_mut()) {
+                    (Some(s), Some(m)) => {
+                        m.insert("status".into(), s);
+                    }
+                    (None, Some(m)) => {
+                        m.remove("status");
+                    }
+                    _ => {}
                 }
-                (None, Some(m)) => {
-                    m.remove("status");
-                }
-                _ => {}
-            },
+            }
             _ => {}
         }
         // System-owned metadata is never taken from the client.
         let old_meta = old.object["metadata"].clone();
         let meta = meta_mut(&mut new);
-        for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
             match old_meta.get(field) {
                 Some(v) => meta.insert(field.into(), v.clone()),
                 None => meta.remove(field),
@@ -720,8 +824,13 @@ impl Store {
             return Ok((render(&old), Outcome::Updated));
         }
         let finished = !new["metadata"]["deletionTimestamp"].is_null()
-            && new["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty);
-        let stored = Stored { object: new, managers };
+            && new["metadata"]["finalizers"]
+                .as_array()
+                .is_none_or(Vec::is_empty);
+        let stored = Stored {
+            object: new,
+            managers,
+        };
         if ctx.dry_run {
             return Ok((render(&stored), Outcome::Updated));
         }
@@ -764,7 +873,9 @@ impl Store {
                 return Err(ApiError::conflict(
                     resource,
                     name,
-                    &format!("Precondition failed: {label} in precondition: {expected}, {label} in object meta: {actual}"),
+                    &format!(
+                        "Precondition failed: {label} in precondition: {expected}, {label} in object meta: {actual}"
+                    ),
                 ));
             }
         }
@@ -784,7 +895,12 @@ impl Store {
             meta.insert("resourceVersion".into(), json!(self.rv.to_string()));
             let rendered = render(&stored);
             self.objects.insert(k, stored);
-            self.record(*resource, EventType::Modified, rendered.clone(), Some(render(&current)));
+            self.record(
+                *resource,
+                EventType::Modified,
+                rendered.clone(),
+                Some(render(&current)),
+            );
             return Ok((rendered, Outcome::Pending));
         }
         if dry_run {
@@ -803,11 +919,24 @@ impl Store {
         self.rv += 1;
         meta_mut(&mut stored.object).insert("resourceVersion".into(), json!(self.rv.to_string()));
         let rendered = render(&stored);
-        self.record(*resource, EventType::Deleted, rendered.clone(), Some(previous));
+        self.record(
+            *resource,
+            EventType::Deleted,
+            rendered.clone(),
+            Some(previous),
+        );
         if *resource == NAMESPACE {
-            let contained: Vec<Key> = self.objects.keys().filter(|(_, _, ns, _)| *ns == k.3).cloned().collect();
+            let contained: Vec<Key> = self
+                .objects
+                .keys()
+                .filter(|(_, _, ns, _)| *ns == k.3)
+                .cloned()
+                .collect();
             for child in contained {
-                if let Some(r) = RESOURCES.into_iter().find(|r| r.group == child.0 && r.plural == child.1) {
+                if let Some(r) = RESOURCES
+                    .into_iter()
+                    .find(|r| r.group == child.0 && r.plural == child.1)
+                {
                     self.remove_now(&r, &child);
                 }
             }
@@ -816,9 +945,16 @@ impl Store {
     }
 
     /// Test helper: removes an object regardless of finalizers.
-    pub(crate) fn remove(&mut self, resource: &Resource, namespace: Option<&str>, name: &str) -> Option<Value> {
+    pub(crate) fn remove(
+        &mut self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Value> {
         let k = key(resource, namespace, name);
-        self.objects.contains_key(&k).then(|| self.remove_now(resource, &k))
+        self.objects
+            .contains_key(&k)
+            .then(|| self.remove_now(resource, &k))
     }
 
     /// DELETE on a collection: every matching object, one by one.

@@ -19,14 +19,19 @@ fn required(field: &str, why: &str) -> Violation {
     Violation {
         field: field.to_string(),
         reason: "FieldValueRequired",
-        message: if why.is_empty() { "Required value".into() } else { format!("Required value: {why}") },
+        message: if why.is_empty() {
+            "Required value".into()
+        } else {
+            format!("Required value: {why}")
+        },
     }
 }
 
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -41,7 +46,8 @@ fn is_label_name(s: &str, allow_empty: bool) -> bool {
         return allow_empty;
     }
     s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && s.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
         && s.as_bytes().last().is_some_and(u8::is_ascii_alphanumeric)
 }
@@ -69,13 +75,33 @@ pub(crate) fn check_metadata(resource: &Resource, object: &Value) -> Vec<Violati
         is_dns_subdomain(name)
     };
     if name.is_empty() {
-        out.push(required("metadata.name", "name or generateName is required"));
+        out.push(required(
+            "metadata.name",
+            "name or generateName is required",
+        ));
     } else if !name_ok {
         out.push(invalid(
             "metadata.name",
             name,
             "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
         ));
+    }
+    for (field, shape_ok) in [
+        ("labels", Value::is_object as fn(&Value) -> bool),
+        ("annotations", Value::is_object),
+        ("ownerReferences", Value::is_array),
+        ("finalizers", Value::is_array),
+    ] {
+        if let Some(v) = meta.get(field)
+            && !v.is_null()
+            && !shape_ok(v)
+        {
+            out.push(invalid(
+                &format!("metadata.{field}"),
+                &v.to_string(),
+                "wrong type",
+            ));
+        }
     }
     if let Some(labels) = meta.get("labels").and_then(Value::as_object) {
         for (key, value) in labels {
@@ -97,7 +123,11 @@ pub(crate) fn check_metadata(resource: &Resource, object: &Value) -> Vec<Violati
                 out.push(invalid("metadata.annotations", key, LABEL_NAME_HELP));
             }
             if !value.is_string() {
-                out.push(invalid("metadata.annotations", &value.to_string(), "annotation values must be strings"));
+                out.push(invalid(
+                    "metadata.annotations",
+                    &value.to_string(),
+                    "annotation values must be strings",
+                ));
             }
         }
         if size > 256 * 1024 {
@@ -112,7 +142,10 @@ pub(crate) fn check_metadata(resource: &Resource, object: &Value) -> Vec<Violati
         for (i, owner) in owners.iter().enumerate() {
             for field in ["apiVersion", "kind", "name", "uid"] {
                 if owner[field].as_str().is_none_or(str::is_empty) {
-                    out.push(required(&format!("metadata.ownerReferences[{i}].{field}"), ""));
+                    out.push(required(
+                        &format!("metadata.ownerReferences[{i}].{field}"),
+                        "",
+                    ));
                 }
             }
         }
@@ -122,13 +155,17 @@ pub(crate) fn check_metadata(resource: &Resource, object: &Value) -> Vec<Violati
 
 /// Built-in types: the body must decode into the Kubernetes type (else 400, as a decode error
 /// is), and a few required fields are checked (else 422).
-pub(crate) fn check_builtin(resource: &Resource, object: &Value) -> Result<Vec<Violation>, ApiError> {
+pub(crate) fn check_builtin(
+    resource: &Resource,
+    object: &Value,
+) -> Result<Vec<Violation>, ApiError> {
     let decoded = if *resource == POD {
         serde_json::from_value::<k8s_openapi::api::core::v1::Pod>(object.clone()).map(drop)
     } else if *resource == NAMESPACE {
         serde_json::from_value::<k8s_openapi::api::core::v1::Namespace>(object.clone()).map(drop)
     } else if *resource == LEASE {
-        serde_json::from_value::<k8s_openapi::api::coordination::v1::Lease>(object.clone()).map(drop)
+        serde_json::from_value::<k8s_openapi::api::coordination::v1::Lease>(object.clone())
+            .map(drop)
     } else {
         Ok(())
     };
