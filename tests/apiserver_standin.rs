@@ -1467,3 +1467,65 @@ async fn malformed_requests_get_a_status_never_a_dropped_connection() {
     ));
     assert!(pods.get("alive").await.is_ok());
 }
+
+#[tokio::test]
+async fn garbage_collector_deletes_dependents_of_a_deleted_owner() {
+    let api = FakeApiServer::start().await;
+    let app = api.insert(json!({
+        "apiVersion": "sparkoperator.k8s.io/v1beta2",
+        "kind": "SparkApplication",
+        "metadata": { "name": "job", "namespace": "default" },
+        "spec": { "type": "Scala", "mode": "cluster", "sparkVersion": "3.5.3", "mainApplicationFile": "local:///x.jar", "driver": {}, "executor": {} },
+    }));
+    let owner = json!([{
+        "apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "SparkApplication",
+        "name": "job", "uid": app["metadata"]["uid"], "controller": true,
+    }]);
+    for name in ["owned", "owned-too"] {
+        let mut cnp = mk_cnp(name, json!("80"));
+        cnp["metadata"]["ownerReferences"] = owner.clone();
+        api.insert(cnp);
+    }
+    let apps: Api<DynamicObject> =
+        Api::namespaced_with(api.client(), "default", &SPARK_APP.api_resource());
+    apps.delete("job", &DeleteParams::default()).await.unwrap();
+    assert!(api.list(CNP, Some("default")).is_empty());
+
+    // A reference to a uid that does not exist is collected too, as the real collector does.
+    let mut dangling = mk_cnp("dangling", json!("80"));
+    dangling["metadata"]["ownerReferences"] = owner.clone();
+    cnps(&api)
+        .create(&PostParams::default(), &mk_dynamic(dangling.clone()))
+        .await
+        .unwrap();
+    assert!(
+        api.get(CNP, "default", "dangling").is_none(),
+        "created, then collected at once"
+    );
+    api.set_garbage_collection(false);
+    api.insert(dangling);
+    assert!(api.get(CNP, "default", "dangling").is_some());
+}
+
+#[tokio::test]
+async fn orphan_propagation_keeps_dependents_without_the_reference() {
+    let api = FakeApiServer::start().await;
+    let pods: Api<Pod> = Api::default_namespaced(api.client());
+    let driver = pods
+        .create(&PostParams::default(), &mk_pod("driver", json!({})))
+        .await
+        .unwrap();
+    let mut cnp = mk_cnp("kept", json!("80"));
+    cnp["metadata"]["ownerReferences"] = json!([{ "apiVersion": "v1", "kind": "Pod", "name": "driver", "uid": driver.metadata.uid }]);
+    api.insert(cnp);
+    pods.delete("driver", &DeleteParams::orphan())
+        .await
+        .unwrap();
+    let kept = api.get(CNP, "default", "kept").unwrap();
+    assert!(
+        kept["metadata"]["ownerReferences"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}

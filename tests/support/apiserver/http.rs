@@ -62,7 +62,11 @@ impl Shared {
 
     /// Wakes watches after a write.
     pub(crate) fn notify(&self) {
-        let rv = lock(&self.store).resource_version();
+        let rv = {
+            let mut store = lock(&self.store);
+            store.collect_garbage();
+            store.resource_version()
+        };
         self.changes.send_replace(rv);
     }
 }

@@ -213,6 +213,12 @@ impl FakeApiServer {
         removed
     }
 
+    /// Turns the garbage collector off (on by default): then dependents whose owners are gone
+    /// stay, e.g. to seed a CNP that points at a SparkApplication the test never creates.
+    pub fn set_garbage_collection(&self, enabled: bool) {
+        lock(&self.shared.store).set_garbage_collection(enabled);
+    }
+
     /// Ends every open watch (clients see the stream close and must re-watch).
     pub fn drop_watches(&self) {
         self.shared.drop_watches.send_modify(|g| *g += 1);
