@@ -1354,3 +1354,178 @@ async fn shutdown_ends_open_watches() {
     .await;
     assert!(ended.is_ok());
 }
+
+#[tokio::test]
+async fn malformed_requests_get_a_status_never_a_dropped_connection() {
+    let api = FakeApiServer::start().await;
+    api.insert(
+        json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "p" },
+        "spec": { "containers": [{ "name": "c", "image": "i" }] } }),
+    );
+    let client = api.client();
+    let bodies = [
+        json!([]),
+        json!("text"),
+        json!({ "metadata": "x" }),
+        json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": 5, "labels": "x" } }),
+        json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "n" }, "spec": "x" }),
+        json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "p", "finalizers": {} }, "spec": "x" }),
+        json!({ "apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": { "name": "c", "labels": [] }, "specs": 1 }),
+    ];
+    let targets = [
+        (
+            Method::POST,
+            "/api/v1/namespaces/default/pods",
+            "application/json",
+        ),
+        (Method::POST, "/api/v1/namespaces", "application/json"),
+        (
+            Method::PUT,
+            "/api/v1/namespaces/default/pods/p",
+            "application/json",
+        ),
+        (
+            Method::PUT,
+            "/api/v1/namespaces/default/pods/p/ephemeralcontainers",
+            "application/json",
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/namespaces/default/pods/p",
+            "application/merge-patch+json",
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/namespaces/default/pods/p",
+            "application/json-patch+json",
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/namespaces/default/pods/p?fieldManager=t",
+            "application/apply-patch+yaml",
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/namespaces/default/pods/p/status",
+            "application/merge-patch+json",
+        ),
+        (
+            Method::POST,
+            "/apis/cilium.io/v2/namespaces/default/ciliumnetworkpolicies",
+            "application/json",
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/namespaces/default/pods/p",
+            "application/json",
+        ),
+    ];
+    for (method, path, content_type) in targets {
+        for body in &bodies {
+            let request = http::Request::builder()
+                .method(method.clone())
+                .uri(path)
+                .header("content-type", content_type)
+                .body(serde_json::to_vec(body).unwrap())
+                .unwrap();
+            match client.request_text(request).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) => assert!(
+                    (400..500).contains(&status.code),
+                    "{method} {path} {body}: {status:?}"
+                ),
+                Err(other) => panic!("{method} {path} {body}: {other:?}"),
+            }
+        }
+    }
+    for query in [
+        "watch=true&resourceVersion=abc",
+        "labelSelector=%21%21",
+        "limit=x&continue=y",
+    ] {
+        let request = http::Request::get(format!("/api/v1/pods?{query}"))
+            .body(Vec::new())
+            .unwrap();
+        match client.request_text(request).await {
+            Ok(_) | Err(kube::Error::Api(_)) => {}
+            Err(other) => panic!("{query}: {other:?}"),
+        }
+    }
+    // An absurd watch timeout is clamped, not an overflow in the server.
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    pods.create(&PostParams::default(), &mk_pod("alive", json!({})))
+        .await
+        .unwrap();
+    let mut stream = pods
+        .watch(&WatchParams::default().timeout(u32::MAX), "0")
+        .await
+        .unwrap()
+        .boxed();
+    assert!(matches!(
+        next(&mut stream).await.unwrap(),
+        WatchEvent::Added(_)
+    ));
+    assert!(pods.get("alive").await.is_ok());
+}
+
+#[tokio::test]
+async fn garbage_collector_deletes_dependents_of_a_deleted_owner() {
+    let api = FakeApiServer::start().await;
+    let app = api.insert(json!({
+        "apiVersion": "sparkoperator.k8s.io/v1beta2",
+        "kind": "SparkApplication",
+        "metadata": { "name": "job", "namespace": "default" },
+        "spec": { "type": "Scala", "mode": "cluster", "sparkVersion": "3.5.3", "mainApplicationFile": "local:///x.jar", "driver": {}, "executor": {} },
+    }));
+    let owner = json!([{
+        "apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "SparkApplication",
+        "name": "job", "uid": app["metadata"]["uid"], "controller": true,
+    }]);
+    for name in ["owned", "owned-too"] {
+        let mut cnp = mk_cnp(name, json!("80"));
+        cnp["metadata"]["ownerReferences"] = owner.clone();
+        api.insert(cnp);
+    }
+    let apps: Api<DynamicObject> =
+        Api::namespaced_with(api.client(), "default", &SPARK_APP.api_resource());
+    apps.delete("job", &DeleteParams::default()).await.unwrap();
+    assert!(api.list(CNP, Some("default")).is_empty());
+
+    // A reference to a uid that does not exist is collected too, as the real collector does.
+    let mut dangling = mk_cnp("dangling", json!("80"));
+    dangling["metadata"]["ownerReferences"] = owner.clone();
+    cnps(&api)
+        .create(&PostParams::default(), &mk_dynamic(dangling.clone()))
+        .await
+        .unwrap();
+    assert!(
+        api.get(CNP, "default", "dangling").is_none(),
+        "created, then collected at once"
+    );
+    api.set_garbage_collection(false);
+    api.insert(dangling);
+    assert!(api.get(CNP, "default", "dangling").is_some());
+}
+
+#[tokio::test]
+async fn orphan_propagation_keeps_dependents_without_the_reference() {
+    let api = FakeApiServer::start().await;
+    let pods: Api<Pod> = Api::default_namespaced(api.client());
+    let driver = pods
+        .create(&PostParams::default(), &mk_pod("driver", json!({})))
+        .await
+        .unwrap();
+    let mut cnp = mk_cnp("kept", json!("80"));
+    cnp["metadata"]["ownerReferences"] = json!([{ "apiVersion": "v1", "kind": "Pod", "name": "driver", "uid": driver.metadata.uid }]);
+    api.insert(cnp);
+    pods.delete("driver", &DeleteParams::orphan())
+        .await
+        .unwrap();
+    let kept = api.get(CNP, "default", "kept").unwrap();
+    assert!(
+        kept["metadata"]["ownerReferences"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -62,7 +62,11 @@ impl Shared {
 
     /// Wakes watches after a write.
     pub(crate) fn notify(&self) {
-        let rv = lock(&self.store).resource_version();
+        let rv = {
+            let mut store = lock(&self.store);
+            store.collect_garbage();
+            store.resource_version()
+        };
         self.changes.send_replace(rv);
     }
 }
@@ -310,6 +314,19 @@ fn parse_body(body: &Bytes, resource: &Resource) -> Result<Value, ApiError> {
     })
 }
 
+/// DeleteOptions: empty body, or a JSON object.
+fn delete_options(body: &Bytes) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) if v.is_object() => Ok(v),
+        _ => Err(ApiError::bad_request(
+            "the body of a delete must be DeleteOptions (a JSON object)",
+        )),
+    }
+}
+
 fn selectors(query: &HashMap<String, String>, resource: &Resource) -> Result<Selectors, ApiError> {
     Ok(Selectors {
         labels: LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))?,
@@ -352,11 +369,7 @@ fn serve_target(
         }
         (&Method::DELETE, None) => {
             let selectors = selectors(query, &resource)?;
-            let options = if body.is_empty() {
-                json!({})
-            } else {
-                parse_body(body, &resource)?
-            };
+            let options = delete_options(body)?;
             let items = lock(&shared.store).delete_collection(
                 &resource,
                 ns,
@@ -394,11 +407,7 @@ fn serve_target(
             )
         }
         (&Method::DELETE, Some(name)) if target.subresource.is_none() => {
-            let options = if body.is_empty() {
-                json!({})
-            } else {
-                parse_body(body, &resource)?
-            };
+            let options = delete_options(body)?;
             let (object, outcome) =
                 lock(&shared.store).delete(&resource, ns, name, &options, ctx.dry_run)?;
             json_response(
@@ -591,7 +600,8 @@ fn start_watch(
     let timeout = query
         .get("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
-        .unwrap_or(1800);
+        .unwrap_or(1800)
+        .min(24 * 3600);
     let store = lock(&shared.store);
     let ns = target.namespace.as_deref();
     let plan = match query

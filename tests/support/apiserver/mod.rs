@@ -38,7 +38,7 @@ pub use self::resource::{
 };
 pub use self::status::ApiError;
 use self::store::WriteCtx;
-use crate::support::upstream::{Crd, crd_validator};
+use crate::support::upstream::crd_validator;
 
 /// The running stand-in; stops when dropped (or on [`FakeApiServer::shutdown`]).
 pub struct FakeApiServer {
@@ -78,7 +78,10 @@ impl FakeApiServer {
     /// Whether custom resources are checked against the upstream CRD schemas (false when the
     /// upstream directory is absent; see `upstream::upstream_dir`).
     pub fn schema_validation() -> bool {
-        Crd::ALL.iter().all(|crd| crd_validator(*crd).is_some())
+        RESOURCES
+            .iter()
+            .filter_map(|r| r.crd)
+            .all(|crd| crd_validator(crd).is_some())
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -210,6 +213,12 @@ impl FakeApiServer {
         removed
     }
 
+    /// Turns the garbage collector off (on by default): then dependents whose owners are gone
+    /// stay, e.g. to seed a CNP that points at a SparkApplication the test never creates.
+    pub fn set_garbage_collection(&self, enabled: bool) {
+        lock(&self.shared.store).set_garbage_collection(enabled);
+    }
+
     /// Ends every open watch (clients see the stream close and must re-watch).
     pub fn drop_watches(&self) {
         self.shared.drop_watches.send_modify(|g| *g += 1);
@@ -227,7 +236,7 @@ impl FakeApiServer {
 
     /// How often watches that asked for bookmarks get one (default 10 s).
     pub fn set_bookmark_interval(&self, interval: Duration) {
-        *lock(&self.shared.bookmark_interval) = interval;
+        *lock(&self.shared.bookmark_interval) = interval.max(Duration::from_millis(1));
     }
 
     /// The current global resourceVersion.

@@ -88,6 +88,8 @@ pub(crate) struct Store {
     /// Events with a resourceVersion up to this one are gone from the log.
     compacted: u64,
     rng: u64,
+    /// Whether dependents whose owners are all gone are deleted (the real garbage collector).
+    garbage_collection: bool,
 }
 
 pub(crate) fn now() -> String {
@@ -163,6 +165,7 @@ impl Store {
             log_capacity: 4096,
             compacted: 0,
             rng: seed,
+            garbage_collection: true,
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             // Seeding cannot fail: the names are valid and do not exist yet.
@@ -491,12 +494,13 @@ impl Store {
                 labels.insert("kubernetes.io/metadata.name".into(), name);
             }
         }
-        if !seeding && resource.status_subresource {
-            if let Some(m) = object.as_object_mut() {
-                m.remove("status");
-            }
+        if !seeding
+            && resource.status_subresource
+            && let Some(m) = object.as_object_mut()
+        {
+            m.remove("status");
         }
-        if *resource == NAMESPACE {
+        if *resource == NAMESPACE && (object["spec"].is_object() || object["spec"].is_null()) {
             object["spec"]["finalizers"] = object["spec"]["finalizers"]
                 .as_array()
                 .map_or(json!(["kubernetes"]), |f| json!(f));
@@ -751,7 +755,8 @@ impl Store {
                 let containers = new["spec"].get("ephemeralContainers").cloned();
                 new = old.object.clone();
                 match containers {
-                    Some(c) => new["spec"]["ephemeralContainers"] = c,
+                    Some(c) if new["spec"].is_object() => new["spec"]["ephemeralContainers"] = c,
+                    Some(_) => return Err(ApiError::bad_request("spec must be an object")),
                     None => {
                         if let Some(spec) = new["spec"].as_object_mut() {
                             spec.remove("ephemeralContainers");
@@ -904,7 +909,92 @@ impl Store {
         if dry_run {
             return Ok((render(&current), Outcome::Removed));
         }
+        if options["propagationPolicy"] == "Orphan"
+            && let Some(uid) = meta_str(&current.object, "uid")
+        {
+            let uid = uid.to_string();
+            self.orphan_dependents(&uid);
+        }
         Ok((self.remove_now(resource, &k), Outcome::Removed))
+    }
+
+    pub(crate) fn set_garbage_collection(&mut self, enabled: bool) {
+        self.garbage_collection = enabled;
+    }
+
+    /// Background-propagation garbage collection, done at once instead of eventually: every
+    /// object whose `ownerReferences` name only uids that no longer exist is deleted (through
+    /// DELETE semantics, so finalizers still hold it), repeatedly, so chains of owners cascade.
+    pub(crate) fn collect_garbage(&mut self) {
+        if !self.garbage_collection {
+            return;
+        }
+        loop {
+            let live: std::collections::HashSet<String> = self
+                .objects
+                .values()
+                .filter_map(|s| meta_str(&s.object, "uid").map(str::to_string))
+                .collect();
+            let orphan = self.objects.iter().find_map(|(k, s)| {
+                let owners = s.object["metadata"]["ownerReferences"].as_array()?;
+                let all_gone = !owners.is_empty()
+                    && owners
+                        .iter()
+                        .all(|o| o["uid"].as_str().is_none_or(|uid| !live.contains(uid)));
+                let pending = !s.object["metadata"]["deletionTimestamp"].is_null();
+                (all_gone && !pending).then(|| k.clone())
+            });
+            let Some(k) = orphan else { return };
+            let Some(resource) = RESOURCES
+                .into_iter()
+                .find(|r| r.group == k.0 && r.plural == k.1)
+            else {
+                return;
+            };
+            let ns = (!k.2.is_empty()).then(|| k.2.clone());
+            if self
+                .delete(&resource, ns.as_deref(), &k.3, &json!({}), false)
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    /// `propagationPolicy: Orphan`: dependents lose their reference to `uid` instead of being
+    /// collected.
+    fn orphan_dependents(&mut self, uid: &str) {
+        let dependents: Vec<Key> = self
+            .objects
+            .iter()
+            .filter(|(_, s)| {
+                s.object["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_some_and(|o| o.iter().any(|r| r["uid"] == uid))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in dependents {
+            let Some(mut stored) = self.objects.get(&k).cloned() else {
+                continue;
+            };
+            let previous = render(&stored);
+            if let Some(owners) = stored.object["metadata"]["ownerReferences"].as_array_mut() {
+                owners.retain(|r| r["uid"] != uid);
+            }
+            let Some(resource) = RESOURCES
+                .into_iter()
+                .find(|r| r.group == k.0 && r.plural == k.1)
+            else {
+                continue;
+            };
+            self.rv += 1;
+            meta_mut(&mut stored.object)
+                .insert("resourceVersion".into(), json!(self.rv.to_string()));
+            let rendered = render(&stored);
+            self.objects.insert(k, stored);
+            self.record(resource, EventType::Modified, rendered, Some(previous));
+        }
     }
 
     /// Removes an object at once (no finalizers honoured), logging DELETED; a namespace takes

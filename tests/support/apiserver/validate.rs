@@ -86,6 +86,23 @@ pub(crate) fn check_metadata(resource: &Resource, object: &Value) -> Vec<Violati
             "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
         ));
     }
+    for (field, shape_ok) in [
+        ("labels", Value::is_object as fn(&Value) -> bool),
+        ("annotations", Value::is_object),
+        ("ownerReferences", Value::is_array),
+        ("finalizers", Value::is_array),
+    ] {
+        if let Some(v) = meta.get(field)
+            && !v.is_null()
+            && !shape_ok(v)
+        {
+            out.push(invalid(
+                &format!("metadata.{field}"),
+                &v.to_string(),
+                "wrong type",
+            ));
+        }
+    }
     if let Some(labels) = meta.get("labels").and_then(Value::as_object) {
         for (key, value) in labels {
             if !is_qualified_name(key) {
