@@ -1,6 +1,6 @@
 //! Shared test support: the stand-in API server, the running binary, review builders, a test
 //! identity provider, the restricted-profile checker and the upstream schemas.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod apiserver;
 pub mod cli;
