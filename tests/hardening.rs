@@ -166,10 +166,10 @@ fn every_spark_application_example_and_fixture_is_admitted_hardened_and_schema_v
                 out["spec"]["template"].clone(),
             )
         };
-        if let Some(validator) = crd_validator(crd) {
-            if let Err(errors) = validator.validate(&out) {
-                panic!("{name}: the patched object fails the {crd:?} schema: {errors:?}");
-            }
+        if let Some(validator) = crd_validator(crd)
+            && let Err(errors) = validator.validate(&out)
+        {
+            panic!("{name}: the patched object fails the {crd:?} schema: {errors:?}");
         }
         let policies = run.output["ciliumNetworkPolicies"].as_array().unwrap();
         if kind == "SparkApplication" {
@@ -316,7 +316,8 @@ fn each_explicitly_weaker_setting_is_denied_naming_the_field_and_the_fix() {
     let setup = OfflineSetup::new("");
     let token = setup.token("alice", "x");
     let base = with_token(fixture("pods/spark-submit-driver.yaml"), &token);
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Edit)> = vec![
         (
             "spec.containers[0].securityContext.runAsUser",
             Box::new(|p| p["spec"]["containers"][0]["securityContext"] = json!({"runAsUser": 0})),
