@@ -803,6 +803,9 @@ impl Pipeline {
                 if !changed.is_empty() {
                     return Err(Reason::Immutable(changed));
                 }
+                if JobIdentity::from_admitted(&old.metadata).is_some() {
+                    self.require_hardened(inspect_pod(&new, &self.config.hardening, None))?;
+                }
                 ok
             }
             ("", "Pod", Operation::Update, "ephemeralcontainers") => {
