@@ -22,7 +22,7 @@ const SPARKWARD_SA: &str = "system:serviceaccount:sparkward-system:sparkward";
 struct World {
     api: FakeApiServer,
     idp: Idp,
-    s: Sparkward,
+    _server: Sparkward,
     client: WebhookClient,
     app: Value,
     driver: Value,
