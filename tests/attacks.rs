@@ -118,7 +118,7 @@ async fn world() -> World {
     let mut w = World {
         api,
         idp,
-        s,
+        _server: s,
         client,
         app: Value::Null,
         driver: Value::Null,
