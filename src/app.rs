@@ -10,6 +10,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use arc_swap::ArcSwap;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use rustls::crypto::CryptoProvider;
 use serde_json::{Value, json};
@@ -238,10 +243,56 @@ fn ensure_dev_certs(dir: &Path, provider: &CryptoProvider) -> anyhow::Result<Cer
     Ok(paths)
 }
 
+/// The JWKS cache in use (replaced when a config reload changes the identity provider).
+type JwksSlot = Arc<ArcSwap<Option<Arc<JwksCache>>>>;
+
+/// JWKS metrics, read from the cache in use at scrape time.
+#[derive(Debug)]
+struct JwksCollector {
+    slot: JwksSlot,
+}
+
+impl Collector for JwksCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let current = self.slot.load();
+        let Some(cache) = current.as_ref().as_ref() else {
+            return Ok(());
+        };
+        let stats = cache.stats();
+        let mut refreshes = encoder.encode_descriptor(
+            "sparkward_jwks_refreshes",
+            "JWKS fetches from the identity provider, by outcome",
+            None,
+            MetricType::Counter,
+        )?;
+        for (outcome, value) in [
+            ("success", stats.fetch_successes()),
+            ("failure", stats.fetch_failures()),
+        ] {
+            ConstCounter::new(value).encode(refreshes.encode_family(&[("outcome", outcome)])?)?;
+        }
+        let kid = ConstCounter::new(stats.kid_refetches());
+        kid.encode(encoder.encode_descriptor(
+            "sparkward_jwks_unknown_kid_refetches",
+            "JWKS fetches triggered by a token naming an unknown key",
+            None,
+            kid.metric_type(),
+        )?)?;
+        // -1 until a key set was loaded, so an alert can tell "never" from "old".
+        let age = ConstGauge::new(cache.age().map_or(-1.0, |a| a.as_secs_f64()));
+        age.encode(encoder.encode_descriptor(
+            "sparkward_jwks_age_seconds",
+            "Age of the JWKS key set in use (-1 when none was loaded)",
+            None,
+            age.metric_type(),
+        )?)
+    }
+}
+
 /// What `/readyz` checks.
 struct AppReadiness {
     shutting_down: AtomicBool,
-    jwks: ArcSwap<Option<Arc<JwksCache>>>,
+    jwks: JwksSlot,
     cluster: Option<ClusterHealth>,
 }
 
@@ -372,7 +423,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let background = shutdown.child_token();
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
+    let jwks_slot: JwksSlot = Arc::new(ArcSwap::from_pointee(None));
+    registry.register_collector(Box::new(JwksCollector {
+        slot: jwks_slot.clone(),
+    }));
     let registry = Arc::new(registry);
+    if let Some(expiry) = tls::not_after(&cert_store.current()) {
+        metrics.tls_cert_expiry.set(expiry as f64);
+    }
 
     let (lookup, client, cluster): (Arc<dyn Lookup>, _, _) = if local {
         (
@@ -404,9 +462,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let jwks = start_jwks(&config, &background, &metrics)?;
     let config = Arc::new(config);
     let pipeline = build_pipeline(&components, config.clone(), jwks.clone());
+    jwks_slot.store(Arc::new(jwks));
     let readiness = Arc::new(AppReadiness {
         shutting_down: AtomicBool::new(false),
-        jwks: ArcSwap::from_pointee(jwks),
+        jwks: jwks_slot,
         cluster,
     });
     let state = Arc::new(WebhookState {
@@ -442,6 +501,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     .tls_reloads
                     .get_or_create(&telemetry::OutcomeLabels { outcome })
                     .inc();
+                if let Some(expiry) = r.ok().and_then(tls::not_after) {
+                    metrics.tls_cert_expiry.set(expiry as f64);
+                }
             },
             background.clone(),
         ));
@@ -461,24 +523,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let probe_shutdown = CancellationToken::new();
     let probes = {
         let registry = registry.clone();
-        let readiness_for_metrics = readiness.clone();
-        let metrics = metrics.clone();
         tokio::spawn(server::serve_probes(
             probe_listener,
             readiness.clone(),
             move || {
                 let registry = registry.clone();
-                let readiness = readiness_for_metrics.clone();
-                let metrics = metrics.clone();
                 async move {
-                    let age = readiness
-                        .jwks
-                        .load()
-                        .as_ref()
-                        .as_ref()
-                        .and_then(|c| c.age())
-                        .map_or(-1.0, |a| a.as_secs_f64());
-                    metrics.jwks_age.set(age);
                     let mut out = String::new();
                     if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
                         out = "# failed to encode metrics\n".into();

@@ -48,6 +48,16 @@ pub struct LifecycleLabels {
     pub outcome: &'static str,
 }
 
+/// Why an HTTP request was rejected before a review could be decided.
+pub const REJECT_REASONS: [&str; 6] = [
+    "not_found",
+    "method",
+    "content_type",
+    "too_large",
+    "timeout",
+    "bad_request",
+];
+
 fn latency_histogram() -> Histogram {
     // 100 µs .. ~13 s.
     Histogram::new(exponential_buckets(0.0001, 2.0, 18))
@@ -62,9 +72,8 @@ pub struct Metrics {
     pub policy_apply_duration: Family<OutcomeLabels, Histogram>,
     pub in_flight: Gauge,
     pub http_rejected: Family<RejectLabels, Counter>,
-    pub jwks_refreshes: Family<OutcomeLabels, Counter>,
-    pub jwks_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub tls_reloads: Family<OutcomeLabels, Counter>,
+    pub tls_cert_expiry: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub lifecycle_actions: Family<LifecycleLabels, Counter>,
     pub config_reloads: Family<OutcomeLabels, Counter>,
 }
@@ -78,9 +87,8 @@ impl Metrics {
             policy_apply_duration: Family::new_with_constructor(latency_histogram),
             in_flight: Gauge::default(),
             http_rejected: Family::default(),
-            jwks_refreshes: Family::default(),
-            jwks_age: Gauge::default(),
             tls_reloads: Family::default(),
+            tls_cert_expiry: Gauge::default(),
             lifecycle_actions: Family::default(),
             config_reloads: Family::default(),
         };
@@ -119,20 +127,14 @@ impl Metrics {
             m.http_rejected.clone(),
         );
         r.register(
-            "jwks_refreshes",
-            "JWKS fetches from the identity provider, by outcome",
-            m.jwks_refreshes.clone(),
-        );
-        r.register_with_unit(
-            "jwks_age",
-            "Age of the JWKS key set in use (-1 when none was ever loaded)",
-            Unit::Seconds,
-            m.jwks_age.clone(),
-        );
-        r.register(
             "tls_reloads",
             "Serving certificate reloads, by outcome",
             m.tls_reloads.clone(),
+        );
+        r.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When the serving certificate in use expires (seconds since the epoch)",
+            m.tls_cert_expiry.clone(),
         );
         r.register(
             "lifecycle_actions",
@@ -144,6 +146,23 @@ impl Metrics {
             "Configuration reloads, by outcome",
             m.config_reloads.clone(),
         );
+        // Series that alerts watch start at zero, so `increase()` and `rate()` see the first
+        // event instead of a series appearing from nothing.
+        for outcome in ["success", "failure"] {
+            m.tls_reloads.get_or_create(&OutcomeLabels { outcome });
+            m.config_reloads.get_or_create(&OutcomeLabels { outcome });
+            m.policy_apply_duration
+                .get_or_create(&OutcomeLabels { outcome });
+        }
+        for reason in REJECT_REASONS {
+            m.http_rejected.get_or_create(&RejectLabels { reason });
+        }
+        for action in ["adopt", "end", "reap"] {
+            for outcome in ["success", "failure", "gone"] {
+                m.lifecycle_actions
+                    .get_or_create(&LifecycleLabels { action, outcome });
+            }
+        }
         m
     }
 

@@ -102,6 +102,14 @@ fn certified_key_from_pem(
     Ok(certified)
 }
 
+/// When the leaf certificate of `key` expires, in seconds since the epoch (for the expiry
+/// metric and its alert). `None` if the certificate cannot be parsed.
+pub fn not_after(key: &CertifiedKey) -> Option<i64> {
+    let der = key.cert.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
 /// The serving certificate, swappable at runtime.
 #[derive(Debug)]
 pub struct CertStore {
@@ -196,7 +204,7 @@ pub async fn reload_loop(
     store: Arc<CertStore>,
     provider: Arc<CryptoProvider>,
     interval: Duration,
-    on_reload: impl Fn(Result<(), &TlsError>) + Send + 'static,
+    on_reload: impl Fn(Result<&CertifiedKey, &TlsError>) + Send + 'static,
     shutdown: CancellationToken,
 ) {
     let mut seen = fingerprint(&paths);
@@ -215,9 +223,9 @@ pub async fn reload_loop(
         seen = now;
         match load_certified_key(&paths, &provider) {
             Ok(key) => {
+                on_reload(Ok(&key));
                 store.replace(key);
                 tracing::info!(cert = %paths.cert.display(), "serving certificate reloaded");
-                on_reload(Ok(()));
             }
             Err(e) => {
                 tracing::error!(error = %e, "new serving certificate rejected; keeping the previous one");
@@ -246,6 +254,16 @@ mod tests {
     fn matching_pair_loads() {
         let (c, k) = pair("a");
         certified_key_from_pem(c.as_bytes(), k.as_bytes(), "c", "k", &provider()).unwrap();
+    }
+
+    #[test]
+    fn expiry_is_read_from_the_leaf() {
+        let (c, k) = pair("a");
+        let key =
+            certified_key_from_pem(c.as_bytes(), k.as_bytes(), "c", "k", &provider()).unwrap();
+        let expiry = not_after(&key).unwrap();
+        // rcgen's default validity ends in 4096.
+        assert!(expiry > 4_000_000_000, "{expiry}");
     }
 
     #[test]
