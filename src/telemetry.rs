@@ -149,18 +149,22 @@ impl Metrics {
         // Series that alerts watch start at zero, so `increase()` and `rate()` see the first
         // event instead of a series appearing from nothing.
         for outcome in ["success", "failure"] {
-            m.tls_reloads.get_or_create(&OutcomeLabels { outcome });
-            m.config_reloads.get_or_create(&OutcomeLabels { outcome });
-            m.policy_apply_duration
-                .get_or_create(&OutcomeLabels { outcome });
+            drop(m.tls_reloads.get_or_create(&OutcomeLabels { outcome }));
+            drop(m.config_reloads.get_or_create(&OutcomeLabels { outcome }));
+            drop(
+                m.policy_apply_duration
+                    .get_or_create(&OutcomeLabels { outcome }),
+            );
         }
         for reason in REJECT_REASONS {
-            m.http_rejected.get_or_create(&RejectLabels { reason });
+            drop(m.http_rejected.get_or_create(&RejectLabels { reason }));
         }
         for action in ["adopt", "end", "reap"] {
             for outcome in ["success", "failure", "gone"] {
-                m.lifecycle_actions
-                    .get_or_create(&LifecycleLabels { action, outcome });
+                drop(
+                    m.lifecycle_actions
+                        .get_or_create(&LifecycleLabels { action, outcome }),
+                );
             }
         }
         m
