@@ -297,7 +297,6 @@ struct AppReadiness {
 }
 
 struct ClusterHealth {
-    reachable: Arc<AtomicBool>,
     lookup: KubeLookup,
 }
 
@@ -318,7 +317,7 @@ impl Readiness for AppReadiness {
         match &self.cluster {
             None => summary.push("mode: local (no Kubernetes API)".into()),
             Some(c) => {
-                if !c.reachable.load(Ordering::Relaxed) {
+                if !c.lookup.is_reachable() {
                     problems.push("kubernetes: API server not reachable".into());
                 } else if !c.lookup.is_synced() {
                     problems.push("kubernetes: lookup caches not synced yet".into());
@@ -443,12 +442,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .context("failed to load the Kubernetes configuration (no local-mode fallback: fix it or pass --local)")?;
         let lookup = KubeLookup::start(client.clone(), background.clone());
-        let reachable = Arc::new(AtomicBool::new(false));
-        spawn_reachability(client.clone(), reachable.clone(), background.clone());
         (
             Arc::new(lookup.clone()) as Arc<dyn Lookup>,
             Some(client),
-            Some(ClusterHealth { reachable, lookup }),
+            Some(ClusterHealth { lookup }),
         )
     };
     let components = Components {
@@ -576,34 +573,6 @@ fn build_pipeline(c: &Components, config: Arc<Config>, jwks: Option<Arc<JwksCach
         lookup: c.lookup.clone(),
         metrics: Some(c.metrics.clone()),
     }
-}
-
-fn spawn_reachability(
-    client: kube::Client,
-    reachable: Arc<AtomicBool>,
-    shutdown: CancellationToken,
-) {
-    tokio::spawn(async move {
-        loop {
-            let ok = matches!(
-                tokio::time::timeout(Duration::from_secs(5), client.apiserver_version()).await,
-                Ok(Ok(_))
-            );
-            if ok != reachable.swap(ok, Ordering::Relaxed) {
-                if ok {
-                    tracing::info!("Kubernetes API server reachable");
-                } else {
-                    tracing::error!(
-                        "Kubernetes API server not reachable: reviews that need it are denied"
-                    );
-                }
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(if ok { 15 } else { 2 })) => {}
-            }
-        }
-    });
 }
 
 fn digest(path: &Path) -> Option<[u8; 32]> {

@@ -349,3 +349,57 @@ async fn an_invalid_scope_rule_in_a_new_config_is_rejected_and_the_old_one_kept(
     assert_eq!(answer["response"]["allowed"], true);
     assert!(egress_text(&e.cnps()[0]).contains("5432"));
 }
+
+#[tokio::test]
+async fn a_configured_but_unreachable_cluster_keeps_readiness_off_and_denies() {
+    // A kubeconfig that points at a port nobody listens on: configured, not reachable. This must
+    // never fall back to local mode (that would admit jobs without policies).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{port}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: t\n"
+        ),
+    )
+    .unwrap();
+    let idp = Idp::start().await;
+    let s = Sparkward::start(Options {
+        config: Some(idp.config("")),
+        kubeconfig: Some(kubeconfig),
+        no_wait_ready: true,
+        ..Options::default()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (code, body) = s.probe("/readyz").await.unwrap();
+    assert_eq!(code, 503);
+    assert!(body.contains("not reachable"), "{body}");
+    assert!(
+        !s.stderr_text().contains("local mode"),
+        "fell back to local mode"
+    );
+    let token = idp.token("alice", "data:read:postgres-main");
+    let review = Review::spark_app(mk_spark_app("pi", "spark-jobs", &token)).user("oidc:alice");
+    let (status, answer) = s
+        .client(HttpVersion::Http1)
+        .review("/mutate", &review.build())
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["response"]["allowed"], false);
+    let message = answer["response"]["status"]["message"].as_str().unwrap();
+    assert!(message.contains("not reachable"), "{message}");
+    // Even reviews that would need no lookup are denied: no decisions without the cluster.
+    let cnp = Review::cnp(
+        json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
+        "metadata": {"name": "x", "namespace": "spark-jobs"}, "specs": [{"endpointSelector": {}}]}),
+    );
+    let (_, answer) = s
+        .client(HttpVersion::Http1)
+        .review("/validate", &cnp.build())
+        .await;
+    assert_eq!(answer["response"]["allowed"], false);
+}

@@ -40,6 +40,13 @@ pub struct LookupError(pub String);
 /// to. Only metadata is needed (the identity record lives there), so caches can hold metadata
 /// only. `Ok(None)` means the object definitely does not exist.
 pub trait Lookup: Send + Sync {
+    /// Whether lookups can be trusted right now; `Err` says why not (API server unreachable,
+    /// caches not synced). While unavailable every review is denied: deciding without the
+    /// cluster's view would mean deciding on guesses.
+    fn available(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     fn spark_application<'a>(
         &'a self,
         namespace: &'a str,

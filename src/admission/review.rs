@@ -267,9 +267,15 @@ impl Pipeline {
             req: &req,
             policies: Vec::new(),
         };
-        let decision = match mode {
-            Mode::Mutate => self.mutate(&mut ctx).await,
-            Mode::Validate => self.validate(&mut ctx).await,
+        let decision = match self.lookup.available() {
+            Err(why) => Err(Reason::Unavailable(format!(
+                "sparkward cannot decide safely right now: {why}; nothing was admitted, retry \
+                 shortly (if it persists, tell the platform team)"
+            ))),
+            Ok(()) => match mode {
+                Mode::Mutate => self.mutate(&mut ctx).await,
+                Mode::Validate => self.validate(&mut ctx).await,
+            },
         };
         Ok(Outcome {
             facts: ctx.facts,

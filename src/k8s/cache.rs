@@ -39,6 +39,7 @@ pub struct KubeLookup {
     apps: MetaStore<DynamicObject>,
     scheduled: MetaStore<DynamicObject>,
     synced: Arc<[AtomicBool; 3]>,
+    reachable: Arc<AtomicBool>,
 }
 
 const PODS: usize = 0;
@@ -77,20 +78,28 @@ impl KubeLookup {
             watcher::Config::default(),
             synced.clone(),
             SCHEDULED,
-            shutdown,
+            shutdown.clone(),
         );
+        let reachable = Arc::new(AtomicBool::new(false));
+        spawn_reachability(client.clone(), reachable.clone(), shutdown);
         Self {
             client,
             pods,
             apps,
             scheduled,
             synced,
+            reachable,
         }
     }
 
     /// Whether every cache completed its first list.
     pub fn is_synced(&self) -> bool {
         self.synced.iter().all(|s| s.load(Ordering::Relaxed))
+    }
+
+    /// Whether the API server answered the last health check.
+    pub fn is_reachable(&self) -> bool {
+        self.reachable.load(Ordering::Relaxed)
     }
 
     fn cached<K>(
@@ -108,6 +117,32 @@ impl KubeLookup {
         }
         store.get(&key).map(|o| meta_from(&o.metadata))
     }
+}
+
+/// Checks the API server's `/version` every 15 s (every 2 s while it is down).
+fn spawn_reachability(client: Client, reachable: Arc<AtomicBool>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            let ok = matches!(
+                tokio::time::timeout(Duration::from_secs(5), client.apiserver_version()).await,
+                Ok(Ok(_))
+            );
+            if ok != reachable.swap(ok, Ordering::Relaxed) {
+                if ok {
+                    tracing::info!("Kubernetes API server reachable");
+                } else {
+                    tracing::error!("Kubernetes API server not reachable: reviews are denied");
+                }
+            } else if !ok {
+                tracing::warn!("Kubernetes API server still not reachable");
+            }
+            let wait = Duration::from_secs(if ok { 15 } else { 2 });
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    });
 }
 
 fn spawn_reflector<K>(
@@ -193,6 +228,16 @@ where
 }
 
 impl Lookup for KubeLookup {
+    fn available(&self) -> Result<(), String> {
+        if !self.is_reachable() {
+            return Err("the Kubernetes API server is not reachable".into());
+        }
+        if !self.is_synced() {
+            return Err("the lookup caches have not finished their first sync".into());
+        }
+        Ok(())
+    }
+
     fn spark_application<'a>(
         &'a self,
         namespace: &'a str,
