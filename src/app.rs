@@ -368,7 +368,6 @@ fn audit_sink(config: &Config) -> anyhow::Result<AuditSink> {
 fn start_jwks(
     config: &Config,
     shutdown: &CancellationToken,
-    metrics: &Metrics,
 ) -> anyhow::Result<Option<Arc<JwksCache>>> {
     let Some(identity) = &config.identity else {
         return Ok(None);
@@ -379,7 +378,6 @@ fn start_jwks(
     let runner = (*cache).clone();
     let token = shutdown.clone();
     tokio::spawn(async move { runner.run(token).await });
-    let _ = metrics;
     Ok(Some(cache))
 }
 
@@ -456,7 +454,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         metrics: metrics.clone(),
     };
 
-    let jwks = start_jwks(&config, &background, &metrics)?;
+    let jwks = start_jwks(&config, &background)?;
     let config = Arc::new(config);
     let pipeline = build_pipeline(&components, config.clone(), jwks.clone());
     jwks_slot.store(Arc::new(jwks));
@@ -615,7 +613,7 @@ async fn config_reload_loop(
                 } else {
                     jwks_shutdown.cancel();
                     jwks_shutdown = shutdown.child_token();
-                    match start_jwks(&new, &jwks_shutdown, &components.metrics) {
+                    match start_jwks(&new, &jwks_shutdown) {
                         Ok(j) => j,
                         Err(e) => {
                             tracing::error!(error = %e, "new config rejected; keeping the previous one");

@@ -394,12 +394,7 @@ impl Pipeline {
             ops,
         )
         .map_err(Reason::Hardening)?;
-        let warnings = if new_job {
-            self.apply_policy(ctx, &job, namespace).await?
-        } else {
-            Vec::new()
-        };
-        Ok(Allowed { patch, warnings })
+        self.allow_job(ctx, &job, namespace, new_job, patch).await
     }
 
     /// For a SparkApplication created by spark-operator from a ScheduledSparkApplication: the
@@ -525,12 +520,7 @@ impl Pipeline {
         let ops = plan_metadata(&pod.metadata, &stamp, &self.token_annotation());
         let patch = finish(inspect_pod(&pod, &self.config.hardening, None), ops)
             .map_err(Reason::Hardening)?;
-        let warnings = if new_job {
-            self.apply_policy(ctx, &job, namespace).await?
-        } else {
-            Vec::new()
-        };
-        Ok(Allowed { patch, warnings })
+        self.allow_job(ctx, &job, namespace, new_job, patch).await
     }
 
     /// The job a new pod belongs to, and whether this request starts it.
@@ -666,6 +656,23 @@ impl Pipeline {
         ctx.facts.identity_source = Some("token");
         ctx.facts.submitter = Some(submitter.clone());
         Ok(submitter)
+    }
+
+    /// The allowed answer for a job's object: a new job's policy is applied first.
+    async fn allow_job(
+        &self,
+        ctx: &mut Ctx<'_>,
+        job: &JobIdentity,
+        namespace: &str,
+        new_job: bool,
+        patch: Vec<PatchOperation>,
+    ) -> Decided {
+        let warnings = if new_job {
+            self.apply_policy(ctx, job, namespace).await?
+        } else {
+            Vec::new()
+        };
+        Ok(Allowed { patch, warnings })
     }
 
     /// Renders the job's policy and, unless this is a dry run, applies it before answering.
