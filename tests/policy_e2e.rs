@@ -403,3 +403,43 @@ async fn a_configured_but_unreachable_cluster_keeps_readiness_off_and_denies() {
         .await;
     assert_eq!(answer["response"]["allowed"], false);
 }
+
+#[tokio::test]
+async fn a_valid_new_config_takes_effect_without_a_restart() {
+    let e = env("").await;
+    let before = e.submit(&e.app_review("alice", "billing:read")).await;
+    assert!(
+        before["response"]["warnings"]
+            .to_string()
+            .contains("billing:read")
+    );
+    // The security team maps a new scope.
+    let text = std::fs::read_to_string(&e.s.config_path).unwrap();
+    let mapped = text.replace(
+        "  scopes:\n",
+        "  scopes:\n    billing:read:\n      - toCIDRSet: [{ cidr: 10.20.0.0/16 }]\n        toPorts: [{ ports: [{ port: \"8443\", protocol: TCP }] }]\n",
+    );
+    std::fs::write(&e.s.config_path, mapped).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, metrics) = e.s.probe("/metrics").await.unwrap();
+        if metrics.contains("sparkward_config_reloads_total{outcome=\"success\"} 1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "config not reloaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let review = e.app_review("alice", "billing:read");
+    let after = e.submit(&review).await;
+    assert_eq!(after["response"]["allowed"], true);
+    assert!(after["response"].get("warnings").is_none(), "{after}");
+    let cnp = e
+        .api
+        .get(
+            CNP,
+            "spark-jobs",
+            &format!("sparkward-{}", job_id_for_request(&review.uid)),
+        )
+        .unwrap();
+    assert!(egress_text(&cnp).contains("10.20.0.0/16"));
+}

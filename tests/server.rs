@@ -473,3 +473,75 @@ async fn sigterm_finishes_in_flight_reviews_then_exits() {
     assert!(answer.contains("\"uid\":\"in-flight-1\""), "{answer}");
     assert_eq!(s.wait_exit(Duration::from_secs(10)).await, Some(0));
 }
+
+#[tokio::test]
+async fn without_any_kubernetes_configuration_it_starts_in_local_mode_with_dev_certificates() {
+    // No --local, no kubeconfig, not in a pod: local mode is chosen, certificates generated.
+    let s = Sparkward::start(Options {
+        dev_certs: true,
+        ..Options::default()
+    })
+    .await;
+    assert!(
+        s.stderr_text().contains("local mode"),
+        "{}",
+        s.stderr_text()
+    );
+    let (_, ready) = s.probe("/readyz").await.unwrap();
+    assert!(ready.contains("mode: local"), "{ready}");
+    // The generated CA verifies the server, over HTTP/2 as in the README's curl example.
+    let client = s.client(HttpVersion::Http2);
+    let (status, answer) = client
+        .review("/validate", &unmanaged_cnp_review().build())
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["response"]["allowed"], true);
+}
+
+#[tokio::test]
+async fn a_review_that_outlives_the_deadline_is_denied_with_its_uid() {
+    use support::apiserver::{FakeApiServer, Fault};
+    // Cluster mode: a driver pod names a SparkApplication the caches do not hold, so sparkward
+    // reads it from the API server, which is slower than the review deadline.
+    let api = FakeApiServer::start().await;
+    api.ensure_namespace("spark-jobs", json!({}));
+    let dir = tempfile::tempdir().unwrap();
+    let s = Sparkward::start(Options {
+        config: Some(format!(
+            "{}server:\n  reviewDeadline: 1s\npolicy:\n  applyTimeout: 500ms\n",
+            "identity:\n  issuer: https://idp\n  audiences: [a]\n  jwks: { file: /nonexistent }\n  trustedCreators:\n    sparkOperator: [op]\n"
+        )),
+        kubeconfig: Some(api.write_kubeconfig(dir.path())),
+        no_wait_ready: true,
+        ..Options::default()
+    })
+    .await;
+    // Readiness waits for the JWKS (a file that does not exist); the caches are what matter.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    api.inject(
+        Fault::delay(Duration::from_secs(5))
+            .method(http::Method::GET)
+            .path("sparkapplications/pi")
+            .times(5),
+    );
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "pi-driver", "namespace": "spark-jobs",
+            "labels": {"spark-role": "driver", "sparkoperator.k8s.io/app-name": "pi"}},
+        "spec": {"containers": [{"name": "c", "image": "x"}]}});
+    let review = Review::pod(pod).user("op").uid("deadline-1");
+    let started = std::time::Instant::now();
+    let (status, answer) = s
+        .client(HttpVersion::Http1)
+        .review("/mutate", &review.build())
+        .await;
+    let took = started.elapsed();
+    assert_eq!(status, 200);
+    assert_eq!(answer["response"]["uid"], "deadline-1");
+    assert_eq!(answer["response"]["allowed"], false, "{answer}");
+    let message = answer["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("within 1s") || message.contains("timed out"),
+        "{message}"
+    );
+    assert!(took < Duration::from_millis(3500), "{took:?}");
+}

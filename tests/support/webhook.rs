@@ -58,6 +58,9 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Do not wait for /readyz.
     pub no_wait_ready: bool,
+    /// Pass no certificate: sparkward generates development certificates (local mode) into
+    /// `<dir>/dev-certs`, which the test's `certs` then points at.
+    pub dev_certs: bool,
 }
 
 /// A running `sparkward serve` process.
@@ -89,14 +92,17 @@ impl Sparkward {
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, opts.config.clone().unwrap_or_default()).expect("config");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sparkward"));
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--tls-cert")
-            .arg(&certs.cert)
-            .arg("--tls-key")
-            .arg(&certs.key)
-            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        cmd.arg("serve").arg("--config").arg(&config_path);
+        let dev_dir = dir.path().join("dev-certs");
+        if opts.dev_certs {
+            cmd.arg("--dev-cert-dir").arg(&dev_dir);
+        } else {
+            cmd.arg("--tls-cert")
+                .arg(&certs.cert)
+                .arg("--tls-key")
+                .arg(&certs.key);
+        }
+        cmd.args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
             .args(["--reload-interval", "200ms"])
             .arg("--policy-dir")
             .arg(dir.path().join("policies"))
@@ -147,6 +153,17 @@ impl Sparkward {
                 stderr.lock().expect("lock").join("\n")
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let certs = if opts.dev_certs {
+            TestCerts {
+                ca_pem: std::fs::read_to_string(dev_dir.join("ca.crt")).expect("dev ca.crt"),
+                ca: dev_dir.join("ca.crt"),
+                cert: dev_dir.join("tls.crt"),
+                key: dev_dir.join("tls.key"),
+                dir: dev_dir,
+            }
+        } else {
+            certs
         };
         let s = Self {
             child,
