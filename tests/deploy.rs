@@ -1574,3 +1574,27 @@ fn the_enforced_namespace_example_is_labelled_and_kept_out_of_the_base() {
         "examples are not installed by deploy/"
     );
 }
+
+#[test]
+fn the_user_guide_annotates_a_manifest_without_a_cluster() {
+    // README, "Submit a job": the token goes in with `kubectl annotate --local`, piped to
+    // `kubectl create` (client-side apply would copy it into last-applied-configuration).
+    let guide = read("README.md");
+    assert!(guide.contains("kubectl annotate --local -f orders-etl.yaml -o yaml"));
+    assert!(guide.contains("| kubectl create -f -"));
+    let out = kubectl(&[
+        "annotate",
+        "--local",
+        "-f",
+        "tests/fixtures/apps/pyspark-etl.yaml",
+        "-o",
+        "json",
+        "sparkward.io/submitter-token=header.payload.signature",
+    ]);
+    let app: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(app["kind"], "SparkApplication");
+    assert_eq!(
+        app["metadata"]["annotations"]["sparkward.io/submitter-token"],
+        "header.payload.signature"
+    );
+}
