@@ -13,6 +13,9 @@
 //! Needs `kubectl` (with its built-in kustomize) on PATH; `.ci/run` installs it.
 
 #[allow(dead_code)]
+#[path = "support/pss.rs"]
+mod pss;
+#[allow(dead_code)]
 #[path = "support/upstream.rs"]
 mod upstream;
 
@@ -554,6 +557,28 @@ fn the_deployment_is_hardened_and_highly_available() {
 #[test]
 fn the_host_network_deployment_is_hardened_and_highly_available() {
     assert_hardened_and_available(&host_network());
+}
+
+/// The Deployment's pod template as a Pod, for the restricted-profile checker.
+fn template_pod(m: &Manifests) -> k8s_openapi::api::core::v1::Pod {
+    k8s_openapi::api::core::v1::Pod {
+        metadata: Default::default(),
+        spec: Some(m.pod_spec().clone()),
+        status: None,
+    }
+}
+
+#[test]
+fn the_deployment_meets_the_restricted_pod_security_profile_its_namespace_enforces() {
+    assert_eq!(
+        pss::restricted_violations(&template_pod(&base())),
+        Vec::<String>::new()
+    );
+    // The overlay's only deviation is the host network it exists for.
+    assert_eq!(
+        pss::restricted_violations(&template_pod(&host_network())),
+        vec!["hostNetwork is true".to_string()]
+    );
 }
 
 #[test]
