@@ -121,8 +121,40 @@ fn project_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Runs `kubectl <args>` and returns stdout; a missing kubectl fails with how to get it.
+/// kubectl releases before 1.27 embed kustomize v2-v4, which cannot render these
+/// kustomizations (directories under `resources:`, `patches:` with targets).
+const MIN_KUBECTL_MINOR: u32 = 27;
+
+const INSTALL_KUBECTL: &str = "install a current kubectl from https://kubernetes.io/docs/tasks/tools/ \
+     (Debian bookworm's kubernetes-client package is 1.20, too old)";
+
+/// Runs `kubectl <args>` and returns stdout; a missing or too old kubectl fails with how to
+/// get a usable one.
 fn kubectl(args: &[&str]) -> String {
+    static CHECKED: OnceLock<()> = OnceLock::new();
+    CHECKED.get_or_init(check_kubectl_version);
+    run_kubectl(args)
+}
+
+fn check_kubectl_version() {
+    let json = run_kubectl(&["version", "--client", "-o", "json"]);
+    let version: Value = serde_json::from_str(&json).expect("kubectl version prints JSON");
+    let client = &version["clientVersion"];
+    let minor: u32 = client["minor"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_end_matches('+')
+        .parse()
+        .unwrap_or(0);
+    assert!(
+        client["major"] == "1" && minor >= MIN_KUBECTL_MINOR,
+        "kubectl {} is too old to render the manifests (needs 1.{MIN_KUBECTL_MINOR} or newer, \
+         with kustomize v5): {INSTALL_KUBECTL}",
+        client["gitVersion"].as_str().unwrap_or("(unknown version)")
+    );
+}
+
+fn run_kubectl(args: &[&str]) -> String {
     let output = Command::new("kubectl")
         .args(args)
         .current_dir(project_dir())
@@ -130,9 +162,7 @@ fn kubectl(args: &[&str]) -> String {
         .unwrap_or_else(|e| {
             panic!(
                 "cannot run kubectl ({e}): these tests render the manifests with kubectl's \
-                 built-in kustomize. Install kubectl (Debian/Ubuntu: `apt-get install \
-                 kubernetes-client`; elsewhere https://kubernetes.io/docs/tasks/tools/); \
-                 .ci/run installs it on CI machines"
+                 built-in kustomize; {INSTALL_KUBECTL}; .ci/run installs kubectl on CI machines"
             )
         });
     assert!(
