@@ -202,8 +202,12 @@ impl Default for FileTrustedCreators {
     }
 }
 
+/// spark-operator's controller, which runs spark-submit (creating driver pods) and creates the
+/// runs of ScheduledSparkApplications. (`spark-operator-spark`, in DESIGN.md's example, is the
+/// service account the Helm chart gives Spark jobs themselves; trusting it would let every
+/// driver act as the operator.)
 fn default_spark_operator() -> Vec<String> {
-    vec!["system:serviceaccount:spark-operator:spark-operator-spark".into()]
+    vec!["system:serviceaccount:spark-operator:spark-operator-controller".into()]
 }
 
 #[derive(Debug, Clone, Deserialize)]

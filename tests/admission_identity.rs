@@ -384,3 +384,50 @@ async fn the_token_never_appears_in_the_object_the_logs_or_the_audit_stream() {
         }
     }
 }
+
+#[tokio::test]
+async fn kubectl_apply_does_not_smuggle_the_token_into_etcd() {
+    let idp = Idp::start().await;
+    let s = start(&idp).await;
+    let token = idp.token("alice", "data:read:postgres-main");
+    // Client-side `kubectl apply` keeps the whole manifest, token included, in an annotation.
+    let mut app = mk_spark_app("pi", "spark-jobs", &token);
+    let manifest = app.clone();
+    app["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] =
+        json!(manifest.to_string());
+    let review = Review::spark_app(app).user("oidc:alice");
+    let request = review.build();
+    let (_, answer) = s
+        .client(HttpVersion::Http1)
+        .review("/mutate", &request)
+        .await;
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    let stored = patched(&request, &answer);
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(
+        !stored.to_string().contains(signature),
+        "token stored: {stored}"
+    );
+    let last =
+        stored["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .as_str()
+            .unwrap();
+    assert!(
+        last.contains("\"name\":\"pi\""),
+        "the rest of the manifest is kept: {last}"
+    );
+    // A token copied into the driver's pod annotations would be stored too: denied.
+    let mut app = mk_spark_app("pi", "spark-jobs", &token);
+    app["spec"]["driver"]["annotations"] = json!({"sparkward.io/submitter-token": token});
+    let (_, answer) = s
+        .client(HttpVersion::Http1)
+        .review(
+            "/mutate",
+            &Review::spark_app(app).user("oidc:alice").build(),
+        )
+        .await;
+    assert!(
+        denial(&answer).contains("spec.driver.annotations"),
+        "{answer}"
+    );
+}

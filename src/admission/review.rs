@@ -28,7 +28,7 @@ use crate::core::labels::{
 };
 use crate::core::mutation::{
     Stamp, conflicting_claims, finish, inspect_app_spec, inspect_pod, plan_metadata,
-    plan_spark_pod_labels,
+    plan_spark_pod_labels, token_present,
 };
 use crate::core::objects::{Meta, MetaOnly, Pod, ScheduledSparkApplication, SparkApplication};
 use crate::core::policy::{PolicyError, PolicyInput, render_policy};
@@ -376,7 +376,9 @@ impl Pipeline {
                 pod.labels.as_ref(),
                 pod.annotations.as_ref(),
                 &spec_stamp,
-                &self.token_annotation(),
+                // No exemption for the token here: copied onto pods from the spec, it would be
+                // stored with the SparkApplication and on every pod.
+                "",
             ));
         }
         if !claims.is_empty() {
@@ -488,7 +490,7 @@ impl Pipeline {
                     pod.labels.as_ref(),
                     pod.annotations.as_ref(),
                     &Stamp::default(),
-                    &self.token_annotation(),
+                    "",
                 ));
             }
         }
@@ -974,7 +976,7 @@ impl Pipeline {
 
     fn require_token_removed(&self, meta: &Meta) -> Result<(), Reason> {
         let ann = self.token_annotation();
-        if meta.annotation(&ann).is_some() {
+        if token_present(meta, &ann) {
             return Err(Reason::NotHardened(vec![Violation {
                 field: format!("metadata.annotations[\"{ann}\"]"),
                 problem: "is still present".into(),

@@ -124,12 +124,15 @@ pub fn plan_metadata(meta: &Meta, stamp: &Stamp, token_annotation: &str) -> Vec<
         &mut ops,
     );
     let mut annotations = meta.annotations.clone();
-    if let Some(map) = annotations.as_mut()
-        && map.remove(token_annotation).is_some()
-    {
-        ops.push(PatchOperation::Remove(RemoveOperation {
-            path: loc.key("annotations").key(token_annotation).pointer(),
-        }));
+    if let Some(map) = annotations.as_mut() {
+        if map.remove(token_annotation).is_some() {
+            ops.push(PatchOperation::Remove(RemoveOperation {
+                path: loc.key("annotations").key(token_annotation).pointer(),
+            }));
+        }
+        if let Some(op) = scrub_last_applied(map, token_annotation, &loc.key("annotations")) {
+            ops.push(op);
+        }
     }
     stamp_map(
         &loc.key("annotations"),
@@ -138,6 +141,57 @@ pub fn plan_metadata(meta: &Meta, stamp: &Stamp, token_annotation: &str) -> Vec<
         &mut ops,
     );
     ops
+}
+
+/// The annotation client-side `kubectl apply` writes: the whole applied manifest as JSON, which
+/// includes the token annotation.
+pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Whether the object still holds the token anywhere sparkward knows to look: the token
+/// annotation itself, or inside kubectl's last-applied configuration.
+pub fn token_present(meta: &Meta, token_annotation: &str) -> bool {
+    meta.annotation(token_annotation).is_some()
+        || meta
+            .annotation(LAST_APPLIED_ANNOTATION)
+            .is_some_and(|a| a.contains(token_annotation))
+}
+
+/// Removes the token from kubectl's last-applied configuration (`map` is updated to match):
+/// rewritten without the token annotation when it parses, removed entirely when it does not.
+/// Without this, `kubectl apply` would store the bearer token in etcd after all.
+fn scrub_last_applied(
+    map: &mut BTreeMap<String, String>,
+    token_annotation: &str,
+    annotations: &Loc,
+) -> Option<PatchOperation> {
+    let text = map.get(LAST_APPLIED_ANNOTATION)?;
+    if !text.contains(token_annotation) {
+        return None;
+    }
+    let path = annotations.key(LAST_APPLIED_ANNOTATION).pointer();
+    let rewritten = serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|mut applied| {
+            applied
+                .pointer_mut("/metadata/annotations")?
+                .as_object_mut()?
+                .remove(token_annotation);
+            let again = serde_json::to_string(&applied).ok()?;
+            (!again.contains(token_annotation)).then_some(again)
+        });
+    Some(match rewritten {
+        Some(clean) => {
+            map.insert(LAST_APPLIED_ANNOTATION.to_string(), clean.clone());
+            PatchOperation::Replace(ReplaceOperation {
+                path,
+                value: Value::String(clean),
+            })
+        }
+        None => {
+            map.remove(LAST_APPLIED_ANNOTATION);
+            PatchOperation::Remove(RemoveOperation { path })
+        }
+    })
 }
 
 /// Hardening findings for a Pod. `only_ephemeral` restricts container inspection to the named
@@ -374,6 +428,37 @@ mod tests {
         let doc = mk_pod();
         let once = apply(&doc, &plan_pod(&doc).unwrap());
         assert_eq!(plan_pod(&once).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn the_token_is_scrubbed_from_kubectls_last_applied_configuration() {
+        let mut doc = mk_pod();
+        let applied = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "annotations": {TOKEN_ANNOTATION: "tok", "keep": "me"}}});
+        doc["metadata"]["annotations"][LAST_APPLIED_ANNOTATION] = json!(applied.to_string());
+        let out = apply(&doc, &plan_pod(&doc).unwrap());
+        let last = out["metadata"]["annotations"][LAST_APPLIED_ANNOTATION]
+            .as_str()
+            .unwrap();
+        assert!(
+            !last.contains(TOKEN_ANNOTATION) && !last.contains("tok\""),
+            "{last}"
+        );
+        assert!(last.contains("keep"));
+        let meta: Meta = serde_json::from_value(out["metadata"].clone()).unwrap();
+        assert!(!token_present(&meta, TOKEN_ANNOTATION));
+        // Unparseable but holding the token: removed entirely.
+        let mut doc = mk_pod();
+        doc["metadata"]["annotations"][LAST_APPLIED_ANNOTATION] =
+            json!(format!("{{broken {TOKEN_ANNOTATION}: tok"));
+        let out = apply(&doc, &plan_pod(&doc).unwrap());
+        assert!(
+            out["metadata"]["annotations"]
+                .get(LAST_APPLIED_ANNOTATION)
+                .is_none()
+        );
+        // Idempotent.
+        assert_eq!(plan_pod(&out).unwrap(), vec![]);
     }
 
     #[test]
