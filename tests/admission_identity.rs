@@ -431,3 +431,46 @@ async fn kubectl_apply_does_not_smuggle_the_token_into_etcd() {
         "{answer}"
     );
 }
+
+#[tokio::test]
+async fn spark_submits_config_map_loses_the_token_line() {
+    let idp = Idp::start().await;
+    let s = start(&idp).await;
+    let client = s.client(HttpVersion::Http1);
+    let token = idp.token("alice", "x");
+    let properties = format!(
+        "spark.app.name=wordcount\nspark.kubernetes.driver.annotation.sparkward.io/submitter-token={token}\nspark.master=k8s://https://kubernetes.default.svc\n"
+    );
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "spark-drv-1a2b-conf-map", "namespace": "spark-jobs"},
+        "data": {"spark.properties": properties, "log4j2.properties": "rootLogger.level=info\n"}});
+    let review = Review::new_kind("", "v1", "ConfigMap", "configmaps", cm.clone());
+    let request = review.build();
+    let (_, answer) = client.review("/mutate", &request).await;
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    let stored = patched(&request, &answer);
+    let props = stored["data"]["spark.properties"].as_str().unwrap();
+    assert!(
+        !props.contains(token.rsplit('.').next().unwrap()),
+        "{props}"
+    );
+    assert!(
+        props.contains("spark.app.name=wordcount") && props.contains("spark.master="),
+        "{props}"
+    );
+    assert_eq!(
+        stored["data"]["log4j2.properties"],
+        cm["data"]["log4j2.properties"]
+    );
+    // The validating webhook refuses a ConfigMap that still holds the token...
+    let (_, answer) = client.review("/validate", &request).await;
+    assert!(
+        denial(&answer).contains("data[\"spark.properties\"]"),
+        "{answer}"
+    );
+    // ...and accepts the scrubbed one.
+    let mut clean = review.clone();
+    clean.object = stored;
+    let (_, answer) = client.review("/validate", &clean.build()).await;
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+}

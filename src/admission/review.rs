@@ -28,9 +28,11 @@ use crate::core::labels::{
 };
 use crate::core::mutation::{
     Stamp, conflicting_claims, finish, inspect_app_spec, inspect_pod, plan_metadata,
-    plan_spark_pod_labels, token_present,
+    plan_spark_pod_labels, scrub_spark_properties, token_present,
 };
-use crate::core::objects::{Meta, MetaOnly, Pod, ScheduledSparkApplication, SparkApplication};
+use crate::core::objects::{
+    ConfigMap, Meta, MetaOnly, Pod, ScheduledSparkApplication, SparkApplication,
+};
 use crate::core::policy::{PolicyError, PolicyInput, render_policy};
 use crate::k8s::policy::PolicyStore;
 use crate::telemetry::{Metrics, OutcomeLabels};
@@ -318,9 +320,29 @@ impl Pipeline {
                     })
                     .map_err(Reason::Hardening)
             }
+            ("", "ConfigMap", Operation::Create | Operation::Update, "") => {
+                let cm: ConfigMap = parse_object(req)?;
+                let data = Loc::root().key("data");
+                let patch = scrub_spark_properties(
+                    cm.data.as_ref().unwrap_or(&BTreeMap::new()),
+                    &self.token_annotation(),
+                )
+                .into_iter()
+                .map(|(key, value)| {
+                    PatchOperation::Replace(json_patch::ReplaceOperation {
+                        path: data.key(&key).pointer(),
+                        value: serde_json::Value::String(value),
+                    })
+                })
+                .collect();
+                Ok(Allowed {
+                    patch,
+                    warnings: Vec::new(),
+                })
+            }
             // Updates and deletes are guarded by the validating webhook; nothing to add.
             (SPARK_GROUP, "SparkApplication" | "ScheduledSparkApplication", _, _)
-            | ("", "Pod", _, _)
+            | ("", "Pod" | "ConfigMap", _, _)
             | (CILIUM_GROUP, "CiliumNetworkPolicy", _, _) => Ok(Allowed::default()),
             _ => Err(unsupported(req)),
         }
@@ -829,8 +851,25 @@ impl Pipeline {
                 self.require_hardened(inspect_pod(&new, &self.config.hardening, Some(&added)))?;
                 ok
             }
+            ("", "ConfigMap", Operation::Create | Operation::Update, "") => {
+                let cm: ConfigMap = parse_object(req)?;
+                let leaks = scrub_spark_properties(
+                    cm.data.as_ref().unwrap_or(&BTreeMap::new()),
+                    &self.token_annotation(),
+                );
+                if let Some((key, _)) = leaks.first() {
+                    return Err(Reason::NotHardened(vec![Violation {
+                        field: Loc::root().key("data").key(key).human().to_string(),
+                        problem: "holds the submitter token (a spark-submit --conf)".into(),
+                        fix: "sparkward's mutating webhook removes it; check that the mutating \
+                              webhook configuration covers ConfigMaps in this namespace"
+                            .into(),
+                    }]));
+                }
+                ok
+            }
             (SPARK_GROUP, "SparkApplication" | "ScheduledSparkApplication", _, _)
-            | ("", "Pod", _, _) => ok,
+            | ("", "Pod" | "ConfigMap", _, _) => ok,
             _ => Err(unsupported(req)),
         }
     }

@@ -194,6 +194,53 @@ fn scrub_last_applied(
     })
 }
 
+/// The Spark properties that carry the token from `spark-submit --conf` into pod annotations.
+fn token_properties(token_annotation: &str) -> [String; 2] {
+    [
+        format!("spark.kubernetes.driver.annotation.{token_annotation}"),
+        format!("spark.kubernetes.executor.annotation.{token_annotation}"),
+    ]
+}
+
+/// The key of one line of a Java properties file (`key=value`, `key: value`, `key value`), or
+/// `None` for blank lines and comments.
+fn property_key(line: &str) -> Option<&str> {
+    let line = line.trim_start();
+    if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+        return None;
+    }
+    let end = line
+        .find(|c: char| c == '=' || c == ':' || c.is_whitespace())
+        .unwrap_or(line.len());
+    Some(&line[..end])
+}
+
+/// spark-submit stores every `--conf` in the driver's ConfigMap (`spark.properties`), the
+/// submitter token among them when it was passed as
+/// `spark.kubernetes.driver.annotation.sparkward.io/submitter-token`. Returns each data entry
+/// rewritten without those lines (only the entries that change).
+pub fn scrub_spark_properties(
+    data: &BTreeMap<String, String>,
+    token_annotation: &str,
+) -> Vec<(String, String)> {
+    let keys = token_properties(token_annotation);
+    data.iter()
+        .filter(|(_, v)| v.contains(token_annotation))
+        .filter_map(|(name, value)| {
+            let mut changed = false;
+            let kept: Vec<&str> = value
+                .split_inclusive('\n')
+                .filter(|line| {
+                    let hit = property_key(line).is_some_and(|k| keys.iter().any(|t| t == k));
+                    changed |= hit;
+                    !hit
+                })
+                .collect();
+            changed.then(|| (name.clone(), kept.concat()))
+        })
+        .collect()
+}
+
 /// Hardening findings for a Pod. `only_ephemeral` restricts container inspection to the named
 /// ephemeral containers (a `pods/ephemeralcontainers` update adds containers to a running pod
 /// whose other fields are immutable).
@@ -459,6 +506,29 @@ mod tests {
         );
         // Idempotent.
         assert_eq!(plan_pod(&out).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn spark_properties_lose_the_token_lines_only() {
+        let props = format!(
+            "spark.app.name=pi\nspark.kubernetes.driver.annotation.{TOKEN_ANNOTATION}=eyJ.x.y\n\
+             spark.kubernetes.executor.annotation.{TOKEN_ANNOTATION} : eyJ.a.b\n\
+             # spark.kubernetes.driver.annotation.{TOKEN_ANNOTATION}=comment\nspark.master=k8s://x\n"
+        );
+        let data = BTreeMap::from([
+            ("spark.properties".to_string(), props),
+            ("other".to_string(), "unrelated".to_string()),
+        ]);
+        let changes = scrub_spark_properties(&data, TOKEN_ANNOTATION);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].0, "spark.properties");
+        assert!(!changes[0].1.contains("eyJ"), "{}", changes[0].1);
+        assert!(
+            changes[0].1.contains("spark.app.name=pi\n")
+                && changes[0].1.contains("spark.master=k8s://x\n")
+        );
+        let again = BTreeMap::from([("spark.properties".to_string(), changes[0].1.clone())]);
+        assert!(scrub_spark_properties(&again, TOKEN_ANNOTATION).is_empty());
     }
 
     #[test]

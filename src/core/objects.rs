@@ -208,6 +208,14 @@ pub struct ScheduledSparkApplication {
     pub spec: ScheduledSpec,
 }
 
+/// A core/v1 ConfigMap: only its string data matters (spark-submit's `spark.properties`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ConfigMap {
+    pub metadata: Meta,
+    pub data: Option<BTreeMap<String, String>>,
+}
+
 /// Any object, when only its metadata matters (CiliumNetworkPolicies, lookups).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]

@@ -37,6 +37,11 @@ fn fresh_uid() -> String {
 }
 
 impl Review {
+    /// A review of any kind.
+    pub fn new_kind(group: &str, version: &str, kind: &str, resource: &str, object: Value) -> Self {
+        Self::new(group, version, kind, resource, object)
+    }
+
     fn new(group: &str, version: &str, kind: &str, resource: &str, object: Value) -> Self {
         let namespace = object["metadata"]["namespace"]
             .as_str()
