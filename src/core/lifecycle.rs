@@ -739,7 +739,10 @@ mod tests {
         for phase in ["Pending", "Running", "Unknown"] {
             let driver = mk_pod(1, "d", Some("driver"), phase, None);
             assert!(!driver.is_terminal(), "{phase}");
-            let actions = plan(&[owned(mk_policy(1, 100_000), &driver)], &[driver.clone()]);
+            let actions = plan(
+                &[owned(mk_policy(1, 100_000), &driver)],
+                std::slice::from_ref(&driver),
+            );
             assert_eq!(actions, vec![], "{phase}");
         }
     }
@@ -795,8 +798,8 @@ mod tests {
             .iter()
             .map(|a| (a.name(), a.policy().job_id.as_str()))
             .collect();
-        let mut expected = vec![("end", job(1)), ("reap", job(3))];
-        expected.sort_by(|a, b| labels::policy_name(&a.1).cmp(&labels::policy_name(&b.1)));
+        let mut expected = [("end", job(1)), ("reap", job(3))];
+        expected.sort_by_key(|(_, job_id)| labels::policy_name(job_id));
         let expected: Vec<(&str, &str)> = expected.iter().map(|(a, j)| (*a, j.as_str())).collect();
         assert_eq!(names, expected);
     }

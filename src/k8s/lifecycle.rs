@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, PartialObjectMeta, Patch, PatchParams,
     Preconditions,
@@ -380,7 +381,7 @@ impl Inner {
                 match api.patch(&p.name, &params, &Patch::Merge(&patch)).await {
                     Ok(_) => Outcome::Success,
                     Err(kube::Error::Api(s)) if s.code == 404 => Outcome::Gone,
-                    Err(e) => Outcome::Failure(e.to_string()),
+                    Err(e) => Outcome::Failure(describe(&e)),
                 }
             }
             Action::Delete { .. } => {
@@ -397,7 +398,7 @@ impl Inner {
                     // The uid precondition failed: the policy we meant is gone; another object
                     // of the same name is not ours to delete on this plan.
                     Err(kube::Error::Api(s)) if s.code == 409 => Outcome::Gone,
-                    Err(e) => Outcome::Failure(e.to_string()),
+                    Err(e) => Outcome::Failure(describe(&e)),
                 }
             }
         }
@@ -405,13 +406,6 @@ impl Inner {
 
     fn record(&self, action: &Action, outcome: &Outcome, elapsed: Duration) {
         let p = action.policy();
-        self.metrics
-            .lifecycle_actions
-            .get_or_create(&LifecycleLabels {
-                action: action.name(),
-                outcome: outcome.label(),
-            })
-            .inc();
         let (owner, reason) = match action {
             Action::Adopt { owner, .. } => (
                 Some(AuditOwner {
@@ -449,6 +443,14 @@ impl Inner {
             holder: &self.identity,
             latency_ms: elapsed.as_secs_f64() * 1000.0,
         });
+        // Counted after the audit line is written, so a count always has its line.
+        self.metrics
+            .lifecycle_actions
+            .get_or_create(&LifecycleLabels {
+                action: action.name(),
+                outcome: outcome.label(),
+            })
+            .inc();
     }
 }
 
@@ -628,8 +630,8 @@ impl Caches {
             let state = status.application_state.and_then(|s| s.state);
             let ended = status
                 .termination_time
-                .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
-                .map(SystemTime::from);
+                .and_then(|t| t.parse::<Timestamp>().ok())
+                .map(end_of_second);
             JobObject::spark_application(&meta_from(&a.metadata), state, ended)
         });
         let pods = self.pods.state().into_iter().filter_map(|p| {
@@ -649,8 +651,28 @@ fn managed_policy(m: &ObjectMeta) -> Option<ManagedPolicy> {
         resource_version: m.resource_version.clone().unwrap_or_default(),
         job_id: meta.label(JOB_ID_LABEL).map(str::to_string),
         owner_references: meta.owner_references,
-        created: m.creation_timestamp.as_ref().map(|t| SystemTime::from(t.0)),
+        created: m.creation_timestamp.as_ref().map(|t| end_of_second(t.0)),
     })
+}
+
+/// API timestamps (`creationTimestamp`, `terminationTime`) have whole seconds: the moment they
+/// stand for may be up to a second later. Counting graces from the end of that second means a
+/// grace is never cut short.
+fn end_of_second(t: Timestamp) -> SystemTime {
+    let at = SystemTime::from(t);
+    if t.subsec_nanosecond() == 0 {
+        at + Duration::from_secs(1)
+    } else {
+        at
+    }
+}
+
+/// A short, single-line description of an API error for logs and audit lines.
+fn describe(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} {}: {}", s.code, s.reason, s.message),
+        other => other.to_string(),
+    }
 }
 
 /// Starts a reflector that runs until `term` is cancelled; watch errors are logged and retried
