@@ -103,18 +103,6 @@ impl Elector {
         }
     }
 
-    pub fn identity(&self) -> &str {
-        &self.identity
-    }
-
-    /// Whether we hold the lease named in `settings` (as far as our last write knows).
-    pub fn holds(&self, settings: &LeaseSettings) -> bool {
-        self.held.as_ref().is_some_and(|l| {
-            l.metadata.name.as_deref() == Some(settings.name.as_str())
-                && l.metadata.namespace.as_deref() == Some(settings.namespace.as_str())
-        })
-    }
-
     fn api(&self, namespace: &str) -> Api<Lease> {
         Api::namespaced(self.client.clone(), namespace)
     }
