@@ -29,6 +29,8 @@ use crate::cli::{CertsArgs, CheckConfigArgs, Cli, Command, ReviewArgs, ReviewMod
 use crate::config::{AuditOutput, Config, JwksSource};
 use crate::k8s::cache::KubeLookup;
 use crate::k8s::jwks::JwksCache;
+use crate::k8s::lease::holder_identity;
+use crate::k8s::lifecycle::{Lifecycle, LifecycleSettings};
 use crate::k8s::local::LocalPolicyStore;
 use crate::k8s::policy::{CollectingPolicyStore, KubePolicyStore, PolicyStore};
 use crate::k8s::state::ClusterState;
@@ -453,6 +455,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         policy_dir: args.policy_dir.clone(),
         metrics: metrics.clone(),
     };
+    let lifecycle_client = components.client.clone();
 
     let jwks = start_jwks(&config, &background)?;
     let config = Arc::new(config);
@@ -535,6 +538,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ))
     };
 
+    let lifecycle_state = state.clone();
     let webhook = tokio::spawn(server::serve_webhook(
         listener,
         TlsAcceptor::from(Arc::new(tls_config)),
@@ -545,6 +549,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         shutdown.clone(),
     ));
+    let lifecycle = lifecycle_client
+        .map(|client| spawn_lifecycle(client, lifecycle_state, &metrics, background.clone()));
 
     shutdown::signal().await;
     tracing::info!("shutdown requested: readiness off, draining in-flight reviews");
@@ -553,10 +559,36 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Err(e) = webhook.await {
         tracing::error!(error = %e, "webhook server task failed");
     }
+    // The controller releases its Lease on shutdown; give it a moment so a successor need not
+    // wait for the Lease to expire.
+    if let Some(task) = lifecycle {
+        let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+    }
     probe_shutdown.cancel();
     let _ = probes.await;
     tracing::info!("sparkward stopped");
     Ok(())
+}
+
+/// The lifecycle controller (cluster mode only), reading the lifecycle section and the audit
+/// sink of the current config at each use, so reloads apply to it.
+fn spawn_lifecycle(
+    client: kube::Client,
+    state: Arc<WebhookState>,
+    metrics: &Metrics,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let config_state = state.clone();
+    let settings =
+        LifecycleSettings::new(move || config_state.pipeline.load().config.lifecycle.clone());
+    let controller = Lifecycle::new(
+        client,
+        settings,
+        metrics.clone(),
+        move || state.audit.load_full(),
+        holder_identity(),
+    );
+    tokio::spawn(controller.run(shutdown))
 }
 
 fn build_pipeline(c: &Components, config: Arc<Config>, jwks: Option<Arc<JwksCache>>) -> Pipeline {

@@ -8,6 +8,7 @@ pub mod hardening;
 pub mod identity;
 pub mod keys;
 pub mod labels;
+pub mod lifecycle;
 pub mod mutation;
 pub mod objects;
 pub mod policy;

@@ -3,6 +3,8 @@
 
 pub mod cache;
 pub mod jwks;
+pub mod lease;
+pub mod lifecycle;
 pub mod local;
 pub mod policy;
 pub mod state;
