@@ -89,15 +89,13 @@ const RBAC: &[Grant] = &[
     Grant {
         group: "cilium.io",
         resource: "ciliumnetworkpolicies",
-        verbs: &[
-            "get", "list", "watch", "create", "patch", "update", "delete",
-        ],
+        verbs: &["list", "watch", "create", "patch", "delete"],
         scope: Scope::Cluster,
     },
     Grant {
         group: "coordination.k8s.io",
         resource: "leases",
-        verbs: &["get", "create", "update", "patch"],
+        verbs: &["get", "create", "update"],
         scope: Scope::Namespace(NAMESPACE),
     },
 ];
