@@ -358,7 +358,7 @@ async fn certificate_rotation_while_requests_flow_fails_no_request() {
     );
     let (_, metrics) = s.probe("/metrics").await.unwrap();
     assert!(
-        metrics.contains("sparkward_tls_reloads_total{outcome=\"success\"}"),
+        !metrics.contains("sparkward_tls_reloads_total{outcome=\"success\"} 0"),
         "{metrics}"
     );
 }
@@ -375,7 +375,7 @@ async fn broken_rotated_certificate_is_rejected_and_the_old_one_kept() {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let (_, metrics) = s.probe("/metrics").await.unwrap();
-        if metrics.contains("sparkward_tls_reloads_total{outcome=\"failure\"}") {
+        if metrics.contains("sparkward_tls_reloads_total{outcome=\"failure\"} 1") {
             break;
         }
         assert!(
