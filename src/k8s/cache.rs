@@ -92,6 +92,27 @@ impl KubeLookup {
         }
     }
 
+    /// A SparkApplication or ScheduledSparkApplication: from its cache, else from the API.
+    async fn custom_resource(
+        &self,
+        which: usize,
+        res: kube::core::ApiResource,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Meta>, LookupError> {
+        let store = if which == APPS {
+            &self.apps
+        } else {
+            &self.scheduled
+        };
+        let key = ObjectRef::new_with(name, res.clone()).within(namespace);
+        if let Some(hit) = self.cached(which, store, key) {
+            return Ok(Some(hit));
+        }
+        let api = Api::<DynamicObject>::namespaced_with(self.client.clone(), namespace, &res);
+        direct(api, &res.kind, namespace, name).await
+    }
+
     /// Whether every cache completed its first list.
     pub fn is_synced(&self) -> bool {
         self.synced.iter().all(|s| s.load(Ordering::Relaxed))
@@ -243,15 +264,7 @@ impl Lookup for KubeLookup {
         namespace: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<Meta>, LookupError>> {
-        Box::pin(async move {
-            let res = spark_application_resource();
-            let key = ObjectRef::new_with(name, res.clone()).within(namespace);
-            if let Some(hit) = self.cached(APPS, &self.apps, key) {
-                return Ok(Some(hit));
-            }
-            let api = Api::<DynamicObject>::namespaced_with(self.client.clone(), namespace, &res);
-            direct(api, "SparkApplication", namespace, name).await
-        })
+        Box::pin(self.custom_resource(APPS, spark_application_resource(), namespace, name))
     }
 
     fn scheduled_spark_application<'a>(
@@ -259,15 +272,12 @@ impl Lookup for KubeLookup {
         namespace: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<Meta>, LookupError>> {
-        Box::pin(async move {
-            let res = scheduled_spark_application_resource();
-            let key = ObjectRef::new_with(name, res.clone()).within(namespace);
-            if let Some(hit) = self.cached(SCHEDULED, &self.scheduled, key) {
-                return Ok(Some(hit));
-            }
-            let api = Api::<DynamicObject>::namespaced_with(self.client.clone(), namespace, &res);
-            direct(api, "ScheduledSparkApplication", namespace, name).await
-        })
+        Box::pin(self.custom_resource(
+            SCHEDULED,
+            scheduled_spark_application_resource(),
+            namespace,
+            name,
+        ))
     }
 
     fn pod<'a>(
