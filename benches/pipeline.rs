@@ -32,6 +32,10 @@ use sparkward::k8s::state::ClusterState;
 
 use inputs::SigningKey;
 
+// The allocator of the `sparkward` binary (src/main.rs), so stage costs match the server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Fixture {
     rt: tokio::runtime::Runtime,
     config: Arc<Config>,

@@ -4,7 +4,8 @@
 //!
 //! Same stack and settings as `sparkward serve`: tokio multi-thread runtime, hyper 1 with
 //! hyper-util's auto (HTTP/1.1 keep-alive + HTTP/2) builder and the same connection settings,
-//! tokio-rustls on aws-lc-rs (TLS 1.3/1.2, ALPN h2 + http/1.1), TCP_NODELAY on every socket. The work is kube-rs's admission_controller example's: decode the
+//! tokio-rustls on aws-lc-rs (TLS 1.3/1.2, ALPN h2 + http/1.1), TCP_NODELAY on every socket, the
+//! same global allocator (mimalloc). The work is kube-rs's admission_controller example's: decode the
 //! AdmissionReview with the whole object as a dynamic JSON tree, add one label with a JSON Patch,
 //! answer with the patch as base64. No identity, no hardening, no audit line, no metrics.
 //!
@@ -33,6 +34,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+
+// The same allocator as `sparkward` (src/main.rs): part of the stack being compared.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const LABEL: &str = "reference.example.com/seen";
 const MAX_BODY: usize = 4 * 1024 * 1024;
