@@ -200,13 +200,43 @@ pub fn cluster_state() -> String {
     Value::Array(vec![driver]).to_string()
 }
 
+/// The fields of an AdmissionRequest in the order kube-apiserver writes them (Go struct order:
+/// `kind`, `subResource` and `operation` come before `object`). `json!` would sort the keys.
+const REQUEST_ORDER: [&str; 15] = [
+    "uid",
+    "kind",
+    "resource",
+    "subResource",
+    "requestKind",
+    "requestResource",
+    "requestSubResource",
+    "name",
+    "namespace",
+    "operation",
+    "userInfo",
+    "object",
+    "oldObject",
+    "dryRun",
+    "options",
+];
+
 fn review(request: Value) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": request,
-    }))
-    .unwrap()
+    let mut out =
+        String::from(r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"#);
+    let mut first = true;
+    for key in REQUEST_ORDER {
+        if let Some(value) = request.get(key) {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            out.push_str(&serde_json::to_string(key).unwrap());
+            out.push(':');
+            out.push_str(&serde_json::to_string(value).unwrap());
+        }
+    }
+    out.push_str("}}");
+    out.into_bytes()
 }
 
 /// The executor pod's CREATE review, sent by the driver's service account (token bound to the
