@@ -27,8 +27,14 @@ fn main() {
         ),
         ("state.json", inputs::cluster_state().into_bytes()),
         ("executor-review.json", inputs::executor_review()),
-        ("app-review-rs256.json", inputs::app_review(&rs.token(7200), true)),
-        ("app-review-es256.json", inputs::app_review(&es.token(7200), true)),
+        (
+            "app-review-rs256.json",
+            inputs::app_review(&rs.token(7200), true),
+        ),
+        (
+            "app-review-es256.json",
+            inputs::app_review(&es.token(7200), true),
+        ),
     ];
     for (name, bytes) in files {
         std::fs::write(dir.join(name), &bytes).expect("write an input file");

@@ -123,7 +123,10 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
     };
     Ok(match answer(&body) {
         Ok(json) => reply(StatusCode::OK, json),
-        Err(e) => reply(StatusCode::BAD_REQUEST, json!({ "message": e }).to_string().into()),
+        Err(e) => reply(
+            StatusCode::BAD_REQUEST,
+            json!({ "message": e }).to_string().into(),
+        ),
     })
 }
 
