@@ -5,6 +5,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// mimalloc instead of glibc's malloc: a review allocates and frees a few hundred small objects
+// (typed views, patch operations, JSON output), and glibc's malloc/free were ~30 % of the
+// instructions of a review (callgrind, benches/pipeline). See BENCHMARKS.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // One process-wide crypto provider (aws-lc-rs) for rustls, kube's client and the JWKS
     // fetcher; with two providers compiled in, rustls would refuse to pick one.

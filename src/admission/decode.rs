@@ -4,11 +4,22 @@
 //! until the router knows which view to parse them into. A body that is not a usable review is
 //! classified: when its `request.uid` can still be read it gets a denial with that uid (HTTP
 //! 200), otherwise a 400 (`Unusable`).
+//!
+//! Fast path: a Pod CREATE's object (the review sent for every Spark pod) is parsed into the
+//! typed `Pod` view during the envelope pass instead of being captured raw and parsed again,
+//! which halves the JSON work of an executor pod review. Any failure on that path (a bad object,
+//! an unusual field order, a malformed envelope) falls back to the plain two-step decode, so
+//! every answer and every message is exactly the plain path's.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Mutex;
 
 use serde::Deserialize;
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
+
+use crate::core::objects::Pod;
 
 /// API group/version/kind of `request.kind`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -105,9 +116,22 @@ pub struct Request<'a> {
     pub old_object: Option<&'a RawValue>,
     #[serde(default)]
     pub dry_run: Option<bool>,
+    /// The object of a Pod CREATE, already parsed by the fast path (`object` is then `None`).
+    /// Taken once by the pipeline (`take_pod`).
+    #[serde(skip)]
+    pub pod: Mutex<Option<Box<Pod>>>,
 }
 
 impl Request<'_> {
+    /// The pre-parsed Pod of a Pod CREATE, if the fast path parsed it (at most once).
+    pub fn take_pod(&self) -> Option<Pod> {
+        let mut slot = self
+            .pod
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        slot.take().map(|p| *p)
+    }
+
     pub fn is_dry_run(&self) -> bool {
         self.dry_run == Some(true)
     }
@@ -144,6 +168,137 @@ struct UidRequest {
     uid: String,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FastEnvelope<'a> {
+    #[serde(default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(borrow)]
+    request: Option<FastRequest<'a>>,
+}
+
+/// `request`, read by hand so the object can be parsed by what precedes it (kube-apiserver
+/// sends `kind`, `subResource` and `operation` before `object`). Field semantics are the
+/// derived `Request`'s; anything it would handle differently is an error here, which sends the
+/// body down the plain path.
+struct FastRequest<'a>(Request<'a>);
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "camelCase")]
+enum Field {
+    Uid,
+    Kind,
+    Resource,
+    SubResource,
+    Name,
+    Namespace,
+    Operation,
+    UserInfo,
+    Object,
+    OldObject,
+    DryRun,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for FastRequest<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        de.deserialize_map(FastVisitor(std::marker::PhantomData))
+    }
+}
+
+struct FastVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+/// Stores a field once; a second occurrence is an error, as in derived code.
+fn once<T, E: de::Error>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), E> {
+    if slot.is_some() {
+        return Err(E::duplicate_field(name));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+impl<'de: 'a, 'a> Visitor<'de> for FastVisitor<'a> {
+    type Value = FastRequest<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("struct Request")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut uid: Option<String> = None;
+        let mut kind: Option<Gvk> = None;
+        let mut resource: Option<Gvr> = None;
+        let mut sub_resource: Option<Option<String>> = None;
+        let mut name: Option<Option<String>> = None;
+        let mut namespace: Option<Option<String>> = None;
+        let mut operation: Option<Operation> = None;
+        let mut user_info: Option<UserInfo> = None;
+        let mut object: Option<Option<&'a RawValue>> = None;
+        let mut pod: Option<Option<Box<Pod>>> = None;
+        let mut old_object: Option<Option<&'a RawValue>> = None;
+        let mut dry_run: Option<Option<bool>> = None;
+        while let Some(field) = map.next_key::<Field>()? {
+            match field {
+                Field::Uid => once(&mut uid, map.next_value()?, "uid")?,
+                Field::Kind => once(&mut kind, map.next_value()?, "kind")?,
+                Field::Resource => once(&mut resource, map.next_value()?, "resource")?,
+                Field::SubResource => once(&mut sub_resource, map.next_value()?, "subResource")?,
+                Field::Name => once(&mut name, map.next_value()?, "name")?,
+                Field::Namespace => once(&mut namespace, map.next_value()?, "namespace")?,
+                Field::Operation => once(&mut operation, map.next_value()?, "operation")?,
+                Field::UserInfo => once(&mut user_info, map.next_value()?, "userInfo")?,
+                Field::OldObject => once(&mut old_object, map.next_value()?, "oldObject")?,
+                Field::DryRun => once(&mut dry_run, map.next_value()?, "dryRun")?,
+                Field::Object => {
+                    if object.is_some() || pod.is_some() {
+                        return Err(de::Error::duplicate_field("object"));
+                    }
+                    let pod_create = kind
+                        .as_ref()
+                        .is_some_and(|k| k.group.is_empty() && k.kind == "Pod")
+                        && operation == Some(Operation::Create)
+                        && sub_resource
+                            .as_ref()
+                            .is_none_or(|s| s.as_deref().unwrap_or("").is_empty());
+                    if pod_create {
+                        pod = Some(map.next_value::<Option<Pod>>()?.map(Box::new));
+                    } else {
+                        object = Some(map.next_value()?);
+                    }
+                }
+                Field::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        // A subresource named after the object would route elsewhere: use the plain path.
+        if pod.is_some()
+            && sub_resource
+                .as_ref()
+                .is_some_and(|s| !s.as_deref().unwrap_or("").is_empty())
+        {
+            return Err(de::Error::custom("subresource after the object"));
+        }
+        Ok(FastRequest(Request {
+            uid: uid.ok_or_else(|| de::Error::missing_field("uid"))?,
+            kind: kind.ok_or_else(|| de::Error::missing_field("kind"))?,
+            resource: resource.unwrap_or_default(),
+            sub_resource: sub_resource.flatten(),
+            name: name.flatten(),
+            namespace: namespace.flatten(),
+            operation: operation.ok_or_else(|| de::Error::missing_field("operation"))?,
+            user_info: user_info.unwrap_or_default(),
+            object: object.flatten(),
+            old_object: old_object.flatten(),
+            dry_run: dry_run.flatten(),
+            pod: Mutex::new(pod.flatten()),
+        }))
+    }
+}
+
 /// Why a body could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -159,6 +314,28 @@ pub const API_VERSION: &str = "admission.k8s.io/v1";
 
 /// Decodes an AdmissionReview v1 body.
 pub fn decode(body: &[u8]) -> Result<Request<'_>, DecodeError> {
+    if let Ok(request) = decode_fast(body) {
+        return Ok(request);
+    }
+    decode_plain(body)
+}
+
+/// The single-pass decode; `Err(())` sends the body down the plain path.
+fn decode_fast(body: &[u8]) -> Result<Request<'_>, ()> {
+    let envelope: FastEnvelope<'_> = serde_json::from_slice(body).map_err(|_| ())?;
+    if envelope.kind.as_deref() != Some("AdmissionReview")
+        || envelope.api_version.as_deref() != Some(API_VERSION)
+    {
+        return Err(());
+    }
+    match envelope.request {
+        Some(FastRequest(request)) if !request.uid.is_empty() => Ok(request),
+        _ => Err(()),
+    }
+}
+
+/// The two-step decode: the envelope with the object kept raw (parsed later by the router).
+fn decode_plain(body: &[u8]) -> Result<Request<'_>, DecodeError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(DecodeError::Unusable(
             "empty body: send an AdmissionReview (admission.k8s.io/v1) as JSON".into(),
@@ -232,10 +409,81 @@ mod tests {
         assert_eq!(r.uid, "u1");
         assert_eq!(r.kind.kind, "Pod");
         assert_eq!(r.operation, Operation::Create);
-        assert!(r.object().is_some());
+        // The fast path parsed the Pod in the envelope pass.
+        assert!(r.object().is_none());
+        assert!(r.take_pod().is_some());
+        assert!(r.take_pod().is_none(), "taken once");
         assert!(r.old_object().is_none());
         assert_eq!(r.user_info.bound_pod(), Some(("drv", None)));
         assert_eq!(r.user_info.service_account(), Some(("ns", "spark")));
+    }
+
+    #[test]
+    fn objects_the_fast_path_cannot_take_stay_raw() {
+        let cases = [
+            // Not a Pod CREATE.
+            r#"{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"operation":"UPDATE","object":{"metadata":{}}}"#,
+            // A subresource, before or after the object.
+            r#"{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"operation":"CREATE","subResource":"ephemeralcontainers","object":{"metadata":{}}}"#,
+            r#"{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"operation":"CREATE","object":{"metadata":{}},"subResource":"x"}"#,
+            // The object before the fields that route it.
+            r#"{"uid":"u","object":{"metadata":{}},"kind":{"group":"","version":"v1","kind":"Pod"},"operation":"CREATE"}"#,
+            // An object that is not a valid Pod: the router reports it, with the plain message.
+            r#"{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"operation":"CREATE","object":{"metadata":{"labels":[]}}}"#,
+        ];
+        for request in cases {
+            let body = review(request);
+            let r = decode(body.as_bytes()).unwrap();
+            assert!(r.take_pod().is_none(), "{request}");
+            assert!(r.object().is_some(), "{request}");
+        }
+    }
+
+    #[test]
+    fn fast_and_plain_decodes_agree() {
+        let body = review(
+            r#"{"uid":"u1","kind":{"group":"","version":"v1","kind":"Pod"},"name":"p",
+            "resource":{"group":"","version":"v1","resource":"pods"},"namespace":"ns","operation":"CREATE",
+            "userInfo":{"username":"alice","groups":["g"]},"requestKind":{"kind":"Pod"},
+            "object":{"metadata":{"name":"p","labels":{"a":"b"}},"spec":{"containers":[{"name":"c"}]}},
+            "oldObject":null,"dryRun":true}"#,
+        );
+        let fast = decode(body.as_bytes()).unwrap();
+        let plain = decode_plain(body.as_bytes()).unwrap();
+        assert_eq!(
+            (
+                &fast.uid,
+                &fast.kind,
+                &fast.resource,
+                &fast.name,
+                &fast.namespace
+            ),
+            (
+                &plain.uid,
+                &plain.kind,
+                &plain.resource,
+                &plain.name,
+                &plain.namespace
+            )
+        );
+        assert_eq!(
+            (
+                fast.operation,
+                &fast.user_info,
+                fast.dry_run,
+                &fast.sub_resource
+            ),
+            (
+                plain.operation,
+                &plain.user_info,
+                plain.dry_run,
+                &plain.sub_resource
+            )
+        );
+        let pod = fast.take_pod().unwrap();
+        let raw: Pod = serde_json::from_str(plain.object().unwrap().get()).unwrap();
+        assert_eq!(pod.metadata.labels, raw.metadata.labels);
+        assert_eq!(pod.spec.containers.len(), raw.spec.containers.len());
     }
 
     #[test]

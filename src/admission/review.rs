@@ -306,7 +306,7 @@ impl Pipeline {
                 self.mutate_schedule(ctx, app).await
             }
             ("", "Pod", Operation::Create, "") => {
-                let pod: Pod = parse_object(req)?;
+                let pod = parse_pod(req)?;
                 self.mutate_pod(ctx, pod).await
             }
             ("", "Pod", Operation::Update, "ephemeralcontainers") => {
@@ -824,7 +824,7 @@ impl Pipeline {
                 ok
             }
             ("", "Pod", Operation::Create, "") => {
-                let pod: Pod = parse_object(req)?;
+                let pod = parse_pod(req)?;
                 self.validate_new_pod(ctx, &pod).await?;
                 ok
             }
@@ -1212,6 +1212,12 @@ fn parse_raw<T: DeserializeOwned>(
 
 fn parse_object<T: DeserializeOwned>(req: &Request<'_>) -> Result<T, Reason> {
     parse_raw(req.object(), "object", &req.kind.kind)
+}
+
+/// The object of a Pod CREATE: parsed by decode's fast path when it could, else from the raw
+/// object (same view, same errors).
+fn parse_pod(req: &Request<'_>) -> Result<Pod, Reason> {
+    req.take_pod().map_or_else(|| parse_object(req), Ok)
 }
 
 fn parse_old_object<T: DeserializeOwned>(req: &Request<'_>) -> Result<T, Reason> {

@@ -27,6 +27,10 @@ pub enum StateError {
 #[derive(Debug, Default, Clone)]
 pub struct ClusterState {
     objects: HashMap<(String, String, String), Value>,
+    /// The metadata view of each object, read once when it is added (as the API server's
+    /// metadata caches hold it), or why it could not be read. A lookup clones it, like
+    /// `KubeLookup` does, instead of deserialising the object again.
+    metas: HashMap<(String, String, String), Result<Meta, String>>,
 }
 
 impl ClusterState {
@@ -84,7 +88,12 @@ impl ClusterState {
             .and_then(Value::as_str)
             .unwrap_or("default")
             .to_string();
-        self.objects.insert((kind, namespace, name), obj);
+        let meta = <MetaOnly as serde::Deserialize>::deserialize(&obj)
+            .map(|m| m.metadata)
+            .map_err(|e| e.to_string());
+        let key = (kind, namespace, name);
+        self.metas.insert(key.clone(), meta);
+        self.objects.insert(key, obj);
         Ok(())
     }
 
@@ -108,16 +117,14 @@ impl ClusterState {
     }
 
     fn meta(&self, kind: &str, namespace: &str, name: &str) -> Result<Option<Meta>, LookupError> {
-        let Some(obj) = self.get(kind, namespace, name) else {
-            return Ok(None);
-        };
-        <MetaOnly as serde::Deserialize>::deserialize(obj)
-            .map(|m| Some(m.metadata))
-            .map_err(|e| {
-                LookupError(format!(
-                    "{kind} {namespace}/{name} in the cluster state: {e}"
-                ))
-            })
+        let key = (kind.to_string(), namespace.to_string(), name.to_string());
+        match self.metas.get(&key) {
+            None => Ok(None),
+            Some(Ok(meta)) => Ok(Some(meta.clone())),
+            Some(Err(e)) => Err(LookupError(format!(
+                "{kind} {namespace}/{name} in the cluster state: {e}"
+            ))),
+        }
     }
 }
 
