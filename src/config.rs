@@ -557,8 +557,8 @@ pub struct PolicyConfig {
     pub unknown_scopes: UnknownScopes,
     pub apply_timeout: Duration,
     pub managers: Vec<String>,
-    /// scope → egress rules, verbatim JSON, already linted.
-    pub scopes: BTreeMap<String, Vec<serde_json::Value>>,
+    /// scope → egress rules, parsed and linted when the configuration loaded.
+    pub scopes: BTreeMap<String, Vec<cilium::EgressRule>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -755,18 +755,25 @@ impl TryFrom<FileConfig> for Config {
                 "must select the cluster DNS pods (for example k8s-app: kube-dns)",
             ));
         }
-        for (scope, rules) in &p.scopes {
+        // Parsed and linted once here, so a review clones typed rules instead of parsing JSON.
+        let mut scopes = BTreeMap::new();
+        for (scope, rules) in p.scopes {
             if scope.is_empty() || scope.contains(char::is_whitespace) {
                 return Err(invalid(
                     "policy.scopes",
                     format!("scope name '{scope}' must be non-empty and contain no spaces"),
                 ));
             }
-            for (i, rule) in rules.iter().enumerate() {
-                cilium::lint_egress_rule(rule).map_err(|e| {
-                    invalid(format!("policy.scopes[\"{scope}\"][{i}]"), e.to_string())
-                })?;
-            }
+            let parsed = rules
+                .iter()
+                .enumerate()
+                .map(|(i, rule)| {
+                    cilium::checked_egress_rule(rule).map_err(|e| {
+                        invalid(format!("policy.scopes[\"{scope}\"][{i}]"), e.to_string())
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            scopes.insert(scope, parsed);
         }
 
         let l = f.lifecycle;
@@ -801,7 +808,7 @@ impl TryFrom<FileConfig> for Config {
                 unknown_scopes: p.unknown_scopes,
                 apply_timeout,
                 managers: p.managers,
-                scopes: p.scopes,
+                scopes,
             },
             lifecycle: LifecycleConfig {
                 end_grace: l.end_grace.0,

@@ -960,17 +960,25 @@ fn the_shipped_config_loads_with_sparkwards_own_loader() {
     assert!(config.policy.apply_timeout < config.server.review_deadline);
 
     // The realistic scope mappings the guide describes.
-    let scopes = &config.policy.scopes;
+    let scopes: BTreeMap<&String, Vec<Value>> = config
+        .policy
+        .scopes
+        .iter()
+        .map(|(scope, rules)| {
+            let json = rules.iter().map(|r| serde_json::to_value(r).unwrap());
+            (scope, json.collect())
+        })
+        .collect();
     let rules = |scope: &str| -> &Vec<Value> {
         scopes
-            .get(scope)
+            .get(&scope.to_string())
             .unwrap_or_else(|| panic!("scope {scope} mapped"))
     };
     assert!(rules("data:read:postgres-main")[0]["toEndpoints"].is_array());
     assert!(rules("stream:kafka-events")[0]["toEndpoints"].is_array());
     assert!(rules("storage:s3-lakehouse")[0]["toFQDNs"].is_array());
     // `world` only with ports: never a blanket allow.
-    for (scope, rules) in scopes {
+    for (scope, rules) in &scopes {
         for rule in rules {
             let world = rule["toEntities"]
                 .as_array()

@@ -715,8 +715,14 @@ pub fn parse_egress_rule(rule: &Value) -> Result<EgressRule, LintError> {
 /// Checks one egress rule from the scope mapping: it must parse as a CRD egress rule and pass
 /// the rules Cilium agents enforce (see the module docs and [`lint_rule`]).
 pub fn lint_egress_rule(rule: &Value) -> Result<(), LintError> {
+    checked_egress_rule(rule).map(drop)
+}
+
+/// [`lint_egress_rule`] that keeps the parsed rule (what the configuration stores).
+pub fn checked_egress_rule(rule: &Value) -> Result<EgressRule, LintError> {
     let parsed = parse_egress_rule(rule)?;
-    lint_rule(&parsed, "")
+    lint_rule(&parsed, "")?;
+    Ok(parsed)
 }
 
 /// Checks a rendered policy: every rule has an endpoint selector and at least one section,
