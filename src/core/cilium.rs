@@ -675,23 +675,45 @@ impl fmt::Display for LintError {
     }
 }
 
-fn fail<T>(path: &str, message: impl Into<String>) -> Result<T, LintError> {
+fn fail<T>(path: impl fmt::Display, message: impl Into<String>) -> Result<T, LintError> {
     Err(LintError {
         path: path.to_string(),
         message: message.into(),
     })
 }
 
-fn at(base: &str, field: &str) -> String {
-    if base.is_empty() {
-        field.to_string()
-    } else {
-        format!("{base}.{field}")
+/// A field path such as `specs[0].egress[2].toPorts[0]`, built as a chain of borrows while the
+/// lint descends and rendered only when it reports an error (a valid policy costs no strings).
+#[derive(Debug, Clone, Copy)]
+enum FieldPath<'a> {
+    Root(&'a str),
+    Field(&'a FieldPath<'a>, &'a str),
+    Index(&'a FieldPath<'a>, usize),
+}
+
+impl FieldPath<'_> {
+    fn is_empty(&self) -> bool {
+        matches!(self, FieldPath::Root(s) if s.is_empty())
     }
 }
 
-fn idx(base: &str, i: usize) -> String {
-    format!("{base}[{i}]")
+impl fmt::Display for FieldPath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldPath::Root(s) => f.write_str(s),
+            FieldPath::Field(base, field) if base.is_empty() => f.write_str(field),
+            FieldPath::Field(base, field) => write!(f, "{base}.{field}"),
+            FieldPath::Index(base, i) => write!(f, "{base}[{i}]"),
+        }
+    }
+}
+
+fn at<'a>(base: &'a FieldPath<'a>, field: &'a str) -> FieldPath<'a> {
+    FieldPath::Field(base, field)
+}
+
+fn idx<'a>(base: &'a FieldPath<'a>, i: usize) -> FieldPath<'a> {
+    FieldPath::Index(base, i)
 }
 
 /// Parses one egress rule as written in `policy.scopes`. Unknown keys, wrong types and values
@@ -754,20 +776,17 @@ pub fn lint_policy(policy: &CiliumNetworkPolicy) -> Result<(), LintError> {
     if policy.spec.is_none() && policy.specs.is_empty() {
         return fail("specs", "a policy without rules selects nothing");
     }
-    let rules = policy.spec.iter().map(|r| ("spec".to_string(), r)).chain(
-        policy
-            .specs
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (idx("specs", i), r)),
-    );
-    for (base, rule) in rules {
-        lint_policy_rule(rule, &base)?;
+    if let Some(rule) = &policy.spec {
+        lint_policy_rule(rule, &FieldPath::Root("spec"))?;
+    }
+    let specs = FieldPath::Root("specs");
+    for (i, rule) in policy.specs.iter().enumerate() {
+        lint_policy_rule(rule, &idx(&specs, i))?;
     }
     Ok(())
 }
 
-fn lint_policy_rule(rule: &Rule, base: &str) -> Result<(), LintError> {
+fn lint_policy_rule(rule: &Rule, base: &FieldPath<'_>) -> Result<(), LintError> {
     match (&rule.endpoint_selector, &rule.node_selector) {
         (Some(sel), None) => lint_selector(sel, &at(base, "endpointSelector"))?,
         (None, None) | (Some(_), Some(_)) => {
@@ -778,7 +797,7 @@ fn lint_policy_rule(rule: &Rule, base: &str) -> Result<(), LintError> {
         }
         (None, Some(_)) => {
             return fail(
-                &at(base, "nodeSelector"),
+                at(base, "nodeSelector"),
                 "host policies are not what sparkward renders; select pods with endpointSelector",
             );
         }
@@ -802,13 +821,13 @@ fn lint_policy_rule(rule: &Rule, base: &str) -> Result<(), LintError> {
         }
     }
     for (i, eg) in rule.egress.iter().enumerate() {
-        lint_rule(eg, &idx(&at(base, "egress"), i))?;
+        lint_rule_at(eg, &idx(&at(base, "egress"), i))?;
     }
     if let Some(i) = rule.egress.iter().position(|e| len(&e.to_fqdns) > 0)
         && !rule.egress.iter().any(EgressRule::is_dns_visibility_rule)
     {
         return fail(
-            &idx(&at(base, "egress"), i),
+            idx(&at(base, "egress"), i),
             "toFQDNs needs a DNS rule in the same rule (toPorts with port 53 and rules.dns); \
              Cilium learns the addresses of DNS names only from lookups its DNS proxy sees",
         );
@@ -838,6 +857,10 @@ fn lint_policy_rule(rule: &Rule, base: &str) -> Result<(), LintError> {
 /// port, no named ports), `endPort` ≥ `port`, every `toPorts` entry lists its ports, and a rule
 /// names a peer, a port or an ICMP type (an empty rule allows nothing).
 pub fn lint_rule(rule: &EgressRule, base: &str) -> Result<(), LintError> {
+    lint_rule_at(rule, &FieldPath::Root(base))
+}
+
+fn lint_rule_at(rule: &EgressRule, base: &FieldPath<'_>) -> Result<(), LintError> {
     let peers = rule.peers();
     if peers.len() > 1 {
         let extra = if peers.contains(&"toFQDNs") {
@@ -846,7 +869,7 @@ pub fn lint_rule(rule: &EgressRule, base: &str) -> Result<(), LintError> {
             ""
         };
         return fail(
-            &at(base, peers[1]),
+            at(base, peers[1]),
             format!(
                 "{} and {} cannot be combined in one egress rule{extra}: Cilium agents reject the \
                  whole policy, which leaves the job with no allow rules; write two rules (both \
@@ -869,7 +892,7 @@ pub fn lint_rule(rule: &EgressRule, base: &str) -> Result<(), LintError> {
     }
     if len(&rule.to_requires) > 0 {
         return fail(
-            &at(base, "toRequires"),
+            at(base, "toRequires"),
             "toRequires is deprecated since Cilium 1.17 and removed in 1.18, and it would narrow \
              every toEndpoints rule of the job's policy, not just this scope's; put the labels \
              into this rule's toEndpoints selector instead",
@@ -877,7 +900,7 @@ pub fn lint_rule(rule: &EgressRule, base: &str) -> Result<(), LintError> {
     }
     if len(&rule.to_nodes) > 0 {
         return fail(
-            &at(base, "toNodes"),
+            at(base, "toNodes"),
             "toNodes only works on agents started with --enable-node-selector-labels (off by \
              default) and otherwise makes the agent reject the whole policy; use toEntities: \
              [host] or [remote-node], or toCIDR with the node addresses",
@@ -885,7 +908,7 @@ pub fn lint_rule(rule: &EgressRule, base: &str) -> Result<(), LintError> {
     }
     if has_icmps && has_ports {
         return fail(
-            &at(base, "icmps"),
+            at(base, "icmps"),
             "icmps and toPorts cannot share a rule (Cilium rejects it); write two rules",
         );
     }
@@ -894,7 +917,7 @@ pub fn lint_rule(rule: &EgressRule, base: &str) -> Result<(), LintError> {
         lint_selector(sel, &idx(&at(base, "toEndpoints"), i))?;
     }
     for (i, cidr) in rule.to_cidr.iter().flatten().enumerate() {
-        parse_cidr(cidr).or_else(|m| fail(&idx(&at(base, "toCIDR"), i), m))?;
+        parse_cidr(cidr).or_else(|m| fail(idx(&at(base, "toCIDR"), i), m))?;
     }
     for (i, set) in rule.to_cidr_set.iter().flatten().enumerate() {
         lint_cidr_rule(set, &idx(&at(base, "toCIDRSet"), i))?;
@@ -922,18 +945,18 @@ pub fn lint_rule(rule: &EgressRule, base: &str) -> Result<(), LintError> {
     Ok(())
 }
 
-fn lint_port_rule(pr: &PortRule, base: &str) -> Result<(), LintError> {
+fn lint_port_rule(pr: &PortRule, base: &FieldPath<'_>) -> Result<(), LintError> {
     let ports = pr.ports.as_deref().unwrap_or(&[]);
     if ports.is_empty() {
         return fail(
-            &at(base, "ports"),
+            at(base, "ports"),
             "list the ports, e.g. ports: [{port: \"443\", protocol: TCP}]; a toPorts entry \
              without ports opens every port (leave toPorts out if that is really meant)",
         );
     }
     if ports.len() > MAX_PORTS {
         return fail(
-            &at(base, "ports"),
+            at(base, "ports"),
             format!("at most {MAX_PORTS} ports per entry; split the list over several entries"),
         );
     }
@@ -941,18 +964,19 @@ fn lint_port_rule(pr: &PortRule, base: &str) -> Result<(), LintError> {
     let dns = l7.and_then(|r| r.dns.as_ref()).is_some();
     let needs_tcp =
         l7.is_some_and(|r| r.http.is_some() || r.kafka.is_some() || r.l7proto.is_some());
+    let ports_path = at(base, "ports");
     for (i, p) in ports.iter().enumerate() {
-        let path = idx(&at(base, "ports"), i);
+        let path = idx(&ports_path, i);
         let port = lint_port(p, &path)?;
         if dns && p.end_port.is_some_and(|e| e > i64::from(port)) {
             return fail(
-                &at(&path, "endPort"),
+                at(&path, "endPort"),
                 "DNS rules do not support port ranges; list port \"53\" once per protocol",
             );
         }
         if needs_tcp && p.protocol != Some(Protocol::Tcp) {
             return fail(
-                &at(&path, "protocol"),
+                at(&path, "protocol"),
                 "HTTP, Kafka and other L7 rules apply to TCP only: write protocol: TCP (an \
                  omitted protocol means ANY, which Cilium rejects with L7 rules)",
             );
@@ -965,14 +989,14 @@ fn lint_port_rule(pr: &PortRule, base: &str) -> Result<(), LintError> {
         let path = at(base, "serverNames");
         if names.is_empty() {
             return fail(
-                &path,
+                path,
                 "list at least one server name, or leave serverNames out",
             );
         }
         for (i, name) in names.iter().enumerate() {
             if !is_server_name(name) {
                 return fail(
-                    &idx(&path, i),
+                    idx(&path, i),
                     format!(
                         "'{name}' is not a server name (e.g. api.example.com or *.example.com)"
                     ),
@@ -981,7 +1005,7 @@ fn lint_port_rule(pr: &PortRule, base: &str) -> Result<(), LintError> {
         }
         if l7.is_some() && pr.terminating_tls.is_none() {
             return fail(
-                &path,
+                path,
                 "serverNames with L7 rules need terminatingTLS (Cilium rejects them otherwise)",
             );
         }
@@ -990,46 +1014,46 @@ fn lint_port_rule(pr: &PortRule, base: &str) -> Result<(), LintError> {
         let path = at(base, "listener");
         if l7.is_some() {
             return fail(
-                &path,
+                path,
                 "a listener cannot be combined with L7 rules (Cilium rejects it); use one or the other",
             );
         }
         if listener.name.is_empty() || listener.envoy_config.name.is_empty() {
             return fail(
-                &path,
+                path,
                 "listener.name and listener.envoyConfig.name must be set",
             );
         }
         if let Some(p) = listener.priority
             && !(1..=100).contains(&p)
         {
-            return fail(&at(&path, "priority"), "priority must be between 1 and 100");
+            return fail(at(&path, "priority"), "priority must be between 1 and 100");
         }
     }
     Ok(())
 }
 
 /// Checks one port entry and returns its number.
-fn lint_port(p: &PortProtocol, path: &str) -> Result<u16, LintError> {
+fn lint_port(p: &PortProtocol, path: &FieldPath<'_>) -> Result<u16, LintError> {
     if let Some(Protocol::Vrrp | Protocol::Igmp) = p.protocol {
         return fail(
-            &at(path, "protocol"),
+            at(path, "protocol"),
             "VRRP and IGMP need --enable-extended-ip-protocols on every agent and carry no \
              ports; use TCP, UDP, SCTP or ANY",
         );
     }
     let Some(text) = p.port.as_deref() else {
         return fail(
-            &at(path, "port"),
+            at(path, "port"),
             "port is required: write port: \"5432\" (a number 1-65535 in quotes)",
         );
     };
-    let port = parse_port(text).or_else(|m| fail(&at(path, "port"), m))?;
+    let port = parse_port(text).or_else(|m| fail(at(path, "port"), m))?;
     if let Some(end) = p.end_port
         && (end < i64::from(port) || end > 65535)
     {
         return fail(
-            &at(path, "endPort"),
+            at(path, "endPort"),
             format!(
                 "endPort {end} must be from port ({port}) to 65535, making the range \
                  {port}-endPort; leave endPort out for the single port {port}"
@@ -1066,7 +1090,7 @@ fn parse_port(text: &str) -> Result<u16, String> {
     }
 }
 
-fn lint_l7(rules: &L7Rules, path: &str) -> Result<(), LintError> {
+fn lint_l7(rules: &L7Rules, path: &FieldPath<'_>) -> Result<(), LintError> {
     let kinds = [
         rules.http.is_some(),
         rules.kafka.is_some(),
@@ -1085,18 +1109,20 @@ fn lint_l7(rules: &L7Rules, path: &str) -> Result<(), LintError> {
     for (i, h) in rules.http.iter().flatten().enumerate() {
         for (j, m) in h.header_matches.iter().flatten().enumerate() {
             if m.name.is_empty() {
-                let p = at(
-                    &idx(&at(&idx(&at(path, "http"), i), "headerMatches"), j),
-                    "name",
+                return fail(
+                    at(
+                        &idx(&at(&idx(&at(path, "http"), i), "headerMatches"), j),
+                        "name",
+                    ),
+                    "a header match needs the header name",
                 );
-                return fail(&p, "a header match needs the header name");
             }
         }
     }
     for (i, k) in rules.kafka.iter().flatten().enumerate() {
         if k.topic.as_ref().is_some_and(|t| t.len() > 255) {
             return fail(
-                &at(&idx(&at(path, "kafka"), i), "topic"),
+                at(&idx(&at(path, "kafka"), i), "topic"),
                 "Kafka topics are at most 255 characters",
             );
         }
@@ -1104,12 +1130,12 @@ fn lint_l7(rules: &L7Rules, path: &str) -> Result<(), LintError> {
     Ok(())
 }
 
-fn lint_fqdn(sel: &FqdnSelector, path: &str) -> Result<(), LintError> {
+fn lint_fqdn(sel: &FqdnSelector, path: &FieldPath<'_>) -> Result<(), LintError> {
     match (&sel.match_name, &sel.match_pattern) {
         (Some(name), None) => {
             if !is_dns_pattern(name, false) {
                 return fail(
-                    &at(path, "matchName"),
+                    at(path, "matchName"),
                     format!(
                         "'{name}' is not a DNS name (letters, digits, '-', '_' and single dots, \
                          at most 255 characters); use matchPattern for wildcards"
@@ -1120,7 +1146,7 @@ fn lint_fqdn(sel: &FqdnSelector, path: &str) -> Result<(), LintError> {
         (None, Some(pattern)) => {
             if !is_dns_pattern(pattern, true) {
                 return fail(
-                    &at(path, "matchPattern"),
+                    at(path, "matchPattern"),
                     format!(
                         "'{pattern}' is not a DNS pattern (letters, digits, '-', '_', '*' and \
                          single dots, e.g. *.example.com)"
@@ -1159,7 +1185,7 @@ fn is_server_name(text: &str) -> bool {
     text.len() <= 255 && is_dns_pattern(rest, false)
 }
 
-fn lint_cidr_rule(rule: &CidrRule, path: &str) -> Result<(), LintError> {
+fn lint_cidr_rule(rule: &CidrRule, path: &FieldPath<'_>) -> Result<(), LintError> {
     let set = [
         rule.cidr.is_some(),
         rule.cidr_group_ref.is_some(),
@@ -1175,7 +1201,7 @@ fn lint_cidr_rule(rule: &CidrRule, path: &str) -> Result<(), LintError> {
         && !is_dns_subdomain(group)
     {
         return fail(
-            &at(path, "cidrGroupRef"),
+            at(path, "cidrGroupRef"),
             format!("'{group}' is not the name of a CiliumCIDRGroup (lowercase DNS name)"),
         );
     }
@@ -1183,17 +1209,18 @@ fn lint_cidr_rule(rule: &CidrRule, path: &str) -> Result<(), LintError> {
         lint_selector(sel, &at(path, "cidrGroupSelector"))?;
     }
     let allowed = match &rule.cidr {
-        Some(cidr) => Some(parse_cidr(cidr).or_else(|m| fail(&at(path, "cidr"), m))?),
+        Some(cidr) => Some(parse_cidr(cidr).or_else(|m| fail(at(path, "cidr"), m))?),
         None => None,
     };
+    let except_path = at(path, "except");
     for (i, ex) in rule.except.iter().flatten().enumerate() {
-        let p = idx(&at(path, "except"), i);
-        let except = parse_cidr(ex).or_else(|m| fail(&p, m))?;
+        let p = idx(&except_path, i);
+        let except = parse_cidr(ex).or_else(|m| fail(p, m))?;
         if let Some(allowed) = allowed
             && !allowed.contains(&except)
         {
             return fail(
-                &p,
+                p,
                 format!(
                     "{ex} is not inside {}: Cilium rejects exceptions outside the allowed range",
                     rule.cidr.as_deref().unwrap_or_default()
@@ -1259,16 +1286,18 @@ pub fn parse_cidr(text: &str) -> Result<Cidr, String> {
     }
 }
 
-fn lint_icmp(rule: &IcmpRule, path: &str) -> Result<(), LintError> {
+fn lint_icmp(rule: &IcmpRule, path: &FieldPath<'_>) -> Result<(), LintError> {
     let fields = rule.fields.as_deref().unwrap_or(&[]);
     if fields.len() > MAX_ICMP_FIELDS {
         return fail(
-            &at(path, "fields"),
+            at(path, "fields"),
             format!("at most {MAX_ICMP_FIELDS} ICMP types per entry"),
         );
     }
+    let fields_path = at(path, "fields");
     for (i, f) in fields.iter().enumerate() {
-        let p = at(&idx(&at(path, "fields"), i), "type");
+        let field = idx(&fields_path, i);
+        let p = at(&field, "type");
         let ok = match &f.icmp_type {
             IcmpType::Number(n) => (0..=255).contains(n),
             IcmpType::Name(name) => {
@@ -1279,7 +1308,7 @@ fn lint_icmp(rule: &IcmpRule, path: &str) -> Result<(), LintError> {
         };
         if !ok {
             return fail(
-                &p,
+                p,
                 "an ICMP type is a number 0-255 or a name such as EchoRequest, \
                  DestinationUnreachable, TimeExceeded",
             );
@@ -1326,28 +1355,30 @@ const ICMP_TYPE_NAMES: &[&str] = &[
 ];
 
 /// Checks a label selector the way the agent does after turning keys into its internal form.
-fn lint_selector(sel: &EndpointSelector, path: &str) -> Result<(), LintError> {
+fn lint_selector(sel: &EndpointSelector, path: &FieldPath<'_>) -> Result<(), LintError> {
+    let labels = at(path, "matchLabels");
+    let p = |key: &str| format!("{labels}[\"{key}\"]");
     for (key, value) in sel.match_labels.iter().flatten() {
-        let p = format!("{}[\"{key}\"]", at(path, "matchLabels"));
-        check_selector_key(key).or_else(|m| fail(&p, m))?;
+        check_selector_key(key).or_else(|m| fail(p(key), m))?;
         if !crate::core::labels::is_label_value(value) {
-            return fail(&p, label_value_message(value));
+            return fail(p(key), label_value_message(value));
         }
     }
+    let expressions = at(path, "matchExpressions");
     for (i, req) in sel.match_expressions.iter().flatten().enumerate() {
-        let p = idx(&at(path, "matchExpressions"), i);
-        check_selector_key(&req.key).or_else(|m| fail(&at(&p, "key"), m))?;
+        let p = idx(&expressions, i);
+        check_selector_key(&req.key).or_else(|m| fail(at(&p, "key"), m))?;
         let values = req.values.as_deref().unwrap_or(&[]);
         match req.operator {
             SelectorOperator::In | SelectorOperator::NotIn if values.is_empty() => {
                 return fail(
-                    &at(&p, "values"),
+                    at(&p, "values"),
                     "In and NotIn need at least one value (Cilium rejects the selector otherwise)",
                 );
             }
             SelectorOperator::Exists | SelectorOperator::DoesNotExist if !values.is_empty() => {
                 return fail(
-                    &at(&p, "values"),
+                    at(&p, "values"),
                     "Exists and DoesNotExist take no values; remove them",
                 );
             }
@@ -1357,7 +1388,7 @@ fn lint_selector(sel: &EndpointSelector, path: &str) -> Result<(), LintError> {
             .iter()
             .find(|v| !crate::core::labels::is_label_value(v))
         {
-            return fail(&at(&p, "values"), label_value_message(v));
+            return fail(at(&p, "values"), label_value_message(v));
         }
     }
     Ok(())
