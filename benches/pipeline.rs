@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sparkward::admission::decode::decode;
-use sparkward::admission::{Mode, Pipeline};
+use sparkward::admission::{Keyring, Mode, Pipeline};
 use sparkward::config::Config;
 use sparkward::core::hardening::Loc;
 use sparkward::core::identity::verify_token;
@@ -26,6 +26,7 @@ use sparkward::core::mutation::{
 };
 use sparkward::core::objects::{Pod, SparkApplication};
 use sparkward::core::policy::{PolicyInput, render_policy};
+use sparkward::core::stamp::StampKeys;
 use sparkward::k8s::jwks::JwksCache;
 use sparkward::k8s::policy::CollectingPolicyStore;
 use sparkward::k8s::state::ClusterState;
@@ -71,6 +72,7 @@ fn fixture() -> Fixture {
         verifier: Arc::new(cache),
         lookup: Arc::new(ClusterState::parse(&inputs::cluster_state()).unwrap()),
         policies: Arc::new(CollectingPolicyStore::default()),
+        stamp_keys: Keyring::new(StampKeys::parse(inputs::STAMP_KEYS).unwrap()),
         metrics: None,
     };
     Fixture {

@@ -23,10 +23,11 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::admission::{Lookup, Mode, NoIdentity, Pipeline, Verifier};
+use crate::admission::{Keyring, Lookup, Mode, NoIdentity, Pipeline, Verifier};
 use crate::certs;
 use crate::cli::{CertsArgs, CheckConfigArgs, Cli, Command, ReviewArgs, ReviewMode, ServeArgs};
 use crate::config::{AuditOutput, Config, JwksSource};
+use crate::core::stamp::StampKeys;
 use crate::k8s::cache::KubeLookup;
 use crate::k8s::jwks::JwksCache;
 use crate::k8s::lease::holder_identity;
@@ -38,6 +39,7 @@ use crate::server::service::WebhookState;
 use crate::server::tls::{self, CertPaths, CertStore};
 use crate::server::{self, ConnLimits, Readiness};
 use crate::shutdown;
+use crate::stamp_keys;
 use crate::telemetry::{self, AuditSink, Metrics};
 
 /// Runs one command to completion.
@@ -47,6 +49,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Review(args) => review(args).await,
         Command::Certs(args) => make_certs(args),
         Command::CheckConfig(args) => Ok(check_config(args)),
+        Command::StampKey(args) => {
+            println!("{}", stamp_keys::new_line(&args.id)?);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -150,11 +156,18 @@ async fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
         Some(p) => std::fs::read(p).with_context(|| format!("failed to read {}", p.display()))?,
     };
     let verifier = offline_verifier(&config, args.jwks.as_deref()).await?;
+    let stamp_keys = match &args.stamp_keys {
+        Some(path) => Keyring::new(stamp_keys::load(path).map_err(anyhow::Error::msg)?),
+        None => Keyring::new(
+            stamp_keys::load(&config.stamp.key_file).or_else(|_| offline_stamp_keys())?,
+        ),
+    };
     let pipeline = Pipeline {
         config,
         verifier,
         lookup: Arc::new(state),
         policies: Arc::new(CollectingPolicyStore::default()),
+        stamp_keys,
         metrics: None,
     };
     let mode = match args.mode {
@@ -189,6 +202,14 @@ async fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
     });
     println!("{}", serde_json::to_string_pretty(&doc)?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The fixed key offline reviews use when no key file is given: public, so no cluster may ever
+/// trust it (a cluster's key comes from its own Secret); it only lets an offline validate run
+/// accept what an offline mutate run stamped.
+fn offline_stamp_keys() -> anyhow::Result<StampKeys> {
+    let seed: [u8; 32] = Sha256::digest(b"sparkward offline review stamp key").into();
+    StampKeys::parse(&StampKeys::line_for("offline", &seed)).map_err(anyhow::Error::msg)
 }
 
 fn read_stdin() -> anyhow::Result<Vec<u8>> {
@@ -295,6 +316,7 @@ impl Collector for JwksCollector {
 struct AppReadiness {
     shutting_down: AtomicBool,
     jwks: JwksSlot,
+    stamp_keys: Keyring,
     cluster: Option<ClusterHealth>,
 }
 
@@ -315,6 +337,10 @@ impl Readiness for AppReadiness {
                 Some(age) => summary.push(format!("jwks: loaded {}s ago", age.as_secs())),
                 None => problems.push("jwks: no key set loaded yet".into()),
             },
+        }
+        match self.stamp_keys.current() {
+            Ok(keys) => summary.push(format!("stamp keys: {}", keys.describe())),
+            Err(why) => problems.push(format!("stamp keys: {why}")),
         }
         match &self.cluster {
             None => summary.push("mode: local (no Kubernetes API)".into()),
@@ -339,6 +365,7 @@ impl Readiness for AppReadiness {
 /// The parts of a pipeline that depend on the config.
 struct Components {
     local: bool,
+    stamp_keys: Keyring,
     lookup: Arc<dyn Lookup>,
     client: Option<kube::Client>,
     policy_dir: PathBuf,
@@ -448,8 +475,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Some(ClusterHealth { lookup }),
         )
     };
+    // Stamp keys: the configured file; in local mode a generated development key when the
+    // configured file is not there.
+    let stamp_key_path = if local && stamp_keys::load(&config.stamp.key_file).is_err() {
+        Some(stamp_keys::ensure_dev_key(&args.dev_cert_dir)?)
+    } else {
+        None
+    };
+    let (stamp_ring, stamp_loaded) =
+        stamp_keys::keyring(stamp_key_path.as_deref().unwrap_or(&config.stamp.key_file));
     let components = Components {
         local,
+        stamp_keys: stamp_ring.clone(),
         lookup,
         client,
         policy_dir: args.policy_dir.clone(),
@@ -464,6 +501,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let readiness = Arc::new(AppReadiness {
         shutting_down: AtomicBool::new(false),
         jwks: jwks_slot,
+        stamp_keys: stamp_ring.clone(),
         cluster,
     });
     let state = Arc::new(WebhookState {
@@ -502,6 +540,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 if let Some(expiry) = r.ok().and_then(tls::not_after) {
                     metrics.tls_cert_expiry.set(expiry as f64);
                 }
+            },
+            background.clone(),
+        ));
+    }
+    // Stamp key rotation (a fixed development key in local mode, the configured file otherwise).
+    {
+        let state = state.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(stamp_keys::reload_loop(
+            move || {
+                stamp_key_path
+                    .clone()
+                    .unwrap_or_else(|| state.pipeline.load().config.stamp.key_file.clone())
+            },
+            stamp_ring,
+            stamp_loaded,
+            args.reload_interval,
+            move |ok| {
+                let outcome = if ok { "success" } else { "failure" };
+                metrics
+                    .stamp_key_reloads
+                    .get_or_create(&telemetry::OutcomeLabels { outcome })
+                    .inc();
             },
             background.clone(),
         ));
@@ -601,6 +662,7 @@ fn build_pipeline(c: &Components, config: Arc<Config>, jwks: Option<Arc<JwksCach
         config,
         verifier,
         lookup: c.lookup.clone(),
+        stamp_keys: c.stamp_keys.clone(),
         metrics: Some(c.metrics.clone()),
     }
 }

@@ -34,6 +34,15 @@ pub enum Command {
     Certs(CertsArgs),
     /// Validate a configuration file, including every scope rule.
     CheckConfig(CheckConfigArgs),
+    /// Print a new stamp key line (`id:base64`) for the Secret sparkward-stamp-keys.
+    StampKey(StampKeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StampKeyArgs {
+    /// Key id: 1-16 characters of a-z, 0-9 and '-'; stamps name the key they were made with.
+    #[arg(long, default_value = "k1")]
+    pub id: String,
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +118,12 @@ pub struct ReviewArgs {
     /// Use this JWKS file instead of the config's identity.jwks source.
     #[arg(long)]
     pub jwks: Option<PathBuf>,
+
+    /// Stamp key file to make and check stamps with (default: the config's stamp.keyFile when
+    /// it is readable, otherwise a fixed offline key that no cluster trusts, so that a
+    /// `--mode validate` run accepts what an earlier offline mutate run stamped).
+    #[arg(long)]
+    pub stamp_keys: Option<PathBuf>,
 
     /// The AdmissionReview (JSON); `-` or nothing reads stdin.
     pub review: Option<PathBuf>,

@@ -109,6 +109,42 @@ pub struct FileConfig {
     pub server: FileServer,
     #[serde(default)]
     pub audit: FileAudit,
+    #[serde(default)]
+    pub stamp: FileStamp,
+}
+
+/// `stamp:`: the key shared by all replicas that authenticates sparkward's admission stamp
+/// (see `core::stamp`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileStamp {
+    /// One `id:base64key` per line, the first signs; mounted from the Secret
+    /// `sparkward-stamp-keys` in a cluster. Local mode generates one beside its certificates.
+    #[serde(default = "default_stamp_key_file")]
+    pub key_file: PathBuf,
+    /// How long a stamp made by the mutating webhook is accepted by later webhook calls of the
+    /// same request.
+    #[serde(default = "default_stamp_validity")]
+    pub validity: HumanDuration,
+}
+
+impl Default for FileStamp {
+    fn default() -> Self {
+        Self {
+            key_file: default_stamp_key_file(),
+            validity: default_stamp_validity(),
+        }
+    }
+}
+
+/// Where the Deployment in deploy/ mounts the Secret `sparkward-stamp-keys`.
+pub const DEFAULT_STAMP_KEY_FILE: &str = "/etc/sparkward/stamp/keys";
+
+fn default_stamp_key_file() -> PathBuf {
+    PathBuf::from(DEFAULT_STAMP_KEY_FILE)
+}
+fn default_stamp_validity() -> HumanDuration {
+    dur(60)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -579,6 +615,12 @@ pub struct ServerConfig {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+pub struct StampConfig {
+    pub key_file: PathBuf,
+    pub validity: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub enum AuditOutput {
     Stdout,
     File(PathBuf),
@@ -595,6 +637,7 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     pub server: ServerConfig,
     pub audit: AuditOutput,
+    pub stamp: StampConfig,
 }
 
 impl Default for Config {
@@ -786,6 +829,17 @@ impl TryFrom<FileConfig> for Config {
         if server.max_body_bytes < 1024 {
             return Err(invalid("server.maxBodyBytes", "must be at least 1024"));
         }
+        let stamp_validity = positive("stamp.validity", f.stamp.validity)?;
+        if stamp_validity < server.review_deadline || stamp_validity > Duration::from_secs(600) {
+            return Err(invalid(
+                "stamp.validity",
+                "must lie between server.reviewDeadline and 10m: it must outlast every webhook \
+                 call of one request, and a short one limits how long a stamp can be replayed",
+            ));
+        }
+        if f.stamp.key_file.as_os_str().is_empty() {
+            return Err(invalid("stamp.keyFile", "must not be empty"));
+        }
         if apply_timeout >= server.review_deadline {
             return Err(invalid(
                 "policy.applyTimeout",
@@ -821,6 +875,10 @@ impl TryFrom<FileConfig> for Config {
             audit: match f.audit.output.as_str() {
                 "stdout" | "-" | "" => AuditOutput::Stdout,
                 path => AuditOutput::File(PathBuf::from(path)),
+            },
+            stamp: StampConfig {
+                key_file: f.stamp.key_file,
+                validity: stamp_validity,
             },
         })
     }

@@ -15,4 +15,5 @@ pub mod core;
 pub mod k8s;
 pub mod server;
 pub mod shutdown;
+pub mod stamp_keys;
 pub mod telemetry;

@@ -76,6 +76,7 @@ pub struct Metrics {
     pub tls_cert_expiry: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub lifecycle_actions: Family<LifecycleLabels, Counter>,
     pub config_reloads: Family<OutcomeLabels, Counter>,
+    pub stamp_key_reloads: Family<OutcomeLabels, Counter>,
 }
 
 impl Metrics {
@@ -91,6 +92,7 @@ impl Metrics {
             tls_cert_expiry: Gauge::default(),
             lifecycle_actions: Family::default(),
             config_reloads: Family::default(),
+            stamp_key_reloads: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("sparkward");
         r.register(
@@ -146,11 +148,20 @@ impl Metrics {
             "Configuration reloads, by outcome",
             m.config_reloads.clone(),
         );
+        r.register(
+            "stamp_key_reloads",
+            "Stamp key file reloads, by outcome",
+            m.stamp_key_reloads.clone(),
+        );
         // Series that alerts watch start at zero, so `increase()` and `rate()` see the first
         // event instead of a series appearing from nothing.
         for outcome in ["success", "failure"] {
             drop(m.tls_reloads.get_or_create(&OutcomeLabels { outcome }));
             drop(m.config_reloads.get_or_create(&OutcomeLabels { outcome }));
+            drop(
+                m.stamp_key_reloads
+                    .get_or_create(&OutcomeLabels { outcome }),
+            );
             drop(
                 m.policy_apply_duration
                     .get_or_create(&OutcomeLabels { outcome }),

@@ -8,9 +8,8 @@ mod support;
 
 use http::Method;
 use serde_json::{Value, json};
-use sparkward::core::labels::job_id_for_request;
 use support::apiserver::{CNP, FakeApiServer};
-use support::reviews::{Review, patched};
+use support::reviews::{Review, job_of, patched};
 use support::scenario::{Idp, OPERATOR, mk_spark_app};
 use support::webhook::{HttpVersion, Options, Sparkward, WebhookClient};
 
@@ -49,9 +48,10 @@ impl World {
         let (_, answer) = self.client.review("/mutate", &request).await;
         assert_eq!(answer["response"]["allowed"], true, "{answer}");
         let obj = patched(&request, &answer);
-        // The validating webhook sees the final object of the same request.
-        let mut final_review = review.clone();
-        final_review.object = obj.clone();
+        // The validating webhook sees the final object of the same request, in a call of its
+        // own (a fresh uid, as the API server sends it).
+        let final_review = review.next_call(obj, true);
+        let obj = final_review.object.clone();
         let validated = self.validate(&final_review).await;
         assert_eq!(validated["response"]["allowed"], true, "{validated}");
         self.api.insert(obj)
@@ -131,8 +131,8 @@ async fn world() -> World {
         &w.idp.token("alice", "data:read:postgres-main"),
     ))
     .user("oidc:alice");
-    w.job = job_id_for_request(&review.uid);
     w.app = w.admit_and_store(&review).await;
+    w.job = job_of(&w.app);
     let driver_review = Review::pod(mk_driver_pod(&w.app)).user(OPERATOR);
     w.driver = w.admit_and_store(&driver_review).await;
     assert_eq!(w.driver["metadata"]["labels"]["sparkward.io/job-id"], w.job);
@@ -184,8 +184,8 @@ async fn a_spark_submit_driver_with_a_token_and_its_executors_are_admitted() {
     driver["metadata"]["annotations"] =
         json!({"sparkward.io/submitter-token": w.idp.token("bob", "stream:kafka-events")});
     let review = Review::pod(driver).user("oidc:bob");
-    let job = job_id_for_request(&review.uid);
     let stored = w.admit_and_store(&review).await;
+    let job = job_of(&stored);
     assert_eq!(w.api.list(CNP, Some(NS)).len(), 2);
     settle().await;
     let exec = mk_executor_pod(
@@ -243,8 +243,7 @@ async fn an_executor_of_job_a_claiming_job_b_is_denied() {
     b["metadata"]["annotations"] =
         json!({"sparkward.io/submitter-token": w.idp.token("bob", "stream:kafka-events")});
     let b_review = Review::pod(b).user("oidc:bob");
-    let job_b = job_id_for_request(&b_review.uid);
-    w.admit_and_store(&b_review).await;
+    let job_b = job_of(&w.admit_and_store(&b_review).await);
     settle().await;
     // Alice's driver (job A) creates a pod labelled with job B to get Kafka access.
     let mut labels = exec_labels(&w.app);
@@ -522,18 +521,9 @@ async fn a_scheduled_run_inherits_the_schedules_identity_and_gets_its_own_job() 
         stored_run["metadata"]["annotations"]["sparkward.io/submitter"],
         "carol"
     );
-    assert_eq!(
-        stored_run["metadata"]["labels"]["sparkward.io/job-id"],
-        job_id_for_request(&run_review.uid)
-    );
-    let policy = w
-        .api
-        .get(
-            CNP,
-            NS,
-            &format!("sparkward-{}", job_id_for_request(&run_review.uid)),
-        )
-        .unwrap();
+    let run_job = job_of(&stored_run);
+    assert_ne!(run_job, w.job);
+    let policy = w.api.get(CNP, NS, &format!("sparkward-{run_job}")).unwrap();
     assert!(
         policy["specs"].to_string().contains("9092"),
         "the run gets the schedule's scopes"

@@ -610,7 +610,7 @@ fn the_deployment_meets_the_restricted_pod_security_profile_its_namespace_enforc
 }
 
 #[test]
-fn the_deployment_runs_serve_with_the_mounted_config_and_certificate() {
+fn the_deployment_runs_serve_with_the_mounted_config_certificate_and_stamp_key() {
     let m = base();
     let c = m.container();
     assert_eq!(
@@ -644,6 +644,10 @@ fn the_deployment_runs_serve_with_the_mounted_config_and_certificate() {
             (
                 "/etc/sparkward/tls/tls.key",
                 ("Secret", "sparkward-tls", "tls.key")
+            ),
+            (
+                sparkward::config::DEFAULT_STAMP_KEY_FILE,
+                ("Secret", "sparkward-stamp-keys", "keys")
             ),
         ])
     );

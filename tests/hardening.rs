@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
-use sparkward::core::labels::job_id_for_request;
 use support::cli::{OfflineSetup, ReviewRun};
 use support::pss::{restricted_violations, writable_dirs_missing};
 use support::reviews::{Review, patch_of};
@@ -174,7 +173,7 @@ fn every_spark_application_example_and_fixture_is_admitted_hardened_and_schema_v
         let policies = run.output["ciliumNetworkPolicies"].as_array().unwrap();
         if kind == "SparkApplication" {
             assert_eq!(policies.len(), 1, "{name}");
-            let job = job_id_for_request(&review.uid);
+            let job = support::reviews::job_of(&out);
             assert_eq!(
                 out["metadata"]["labels"]["sparkward.io/job-id"], job,
                 "{name}"
@@ -232,7 +231,7 @@ fn every_pod_fixture_is_admitted_and_meets_the_restricted_profile() {
             .len(),
         1
     );
-    let job = job_id_for_request(&driver_req.uid);
+    let job = support::reviews::job_of(&driver);
 
     // Its executor, created by the driver's service account (token bound to the driver pod).
     driver["metadata"]["uid"] = json!("drv-uid-1");
@@ -279,7 +278,7 @@ fn every_pod_fixture_is_admitted_and_meets_the_restricted_profile() {
     assert_restricted("operator driver", &out);
     assert_eq!(
         out["metadata"]["labels"]["sparkward.io/job-id"],
-        job_id_for_request(&app_req.uid)
+        support::reviews::job_of(&app)
     );
 
     // A notebook (client-mode driver) with an init container and a sidecar.

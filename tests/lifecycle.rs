@@ -16,7 +16,7 @@ use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use sparkward::config::{Config, LifecycleConfig};
 use sparkward::core::decision::{JobIdentity, Submitter};
-use sparkward::core::labels::{job_id_for_request, policy_name};
+use sparkward::core::labels::{job_id_for_test, policy_name};
 use sparkward::core::policy::{PolicyInput, render_policy};
 use sparkward::k8s::lifecycle::{Lifecycle, LifecycleSettings};
 use sparkward::telemetry::{AuditSink, LifecycleLabels, Metrics};
@@ -47,7 +47,7 @@ fn mk_config(end_grace: Duration, orphan_grace: Duration) -> LifecycleConfig {
 
 fn mk_job(request_uid: &str) -> JobIdentity {
     JobIdentity {
-        job_id: job_id_for_request(request_uid),
+        job_id: job_id_for_test(request_uid),
         submitter: Submitter {
             subject: "alice@example.com".into(),
             issuer: "https://idp.example.com/realms/data".into(),

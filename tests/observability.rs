@@ -10,7 +10,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sparkward::core::labels::job_id_for_request;
 use support::reviews::Review;
 use support::scenario::{Idp, mk_spark_app};
 use support::webhook::{HttpVersion, Options, Sparkward};
@@ -64,6 +63,7 @@ struct Run {
     s: Sparkward,
     tokens: Vec<String>,
     allowed_uid: String,
+    allowed_job: String,
 }
 
 async fn run_reviews(config_extra: &str) -> Run {
@@ -82,10 +82,9 @@ async fn run_reviews(config_extra: &str) -> Run {
     };
     // 1. allowed mutation of a SparkApplication (token verified, policy applied)
     let allowed = Review::spark_app(mk_spark_app("pi", "spark-jobs", &good)).user("oidc:alice");
-    assert_eq!(
-        client.review("/mutate", &allowed.build()).await.1["response"]["allowed"],
-        true
-    );
+    let answer = client.review("/mutate", &allowed.build()).await.1;
+    assert_eq!(answer["response"]["allowed"], true);
+    let allowed_job = support::reviews::answered_job(&answer);
     // 2. denied mutation: expired token
     let denied = Review::spark_app(mk_spark_app("pi", "spark-jobs", &expired)).user("oidc:alice");
     assert_eq!(
@@ -123,6 +122,7 @@ async fn run_reviews(config_extra: &str) -> Run {
         s,
         tokens: vec![good, expired],
         allowed_uid: allowed.uid,
+        allowed_job,
     }
 }
 
@@ -160,7 +160,7 @@ fn check_audit(lines: &[Value], run: &Run) {
         }
     }
     let allowed = lines.iter().find(|l| l["uid"] == run.allowed_uid).unwrap();
-    let job = job_id_for_request(&run.allowed_uid);
+    let job = run.allowed_job.clone();
     assert_eq!(allowed["allowed"], true);
     assert_eq!(allowed["reason"], "ok");
     assert_eq!(allowed["operation"], "CREATE");

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use http::Method;
 use serde_json::{Value, json};
-use sparkward::core::labels::job_id_for_request;
 use support::apiserver::{CNP, FakeApiServer, Fault};
-use support::reviews::Review;
+use support::reviews::{Review, answered_job};
 use support::scenario::{Idp, mk_spark_app};
 use support::webhook::{HttpVersion, Options, Sparkward};
 
@@ -73,7 +72,7 @@ async fn a_spark_application_review_stores_exactly_one_policy_before_the_answer(
     let answer = e.submit(&review).await;
     let answered_at = Instant::now();
     assert_eq!(answer["response"]["allowed"], true, "{answer}");
-    let job = job_id_for_request(&review.uid);
+    let job = answered_job(&answer);
 
     let cnps = e.cnps();
     assert_eq!(cnps.len(), 1, "{cnps:#?}");
@@ -440,7 +439,7 @@ async fn a_valid_new_config_takes_effect_without_a_restart() {
         .get(
             CNP,
             "spark-jobs",
-            &format!("sparkward-{}", job_id_for_request(&review.uid)),
+            &format!("sparkward-{}", answered_job(&after)),
         )
         .unwrap();
     assert!(egress_text(&cnp).contains("10.20.0.0/16"));

@@ -27,10 +27,11 @@ pub const SUBJECT: &str = "alice";
 pub const SCOPES: &str = "data:read:postgres-main stream:kafka-events storage:s3-lake";
 pub const DRIVER_POD: &str = "wordcount-3f2a1c-driver";
 pub const DRIVER_UID: &str = "5d3c2b1a-9f8e-4d7c-a6b5-0e1f2a3b4c5d";
-/// The job the driver was admitted under (an id of the shape `job_id_for_request` gives).
+/// The job the driver was admitted under (a well-formed job id).
 pub const JOB_ID: &str = "sj-mfrggzdfmztwq2lknnwg";
-/// Fixed review uids: the job id and the policy name derive from them, so every run of a bench
-/// decides the same thing.
+/// The stamp key of the benches (a fixed test key).
+pub const STAMP_KEYS: &str = "bench:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+/// Fixed review uids.
 pub const EXECUTOR_UID: &str = "0b1f7a52-3c1d-4e8a-9f6b-7d2e5c4a3b21";
 pub const APP_UID: &str = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
 

@@ -4,19 +4,62 @@
 //!
 //! The pipeline reaches the outside world only through three small traits, implemented in `k8s/`
 //! (API server, JWKS) and in local/offline forms: `Verifier` (token → submitter), `Lookup`
-//! (admitted SparkApplications and job pods) and the policy store.
+//! (admitted SparkApplications and job pods) and the policy store (`store`). The stamp keys
+//! arrive through a `Keyring` that the runtime fills and reloads.
+//!
+//! `review` is the router; each admitted kind has its own module; `job` holds what they share.
 
+mod configmap;
 pub mod decode;
+mod job;
+mod network_policy;
+mod pod;
 pub mod respond;
 pub mod review;
+mod scheduled;
+mod spark_app;
+pub mod store;
 
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use futures::future::BoxFuture;
 
 use crate::config::IdentityConfig;
 use crate::core::decision::{Reason, Submitter};
 use crate::core::objects::Meta;
+use crate::core::stamp::StampKeys;
 
 pub use review::{Mode, Outcome, Pipeline};
+
+/// The stamp keys in use, or why there are none (the key file is missing or invalid). Shared
+/// by every pipeline of one process and swapped whole by the key-file reload loop.
+#[derive(Clone)]
+pub struct Keyring(Arc<ArcSwap<Result<Arc<StampKeys>, String>>>);
+
+impl Keyring {
+    pub fn new(keys: StampKeys) -> Self {
+        Self(Arc::new(ArcSwap::from_pointee(Ok(Arc::new(keys)))))
+    }
+
+    /// A keyring without keys yet: every review that needs a stamp is denied with `why`.
+    pub fn empty(why: impl Into<String>) -> Self {
+        Self(Arc::new(ArcSwap::from_pointee(Err(why.into()))))
+    }
+
+    pub fn set(&self, keys: StampKeys) {
+        self.0.store(Arc::new(Ok(Arc::new(keys))));
+    }
+
+    /// Drops the keys (the file disappeared or became invalid and there were none before).
+    pub fn clear(&self, why: impl Into<String>) {
+        self.0.store(Arc::new(Err(why.into())));
+    }
+
+    pub fn current(&self) -> Result<Arc<StampKeys>, String> {
+        self.0.load().as_ref().clone()
+    }
+}
 
 /// Verifies a submitter token and returns who it belongs to and what it grants.
 pub trait Verifier: Send + Sync {

@@ -161,6 +161,9 @@ pub enum Reason {
     Spoofing(Vec<Violation>),
     /// The object claims to belong to a job that cannot be traced to an admission.
     Lineage(String),
+    /// A `sparkward.io/stamp` that does not verify for this request (copied, edited, replayed,
+    /// expired, or made under a key sparkward no longer holds).
+    Stamp(String),
     /// `sparkward.io/` metadata or hardened fields changed by an update.
     Immutable(Vec<Violation>),
     /// A managed CiliumNetworkPolicy touched by someone other than its managers.
@@ -198,6 +201,7 @@ impl Reason {
             Reason::Lineage(_) => "lineage",
             Reason::Immutable(_) => "immutable",
             Reason::NotManager(_) => "not_manager",
+            Reason::Stamp(_) => "stamp",
             Reason::UnknownScopes(_) => "unknown_scopes",
             Reason::PolicyApply { .. } => "policy_apply",
             Reason::Lookup(_) => "lookup",
@@ -232,6 +236,7 @@ impl fmt::Display for Reason {
             | Reason::Unsupported(m)
             | Reason::Lineage(m)
             | Reason::NotManager(m)
+            | Reason::Stamp(m)
             | Reason::UnknownScopes(m)
             | Reason::Lookup(m)
             | Reason::Deadline(m)
@@ -263,7 +268,7 @@ mod tests {
     #[test]
     fn stamp_round_trips_through_metadata() {
         let job = JobIdentity {
-            job_id: labels::job_id_for_request("uid-1"),
+            job_id: labels::job_id_for_test("uid-1"),
             submitter: submitter(),
         };
         let stamp = job.stamp(Some("driver"));
@@ -291,7 +296,7 @@ mod tests {
     #[test]
     fn edited_user_label_is_not_trusted() {
         let job = JobIdentity {
-            job_id: labels::job_id_for_request("uid-1"),
+            job_id: labels::job_id_for_test("uid-1"),
             submitter: submitter(),
         };
         let stamp = job.stamp(None);

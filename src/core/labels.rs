@@ -1,5 +1,5 @@
 //! The names users and tools see (DESIGN.md, "Names users see") and the pure helpers that derive
-//! them: the job id from a request uid, the label-safe user, the policy name. Admission and the
+//! them: the job id from random bytes, the label-safe user, the policy name. Admission and the
 //! lifecycle controller both use these, so whatever is admitted can be found and cleaned up.
 
 use sha2::{Digest, Sha256};
@@ -20,6 +20,8 @@ pub const POLICY_ANNOTATION: &str = "sparkward.io/policy";
 /// that request's uid like a job id), so a re-invocation of the same request is recognised and a
 /// schedule created with hand-written identity annotations is not.
 pub const SCHEDULE_ID_ANNOTATION: &str = "sparkward.io/schedule-id";
+/// The HMAC stamp the mutating webhook writes next to an identity (see `core::stamp`).
+pub const STAMP_ANNOTATION: &str = "sparkward.io/stamp";
 pub const ENFORCE_LABEL: &str = "sparkward.io/enforce";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "sparkward";
@@ -37,11 +39,14 @@ const LABEL_VALUE_MAX: usize = 63;
 /// Sanitised user labels are cut to this length before the hash suffix is added.
 const USER_LABEL_CUT: usize = 54;
 
-/// The job id of the job admitted by the request with this uid: `sj-` followed by 20 lowercase
-/// base32 characters of sha256(uid). The same request (a re-invocation) yields the same id.
-pub fn job_id_for_request(request_uid: &str) -> String {
-    let digest = Sha256::digest(request_uid.as_bytes());
-    let encoded = data_encoding::BASE32_NOPAD.encode(&digest);
+/// Random bytes a job id is made from (100 bits are used).
+pub type JobIdEntropy = [u8; 13];
+
+/// A new job id from fresh random bytes: `sj-` followed by 20 lowercase base32 characters (100
+/// bits). Unique per job and unguessable; a re-invocation of the same request reads the id back
+/// from the stamped object instead of making a new one (see `core::stamp`).
+pub fn job_id_from(random: &JobIdEntropy) -> String {
+    let encoded = data_encoding::BASE32_NOPAD.encode(random);
     let mut id = String::with_capacity(JOB_ID_PREFIX.len() + JOB_ID_CHARS);
     id.push_str(JOB_ID_PREFIX);
     id.extend(
@@ -51,6 +56,15 @@ pub fn job_id_for_request(request_uid: &str) -> String {
             .map(|c| c.to_ascii_lowercase()),
     );
     id
+}
+
+/// A job id derived from a string (sha256), for tests and fixtures that need a stable,
+/// well-formed id. Admission never uses it: real ids are random (`job_id_from`).
+pub fn job_id_for_test(seed: &str) -> String {
+    let digest = Sha256::digest(seed.as_bytes());
+    let mut random = JobIdEntropy::default();
+    random.copy_from_slice(&digest[..13]);
+    job_id_from(&random)
 }
 
 /// Whether `value` has the shape of a job id sparkward issues.
@@ -118,16 +132,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn job_id_is_stable_and_well_formed() {
-        let a = job_id_for_request("705ab4f5-6393-11e8-b7cc-42010a800002");
-        assert_eq!(
-            a,
-            job_id_for_request("705ab4f5-6393-11e8-b7cc-42010a800002")
-        );
-        assert_ne!(
-            a,
-            job_id_for_request("705ab4f5-6393-11e8-b7cc-42010a800003")
-        );
+    fn job_ids_are_well_formed_and_follow_their_entropy() {
+        let a = job_id_from(&[0x5a; 13]);
+        assert_eq!(a, job_id_from(&[0x5a; 13]));
+        assert_ne!(a, job_id_from(&[0x5b; 13]));
+        assert_ne!(job_id_for_test("a"), job_id_for_test("b"));
         assert_eq!(a.len(), 23);
         assert!(is_job_id(&a), "{a}");
         assert!(is_label_value(&a));

@@ -384,7 +384,7 @@ mod tests {
     }
 
     fn job(n: u32) -> String {
-        labels::job_id_for_request(&format!("request-{n}"))
+        labels::job_id_for_test(&format!("request-{n}"))
     }
 
     fn mk_policy(n: u32, created_ago: u64) -> ManagedPolicy {

@@ -12,3 +12,4 @@ pub mod lifecycle;
 pub mod mutation;
 pub mod objects;
 pub mod policy;
+pub mod stamp;

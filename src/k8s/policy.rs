@@ -8,7 +8,6 @@
 //! file store lives in `k8s::local`. Every failure is an [`ApplyError`] whose message tells the
 //! kubectl user what failed, that nothing was admitted, and that submitting again is safe.
 
-use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -22,158 +21,7 @@ use crate::core::cilium::{self, CiliumNetworkPolicy};
 /// Field manager of every server-side apply sparkward makes.
 pub const FIELD_MANAGER: &str = "sparkward";
 
-/// Where job policies go. Object-safe so the pipeline can hold an `Arc<dyn PolicyStore>`.
-pub trait PolicyStore: Send + Sync {
-    /// Creates or updates the policy; returns once it is stored (or definitely is not).
-    fn apply<'a>(
-        &'a self,
-        policy: &'a CiliumNetworkPolicy,
-    ) -> BoxFuture<'a, Result<(), ApplyError>>;
-}
-
-/// Why a policy was not stored. The admission is denied with this message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ApplyError {
-    /// The API did not confirm the policy within `policy.applyTimeout`.
-    Timeout {
-        namespace: String,
-        name: String,
-        after: Duration,
-        last_error: Option<String>,
-    },
-    /// The API refused the policy (a 4xx other than 401/403/409/429); retrying cannot help.
-    Rejected {
-        namespace: String,
-        name: String,
-        status: u16,
-        reason: String,
-        message: String,
-    },
-    /// sparkward may not write the policy (401/403): credentials or RBAC.
-    Forbidden {
-        namespace: String,
-        name: String,
-        status: u16,
-        message: String,
-    },
-    /// The API kept failing transiently until the retries or the time ran out.
-    Unavailable {
-        namespace: String,
-        name: String,
-        attempts: u32,
-        error: String,
-    },
-    /// The policy cannot be sent at all (no name or namespace).
-    Invalid {
-        namespace: String,
-        name: String,
-        reason: String,
-    },
-    /// Local mode: the policy file could not be written.
-    Write {
-        namespace: String,
-        name: String,
-        path: String,
-        error: String,
-    },
-}
-
-impl ApplyError {
-    /// Fixed label for metrics.
-    pub fn code(&self) -> &'static str {
-        match self {
-            ApplyError::Timeout { .. } => "timeout",
-            ApplyError::Rejected { .. } => "rejected",
-            ApplyError::Forbidden { .. } => "forbidden",
-            ApplyError::Unavailable { .. } => "unavailable",
-            ApplyError::Invalid { .. } => "invalid",
-            ApplyError::Write { .. } => "write",
-        }
-    }
-
-    fn target(&self) -> (&str, &str) {
-        match self {
-            ApplyError::Timeout {
-                namespace, name, ..
-            }
-            | ApplyError::Rejected {
-                namespace, name, ..
-            }
-            | ApplyError::Forbidden {
-                namespace, name, ..
-            }
-            | ApplyError::Unavailable {
-                namespace, name, ..
-            }
-            | ApplyError::Invalid {
-                namespace, name, ..
-            }
-            | ApplyError::Write {
-                namespace, name, ..
-            } => (namespace, name),
-        }
-    }
-}
-
-impl fmt::Display for ApplyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (namespace, name) = self.target();
-        write!(
-            f,
-            "the job's CiliumNetworkPolicy {name} in namespace {namespace} could not be created: "
-        )?;
-        match self {
-            ApplyError::Timeout {
-                after, last_error, ..
-            } => {
-                write!(
-                    f,
-                    "the Kubernetes API did not confirm it within {}",
-                    human(*after)
-                )?;
-                if let Some(e) = last_error {
-                    write!(f, " (last error: {e})")?;
-                }
-            }
-            ApplyError::Rejected {
-                status,
-                reason,
-                message,
-                ..
-            } => write!(
-                f,
-                "the API server rejected it ({status} {reason}: {message})"
-            )?,
-            ApplyError::Forbidden {
-                status, message, ..
-            } => write!(
-                f,
-                "sparkward is not allowed to write it ({status}: {message}); an administrator \
-                 must check sparkward's RBAC"
-            )?,
-            ApplyError::Unavailable {
-                attempts, error, ..
-            } => write!(
-                f,
-                "the Kubernetes API failed {attempts} time(s), last with: {error}"
-            )?,
-            ApplyError::Invalid { reason, .. } => write!(f, "{reason}")?,
-            ApplyError::Write { path, error, .. } => write!(f, "writing {path} failed: {error}")?,
-        }
-        f.write_str("; nothing was admitted, and retrying the submission is safe")
-    }
-}
-
-/// `5s`, `1.5s` or `250ms`.
-fn human(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else if d.as_secs() == 0 {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
-}
+pub use crate::admission::store::{ApplyError, PolicyStore};
 
 /// The namespace and name of a policy, or why it cannot be applied.
 pub(crate) fn target(policy: &CiliumNetworkPolicy) -> Result<(String, String), ApplyError> {
@@ -709,12 +557,5 @@ mod tests {
         assert_eq!(got[0].specs[0].description.as_deref(), Some("second"));
         assert_eq!(store.take().len(), 2);
         assert!(store.policies().is_empty());
-    }
-
-    #[test]
-    fn durations_read_naturally() {
-        assert_eq!(human(Duration::from_secs(5)), "5s");
-        assert_eq!(human(Duration::from_millis(250)), "250ms");
-        assert_eq!(human(Duration::from_millis(1500)), "1.5s");
     }
 }

@@ -142,6 +142,38 @@ impl Review {
         self
     }
 
+    /// The review the API server sends to a later webhook of the same request (the validating
+    /// webhook, or a re-invocation) once `object` is the object after the mutating webhooks:
+    /// everything the same except a fresh uid, as kube-apiserver makes one per webhook call.
+    /// A CREATE's object gets what the API server assigns between mutating and validating
+    /// admission (a `generateName` resolved, `metadata.uid`, `creationTimestamp`) when
+    /// `validating`.
+    pub fn next_call(&self, object: Value, validating: bool) -> Self {
+        let mut next = self.clone();
+        next.uid = fresh_uid();
+        next.object = object;
+        if validating && self.operation == "CREATE" {
+            let meta = &mut next.object["metadata"];
+            if meta
+                .get("name")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+                && let Some(prefix) = meta.get("generateName").and_then(Value::as_str)
+            {
+                let name = format!("{prefix}{}", &fresh_uid()[..5].replace('-', "x"));
+                meta["name"] = json!(name);
+                next.name = Some(name);
+            }
+            if meta.get("uid").is_none() {
+                meta["uid"] = json!(fresh_uid());
+            }
+            if meta.get("creationTimestamp").is_none() {
+                meta["creationTimestamp"] = json!("2026-12-01T00:00:00Z");
+            }
+        }
+        next
+    }
+
     pub fn dry_run(mut self) -> Self {
         self.dry_run = true;
         self
@@ -193,6 +225,26 @@ pub fn patched(request: &Value, response: &Value) -> Value {
         serde_json::from_value(Value::Array(patch_of(response))).expect("patch ops");
     json_patch::patch(&mut obj, &ops).expect("patch applies");
     obj
+}
+
+/// The job id sparkward stamped on an object (asserting it is well-formed).
+pub fn job_of(object: &Value) -> String {
+    let id = object["metadata"]["labels"]["sparkward.io/job-id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no sparkward.io/job-id label on {object}"))
+        .to_string();
+    assert!(sparkward::core::labels::is_job_id(&id), "{id}");
+    id
+}
+
+/// The job id an allowed answer reports (its `job-id` audit annotation).
+pub fn answered_job(answer: &Value) -> String {
+    let id = answer["response"]["auditAnnotations"]["job-id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no job-id audit annotation in {answer}"))
+        .to_string();
+    assert!(sparkward::core::labels::is_job_id(&id), "{id}");
+    id
 }
 
 /// A minimal pod as spark-submit would create it.

@@ -45,6 +45,9 @@ impl TestCerts {
     }
 }
 
+/// The stamp key every test server uses unless its config names another key file.
+pub const TEST_STAMP_KEYS: &str = "test:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n";
+
 /// How to start sparkward.
 #[derive(Default, Clone)]
 pub struct Options {
@@ -90,7 +93,14 @@ impl Sparkward {
         let dir = tempfile::tempdir().expect("tempdir");
         let certs = TestCerts::generate(&dir.path().join("certs"));
         let config_path = dir.path().join("config.yaml");
-        std::fs::write(&config_path, opts.config.clone().unwrap_or_default()).expect("config");
+        let stamp_keys = dir.path().join("stamp-keys");
+        std::fs::write(&stamp_keys, TEST_STAMP_KEYS).expect("stamp keys");
+        let mut config = opts.config.clone().unwrap_or_default();
+        if !config.contains("\nstamp:") && !config.starts_with("stamp:") {
+            // Every replica of a test shares the fixed test key unless the test sets its own.
+            config.push_str(&format!("\nstamp:\n  keyFile: {}\n", stamp_keys.display()));
+        }
+        std::fs::write(&config_path, config).expect("config");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sparkward"));
         cmd.arg("serve").arg("--config").arg(&config_path);
         let dev_dir = dir.path().join("dev-certs");

@@ -1,0 +1,462 @@
+//! What every admitted kind shares: establishing a job's identity (token verification, fresh job
+//! ids), the admission stamp that lets later webhook calls of the same request recognise that
+//! identity, applying a new job's policy before the answer, and the claim/immutability checks
+//! on `sparkward.io/` metadata.
+//!
+//! Ordering invariant: a new job's CiliumNetworkPolicy is applied (and the apply confirmed)
+//! before the allowed answer is produced; on dry runs it is rendered and not applied. Any
+//! failure on the way is a denial, never an allowed answer without a policy.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use json_patch::PatchOperation;
+
+use crate::admission::decode::{Operation, Request};
+use crate::admission::no_identity;
+use crate::admission::review::{Allowed, Ctx, Decided, Facts, Pipeline};
+use crate::core::decision::{JobIdentity, Reason, Submitter};
+use crate::core::hardening::{Findings, Loc, Violation};
+use crate::core::identity::IdentityError;
+use crate::core::labels::{self, JOB_ID_LABEL, PREFIX, STAMP_ANNOTATION};
+use crate::core::mutation::{Stamp, conflicting_claims, token_present};
+use crate::core::objects::Meta;
+use crate::core::policy::{PolicyError, PolicyInput, render_policy};
+use crate::core::stamp::{self, Binding, BoundName, Opened, Source, StampError};
+use crate::telemetry::OutcomeLabels;
+
+/// Seconds since the Unix epoch (0 if the clock is before it, which no stamp survives).
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Pipeline {
+    /// The id of the job (or schedule) this request starts: derived under the stamp key from
+    /// the request uid, so it is unguessable and unique per request, and a retried call (the
+    /// API server resends the same review after a transport error) re-applies the same policy
+    /// instead of leaving a second one behind. Re-invocations and the validating call, which
+    /// have other uids, read the id back from the stamped object.
+    pub(super) fn new_job_id(&self, ctx: &Ctx<'_>, purpose: &str) -> Result<String, Reason> {
+        let keys = self.stamp_keys.current().map_err(no_stamp_keys)?;
+        Ok(labels::job_id_from(&keys.derive(purpose, &ctx.req.uid)))
+    }
+
+    pub(super) fn token_annotation(&self) -> &str {
+        self.config
+            .identity
+            .as_ref()
+            .map_or(labels::TOKEN_ANNOTATION, |i| i.annotation.as_str())
+    }
+
+    pub(super) fn is_operator(&self, username: &str) -> bool {
+        self.config
+            .identity
+            .as_ref()
+            .is_some_and(|i| i.spark_operator.iter().any(|o| o == username))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Stamps
+    // -----------------------------------------------------------------------------------------
+
+    /// The binding of a stamp on `meta` in this call. Before the API server assigns a
+    /// `generateName` object its name (mutating calls), the stamp binds the prefix; a validating
+    /// call recognises such a stamp by its flag and checks that the assigned name extends it.
+    fn binding<'a>(
+        &self,
+        req: &'a Request<'_>,
+        kind: &'a str,
+        meta: &'a Meta,
+        generated_stamp: bool,
+    ) -> Result<Binding<'a>, StampError> {
+        let name = meta
+            .name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .or(req.name.as_deref().filter(|n| !n.is_empty()));
+        let prefix = meta.generate_name.as_deref().unwrap_or("");
+        let name = match (name, generated_stamp) {
+            (Some(n), true) if !prefix.is_empty() && n.starts_with(prefix) => {
+                BoundName::Generated(prefix)
+            }
+            (Some(_), true) => return Err(StampError::NameAssigned),
+            (Some(n), false) => BoundName::Named(n),
+            (None, _) => BoundName::Generated(prefix),
+        };
+        let (pod, pod_uid) = req.user_info.bound_pod().unwrap_or(("", None));
+        Ok(Binding {
+            kind,
+            namespace: req.namespace.as_deref().unwrap_or(""),
+            name,
+            username: &req.user_info.username,
+            user_uid: &req.user_info.uid,
+            bound_pod: (pod, pod_uid.unwrap_or("")),
+            dry_run: req.is_dry_run(),
+        })
+    }
+
+    /// Adds the stamp that attests `stamp`'s entries for this request to `stamp`.
+    pub(super) fn seal(
+        &self,
+        ctx: &Ctx<'_>,
+        meta: &Meta,
+        stamp: &mut Stamp,
+        source: Source,
+    ) -> Result<(), Reason> {
+        let keys = self.stamp_keys.current().map_err(no_stamp_keys)?;
+        // A mutating call binds the name it sees; a generateName object has none yet.
+        let kind = kind_key(ctx.req);
+        let binding = self
+            .binding(ctx.req, &kind, meta, false)
+            .map_err(|e| Reason::Malformed(format!("the object cannot be stamped: {e}")))?;
+        let covered = stamp::covered(
+            stamp.labels.iter().map(|(k, v)| (*k, v.as_str())),
+            stamp.annotations.iter().map(|(k, v)| (*k, v.as_str())),
+            self.token_annotation(),
+        );
+        let expires = unix_now().saturating_add(self.config.stamp.validity.as_secs());
+        let sealed = stamp::seal(&keys, &binding, source, &covered, expires);
+        stamp.annotations.insert(STAMP_ANNOTATION, sealed);
+        Ok(())
+    }
+
+    /// Opens the stamp `meta` carries for this request. `Ok(None)`: the object has no stamp.
+    /// A stamp that does not open is a denial: it was copied, edited, replayed or expired.
+    pub(super) fn open_stamp(
+        &self,
+        ctx: &Ctx<'_>,
+        meta: &Meta,
+        kind: &str,
+    ) -> Result<Option<Opened>, Reason> {
+        let Some(sealed) = meta.annotation(STAMP_ANNOTATION) else {
+            return Ok(None);
+        };
+        let keys = self.stamp_keys.current().map_err(no_stamp_keys)?;
+        let invalid = |e: StampError| {
+            Reason::Stamp(format!(
+                "this {kind} carries a {STAMP_ANNOTATION} annotation that is not valid for this \
+                 request: {e}. Stamps are written by sparkward's mutating webhook for one \
+                 request only: remove sparkward.io/ labels and annotations from the manifest \
+                 (they are never copied between objects) and submit again"
+            ))
+        };
+        let generated = stamp::bound_to_generated_name(sealed);
+        let kind_key = kind_key(ctx.req);
+        let binding = self
+            .binding(ctx.req, &kind_key, meta, generated)
+            .map_err(invalid)?;
+        let covered = stamp::covered(
+            meta.labels
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+            meta.annotations
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+            self.token_annotation(),
+        );
+        stamp::open(
+            &keys,
+            sealed,
+            &binding,
+            &covered,
+            unix_now(),
+            self.config.stamp.validity.as_secs(),
+        )
+        .map(Some)
+        .map_err(invalid)
+    }
+
+    /// The validating pass of a new object: it must carry a stamp sparkward made in this
+    /// request.
+    pub(super) fn require_stamp(
+        &self,
+        ctx: &mut Ctx<'_>,
+        meta: &Meta,
+        kind: &str,
+    ) -> Result<Opened, Reason> {
+        let opened = self
+            .open_stamp(ctx, meta, kind)?
+            .ok_or_else(|| not_admitted_here(kind))?;
+        ctx.facts.identity_source = Some(opened.source.as_str());
+        Ok(opened)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Identity
+    // -----------------------------------------------------------------------------------------
+
+    pub(super) async fn verify_token(
+        &self,
+        ctx: &mut Ctx<'_>,
+        meta: &Meta,
+    ) -> Result<Submitter, Reason> {
+        let Some(identity) = &self.config.identity else {
+            return Err(no_identity());
+        };
+        let token = meta
+            .annotation(&identity.annotation)
+            .filter(|t| !t.trim().is_empty())
+            .ok_or_else(|| Reason::from(IdentityError::missing_token(identity)))?;
+        let started = Instant::now();
+        let verified = self
+            .verifier
+            .verify(token.trim(), &ctx.req.user_info.username, identity)
+            .await;
+        if let Some(m) = &self.metrics {
+            m.token_verification_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
+        let submitter = verified?;
+        ctx.facts.identity_source = Some(Source::Token.as_str());
+        ctx.facts.submitter = Some(submitter.clone());
+        Ok(submitter)
+    }
+
+    /// The allowed answer for a job's object: a new job's policy is applied first.
+    pub(super) async fn allow_job(
+        &self,
+        ctx: &mut Ctx<'_>,
+        job: &JobIdentity,
+        namespace: &str,
+        new_job: bool,
+        patch: Vec<PatchOperation>,
+    ) -> Decided {
+        let warnings = if new_job {
+            self.apply_policy(ctx, job, namespace).await?
+        } else {
+            Vec::new()
+        };
+        Ok(Allowed { patch, warnings })
+    }
+
+    /// Renders the job's policy and, unless this is a dry run, applies it before answering.
+    async fn apply_policy(
+        &self,
+        ctx: &mut Ctx<'_>,
+        job: &JobIdentity,
+        namespace: &str,
+    ) -> Result<Vec<String>, Reason> {
+        let user_label = job.user_label();
+        let rendered = render_policy(
+            &PolicyInput {
+                job_id: &job.job_id,
+                namespace,
+                user_label: &user_label,
+                scopes: &job.submitter.scopes,
+            },
+            &self.config.policy,
+        )
+        .map_err(|e| match e {
+            PolicyError::UnknownScopes(_) => Reason::UnknownScopes(e.to_string()),
+            // A scope rule or input that cannot be rendered is a configuration fault: deny, and
+            // say so (config validation makes this unreachable for linted scope rules).
+            other => Reason::Unavailable(format!(
+                "sparkward could not render the job's network policy: {other}; tell the \
+                 platform team"
+            )),
+        })?;
+        ctx.policies.push(rendered.policy.clone());
+        if !ctx.req.is_dry_run() {
+            let started = Instant::now();
+            let applied = self.policies.apply(&rendered.policy).await;
+            if let Some(m) = &self.metrics {
+                let outcome = if applied.is_ok() {
+                    "success"
+                } else {
+                    "failure"
+                };
+                m.policy_apply_duration
+                    .get_or_create(&OutcomeLabels { outcome })
+                    .observe(started.elapsed().as_secs_f64());
+            }
+            applied.map_err(|e| Reason::PolicyApply {
+                code: e.code(),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(rendered.warnings)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Claims and protected metadata
+    // -----------------------------------------------------------------------------------------
+
+    pub(super) fn claims(&self, meta: &Meta, stamp: &Stamp) -> Vec<Violation> {
+        conflicting_claims(
+            &Loc::root().key("metadata"),
+            meta.labels.as_ref(),
+            meta.annotations.as_ref(),
+            stamp,
+            self.token_annotation(),
+        )
+    }
+
+    pub(super) fn require_token_removed(&self, meta: &Meta) -> Result<(), Reason> {
+        let ann = self.token_annotation();
+        if token_present(meta, ann) {
+            return Err(Reason::NotHardened(vec![Violation {
+                field: format!("metadata.annotations[\"{ann}\"]"),
+                problem: "is still present".into(),
+                fix: "sparkward's mutating webhook removes the token so it is never stored; check \
+                      that the mutating webhook configuration covers this namespace"
+                    .into(),
+            }]));
+        }
+        Ok(())
+    }
+
+    pub(super) fn require_hardened(&self, findings: Findings) -> Result<(), Reason> {
+        if !findings.weaker.is_empty() {
+            return Err(Reason::Hardening(findings.weaker));
+        }
+        let missing = findings.missing_as_violations();
+        if !missing.is_empty() {
+            return Err(Reason::NotHardened(missing));
+        }
+        Ok(())
+    }
+
+    /// Changes to `sparkward.io/` labels and annotations (the token annotation included: a
+    /// token may only be given at creation).
+    pub(super) fn protected_metadata_changes(&self, new: &Meta, old: &Meta) -> Vec<Violation> {
+        let meta = Loc::root().key("metadata");
+        let mut out = protected_changes(
+            &meta.key("labels"),
+            new.labels.as_ref(),
+            old.labels.as_ref(),
+            |k| k.starts_with(PREFIX),
+        );
+        out.extend(protected_changes(
+            &meta.key("annotations"),
+            new.annotations.as_ref(),
+            old.annotations.as_ref(),
+            |k| k.starts_with(PREFIX),
+        ));
+        out
+    }
+}
+
+/// `group/Kind` of the request: stable across the webhook calls of one request (the version
+/// may differ under `matchPolicy: Equivalent`).
+fn kind_key(req: &Request<'_>) -> String {
+    format!("{}/{}", req.kind.group, req.kind.kind)
+}
+
+fn no_stamp_keys(why: String) -> Reason {
+    Reason::Unavailable(format!(
+        "sparkward has no stamp key loaded ({why}), so it cannot mark or recognise what it \
+         admitted; nothing was admitted. The platform team must provide the Secret \
+         sparkward-stamp-keys (see the README's install guide)"
+    ))
+}
+
+/// Keys selected by `protected` whose value differs between `old` and `new` (added, removed or
+/// changed).
+pub(super) fn protected_changes(
+    loc: &Loc,
+    new: Option<&BTreeMap<String, String>>,
+    old: Option<&BTreeMap<String, String>>,
+    protected: impl Fn(&str) -> bool,
+) -> Vec<Violation> {
+    let empty = BTreeMap::new();
+    let (new, old) = (new.unwrap_or(&empty), old.unwrap_or(&empty));
+    let keys: BTreeSet<&String> = new.keys().chain(old.keys()).collect();
+    keys.into_iter()
+        .filter(|k| protected(k))
+        .filter(|k| new.get(*k) != old.get(*k))
+        .map(|k| {
+            let problem = match (old.get(k), new.get(k)) {
+                (None, Some(v)) => format!("would be added as '{v}'"),
+                (Some(_), None) => "would be removed".to_string(),
+                (Some(a), Some(b)) => format!("would change from '{a}' to '{b}'"),
+                (None, None) => String::new(),
+            };
+            Violation {
+                field: loc.key(k).human().to_string(),
+                problem,
+                fix: "sparkward's identity labels and annotations are set once at admission and \
+                      cannot be edited; submit a new job instead"
+                    .into(),
+            }
+        })
+        .collect()
+}
+
+/// Stamp labels the object lacks (the validating webhook requires all of them).
+pub(super) fn missing_claims(
+    loc: &Loc,
+    present: Option<&BTreeMap<String, String>>,
+    wanted: &BTreeMap<&'static str, String>,
+) -> Vec<Violation> {
+    wanted
+        .keys()
+        .filter(|k| present.is_none_or(|p| !p.contains_key(**k)))
+        .map(|k| Violation {
+            field: loc.key(k).human().to_string(),
+            problem: "is missing".into(),
+            fix: "sparkward's mutating webhook sets it; check the webhook configurations".into(),
+        })
+        .collect()
+}
+
+/// A new job's object must not arrive with a job id: ids are assigned by sparkward (random, and
+/// recognised later only through its stamp), so a job id here is a claim on somebody else's
+/// job and its network access. Checked before the token so the message names the real problem.
+pub(super) fn foreign_job_claim(meta: &Meta) -> Result<(), Reason> {
+    match meta.label(JOB_ID_LABEL) {
+        Some(claimed) => Err(Reason::Spoofing(vec![Violation {
+            field: Loc::root()
+                .key("metadata")
+                .key("labels")
+                .key(JOB_ID_LABEL)
+                .human()
+                .to_string(),
+            problem: format!(
+                "claims job '{claimed}', but this object starts a new job and nothing it was \
+                 created by belongs to that job"
+            ),
+            fix: "remove sparkward.io/ labels and annotations: sparkward assigns job ids".into(),
+        }])),
+        None => Ok(()),
+    }
+}
+
+pub(super) fn record_job(facts: &mut Facts, job: &JobIdentity) {
+    facts.submitter = Some(job.submitter.clone());
+    facts.job_id = Some(job.job_id.clone());
+    facts.policy = Some(job.policy_name());
+}
+
+pub(super) fn not_admitted_here(kind: &str) -> Reason {
+    Reason::Lineage(format!(
+        "this {kind} was not stamped by sparkward's mutating webhook in this request (it has no \
+         {STAMP_ANNOTATION}): check that the MutatingWebhookConfiguration covers this namespace, \
+         and remove any sparkward.io/ labels or annotations from the manifest"
+    ))
+}
+
+pub(super) fn lookup_failed(
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    e: crate::admission::LookupError,
+) -> Reason {
+    Reason::Lookup(format!(
+        "could not read {kind} {namespace}/{name} to establish the job identity: {e}; nothing \
+         was admitted, retrying is safe"
+    ))
+}
+
+/// `create`, `delete` or `change`, for messages.
+pub(super) fn verb(op: Operation) -> &'static str {
+    match op {
+        Operation::Create => "create",
+        Operation::Delete => "delete",
+        Operation::Connect => "connect to",
+        Operation::Update => "change",
+    }
+}

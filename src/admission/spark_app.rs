@@ -1,0 +1,265 @@
+//! SparkApplication (sparkoperator.k8s.io/v1beta2): a new one becomes a job (identity from the
+//! submitter's token, or from its ScheduledSparkApplication when spark-operator creates a
+//! scheduled run), is stamped, labelled down to its driver and executor specs, hardened, and
+//! gets its policy before the answer. Updates may not touch what sparkward set.
+
+use std::collections::BTreeMap;
+
+use crate::admission::decode::Operation;
+use crate::admission::job::{
+    foreign_job_claim, lookup_failed, missing_claims, not_admitted_here, protected_changes,
+    record_job,
+};
+use crate::admission::review::{
+    Ctx, Decided, Mode, Pipeline, check_spark_version, parse_object, parse_old_object, pass,
+    require_namespace, unsupported,
+};
+use crate::core::decision::{JobIdentity, Reason, Submitter};
+use crate::core::hardening::Loc;
+use crate::core::labels::{self, PREFIX, SCHEDULE_ID_ANNOTATION};
+use crate::core::mutation::{
+    Stamp, conflicting_claims, finish, inspect_app_spec, plan_metadata, plan_spark_pod_labels,
+};
+use crate::core::objects::{Meta, SparkApplication};
+use crate::core::stamp::Source;
+
+const KIND: &str = "SparkApplication";
+
+pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
+    let req = ctx.req;
+    let sub = req.sub_resource.as_deref().unwrap_or("");
+    match (ctx.mode, req.operation, sub) {
+        (Mode::Mutate, Operation::Create, "") => {
+            check_spark_version(req)?;
+            mutate_create(p, ctx, parse_object(req)?).await
+        }
+        (Mode::Validate, Operation::Create, "") => {
+            check_spark_version(req)?;
+            validate_create(p, ctx, &parse_object(req)?)?;
+            pass()
+        }
+        (Mode::Validate, Operation::Update, "") => {
+            validate_update(p, &parse_object(req)?, &parse_old_object(req)?)?;
+            pass()
+        }
+        // Updates are guarded by the validating webhook; nothing to add.
+        (Mode::Mutate, Operation::Update, "") => pass(),
+        // Status writes (the operator, the kubelet) may carry metadata: what sparkward set
+        // stays as it is.
+        (Mode::Validate, Operation::Update, "status") => {
+            let (new, old): (SparkApplication, SparkApplication) =
+                (parse_object(req)?, parse_old_object(req)?);
+            let changed = p.protected_metadata_changes(&new.metadata, &old.metadata);
+            if !changed.is_empty() {
+                return Err(Reason::Immutable(changed));
+            }
+            pass()
+        }
+        (Mode::Mutate, Operation::Update, "status") => pass(),
+        (_, Operation::Delete, "") => pass(),
+        _ => Err(unsupported(req)),
+    }
+}
+
+async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: SparkApplication) -> Decided {
+    let namespace = require_namespace(ctx.req)?;
+    let (job, new_job, source) = if let Some(opened) = p.open_stamp(ctx, &app.metadata, KIND)? {
+        // A re-invocation of this same request: the identity was verified by our first pass.
+        ctx.facts.identity_source = Some("reinvocation");
+        let job = JobIdentity::from_admitted(&app.metadata).ok_or_else(|| {
+            Reason::Lineage("the object carries a stamp but an incomplete identity record".into())
+        })?;
+        (job, false, opened.source)
+    } else {
+        foreign_job_claim(&app.metadata)?;
+        let (submitter, source) = match schedule_parent(p, ctx, &app.metadata, namespace).await? {
+            Some(s) => (s, Source::Schedule),
+            None => (p.verify_token(ctx, &app.metadata).await?, Source::Token),
+        };
+        let job = JobIdentity {
+            job_id: p.new_job_id(ctx, "job-id")?,
+            submitter,
+        };
+        (job, true, source)
+    };
+    record_job(&mut ctx.facts, &job);
+
+    let mut stamp = job.stamp(None);
+    if new_job {
+        p.seal(ctx, &app.metadata, &mut stamp, source)?;
+    } else if let Some(existing) = app.metadata.annotation(labels::STAMP_ANNOTATION) {
+        stamp
+            .annotations
+            .insert(labels::STAMP_ANNOTATION, existing.to_string());
+    }
+    let spec_stamp = Stamp {
+        labels: job.pod_labels(),
+        annotations: BTreeMap::new(),
+    };
+    let mut claims = p.claims(&app.metadata, &stamp);
+    for (role, pod) in [
+        ("driver", &app.spec.driver),
+        ("executor", &app.spec.executor),
+    ] {
+        let Some(pod) = pod else {
+            return Err(Reason::Malformed(format!(
+                "spec.{role} is missing: a SparkApplication needs spec.driver and spec.executor"
+            )));
+        };
+        claims.extend(conflicting_claims(
+            &Loc::root().key("spec").key(role),
+            pod.labels.as_ref(),
+            pod.annotations.as_ref(),
+            &spec_stamp,
+            // No exemption for the token here: copied onto pods from the spec, it would be
+            // stored with the SparkApplication and on every pod.
+            "",
+        ));
+    }
+    if !claims.is_empty() {
+        return Err(Reason::Spoofing(claims));
+    }
+    let spec_loc = Loc::root().key("spec");
+    let mut ops = plan_metadata(&app.metadata, &stamp, p.token_annotation());
+    ops.extend(plan_spark_pod_labels(
+        &spec_loc,
+        &app.spec,
+        &spec_stamp.labels,
+    ));
+    let patch = finish(
+        inspect_app_spec(&spec_loc, &app.spec, &p.config.hardening),
+        ops,
+    )
+    .map_err(Reason::Hardening)?;
+    p.allow_job(ctx, &job, namespace, new_job, patch).await
+}
+
+/// For a SparkApplication created by spark-operator from a ScheduledSparkApplication: the
+/// schedule's verified submitter. `None` when the application is not such a run.
+async fn schedule_parent(
+    p: &Pipeline,
+    ctx: &mut Ctx<'_>,
+    meta: &Meta,
+    namespace: &str,
+) -> Result<Option<Submitter>, Reason> {
+    let Some(owner) = meta
+        .owner_references
+        .iter()
+        .find(|o| o.kind == "ScheduledSparkApplication")
+    else {
+        return Ok(None);
+    };
+    if !p.is_operator(&ctx.req.user_info.username) {
+        // Anyone can write an ownerReference; only the operator's runs inherit.
+        return Ok(None);
+    }
+    let parent = p
+        .lookup
+        .scheduled_spark_application(namespace, &owner.name)
+        .await
+        .map_err(|e| lookup_failed("ScheduledSparkApplication", namespace, &owner.name, e))?
+        .ok_or_else(|| {
+            Reason::Lineage(format!(
+                "this SparkApplication is a run of ScheduledSparkApplication {namespace}/{}, \
+                 which does not exist",
+                owner.name
+            ))
+        })?;
+    if parent.uid.as_deref() != Some(owner.uid.as_str()) {
+        return Err(Reason::Lineage(format!(
+            "the ownerReference names ScheduledSparkApplication {namespace}/{} with uid {}, \
+             but that object has a different uid",
+            owner.name, owner.uid
+        )));
+    }
+    let admitted = parent
+        .annotation(SCHEDULE_ID_ANNOTATION)
+        .is_some_and(labels::is_job_id);
+    let submitter = Submitter::from_annotations(&parent).filter(|_| admitted);
+    let Some(submitter) = submitter else {
+        return Err(Reason::Lineage(format!(
+            "ScheduledSparkApplication {namespace}/{} was not admitted by sparkward (it has \
+             no verified submitter); recreate it with a submitter token",
+            owner.name
+        )));
+    };
+    ctx.facts.identity_source = Some(Source::Schedule.as_str());
+    Ok(Some(submitter))
+}
+
+fn validate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: &SparkApplication) -> Result<(), Reason> {
+    p.require_stamp(ctx, &app.metadata, KIND)?;
+    let job = JobIdentity::from_admitted(&app.metadata).ok_or_else(|| not_admitted_here(KIND))?;
+    record_job(&mut ctx.facts, &job);
+    p.require_token_removed(&app.metadata)?;
+    let mut stamp = job.stamp(None);
+    if let Some(s) = app.metadata.annotation(labels::STAMP_ANNOTATION) {
+        stamp
+            .annotations
+            .insert(labels::STAMP_ANNOTATION, s.to_string());
+    }
+    let mut claims = p.claims(&app.metadata, &stamp);
+    let spec_labels = job.pod_labels();
+    for (role, pod) in [
+        ("driver", &app.spec.driver),
+        ("executor", &app.spec.executor),
+    ] {
+        let loc = Loc::root().key("spec").key(role).key("labels");
+        let labels = pod.as_ref().and_then(|p| p.labels.as_ref());
+        claims.extend(missing_claims(&loc, labels, &spec_labels));
+        // Present but different (another webhook rewrote them after sparkward).
+        claims.extend(conflicting_claims(
+            &Loc::root().key("spec").key(role),
+            labels,
+            None,
+            &Stamp {
+                labels: spec_labels.clone(),
+                annotations: BTreeMap::new(),
+            },
+            "",
+        ));
+    }
+    if !claims.is_empty() {
+        return Err(Reason::Spoofing(claims));
+    }
+    p.require_hardened(inspect_app_spec(
+        &Loc::root().key("spec"),
+        &app.spec,
+        &p.config.hardening,
+    ))
+}
+
+fn validate_update(
+    p: &Pipeline,
+    new: &SparkApplication,
+    old: &SparkApplication,
+) -> Result<(), Reason> {
+    let mut changed = p.protected_metadata_changes(&new.metadata, &old.metadata);
+    for role in ["driver", "executor"] {
+        let pick = |a: &SparkApplication| {
+            let pod = if role == "driver" {
+                &a.spec.driver
+            } else {
+                &a.spec.executor
+            };
+            pod.as_ref().and_then(|p| p.labels.clone())
+        };
+        changed.extend(protected_changes(
+            &Loc::root().key("spec").key(role).key("labels"),
+            pick(new).as_ref(),
+            pick(old).as_ref(),
+            |k| k.starts_with(PREFIX),
+        ));
+    }
+    if !changed.is_empty() {
+        return Err(Reason::Immutable(changed));
+    }
+    if JobIdentity::from_admitted(&old.metadata).is_some() {
+        p.require_hardened(inspect_app_spec(
+            &Loc::root().key("spec"),
+            &new.spec,
+            &p.config.hardening,
+        ))?;
+    }
+    Ok(())
+}
