@@ -12,13 +12,15 @@ use http::Method;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
+use sparkward::core::labels::is_job_id;
 
 use support::apiserver::{
     AUTHENTICATED, CNP, Condition, DEFAULT_AUDIENCE, FakeApiServer, POD, Rule, RuleTarget,
-    SERVICE_ACCOUNT, User, WebhookTarget,
+    SERVICE_ACCOUNT, SPARK_APP, User, WebhookTarget,
 };
-use support::scenario::mk_spark_app;
+use support::scenario::{Idp, mk_spark_app};
 use support::testhook::{Answer, TestHook};
+use support::webhook::{Options, Sparkward};
 
 const NS: &str = "jobs";
 const PODS: &str = "/api/v1/namespaces/jobs/pods";
@@ -1172,4 +1174,82 @@ async fn sparkwards_webhook_configuration_routes_spark_objects_and_exempts_its_o
         "ciliumnetworkpolicies.validate.sparkward.io"
     );
     assert!(api.get(CNP, "spark-jobs", "y").is_some());
+}
+
+/// alice submits a SparkApplication through the stand-in with sparkward's webhooks installed,
+/// exactly as in a cluster: sparkward mutates it (token out, identity in, policy created), and
+/// its validating webhook, called with a fresh uid, accepts the final object.
+#[tokio::test]
+async fn alice_creates_a_spark_application_through_sparkwards_admission_chain() {
+    let api = FakeApiServer::start().await;
+    api.ensure_namespace("spark-jobs", json!({ "sparkward.io/enforce": "true" }));
+    let idp = Idp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Sparkward::start(Options {
+        config: Some(idp.config("")),
+        kubeconfig: Some(api.write_kubeconfig(dir.path())),
+        ..Options::default()
+    })
+    .await;
+    api.install_sparkward_webhooks(&server.base_url(), &server.certs.ca_pem);
+
+    let token = idp.token("alice", "data:read:postgres-main");
+    let created = api
+        .create_as(&alice(), mk_spark_app("alice-etl", "spark-jobs", &token))
+        .await;
+    let calls = api.admission_calls();
+    let summary: Vec<String> = calls
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} allowed={} {}",
+                c.webhook,
+                c.uid,
+                c.allowed,
+                c.response.clone().unwrap_or_default()["status"]
+            )
+        })
+        .collect();
+    let app = created.unwrap_or_else(|status| {
+        panic!("the SparkApplication was not admitted: {status}\ncalls: {summary:#?}")
+    });
+
+    let annotations = &app["metadata"]["annotations"];
+    assert!(
+        annotations.get("sparkward.io/submitter-token").is_none(),
+        "{app}"
+    );
+    assert_eq!(annotations["sparkward.io/submitter"], "alice");
+    let job = app["metadata"]["labels"]["sparkward.io/job-id"]
+        .as_str()
+        .unwrap();
+    assert!(is_job_id(job), "{job}");
+    assert_eq!(app["spec"]["driver"]["labels"]["sparkward.io/job-id"], job);
+    let stored = api.get(SPARK_APP, "spark-jobs", "alice-etl").unwrap();
+    assert!(
+        stored["metadata"]["annotations"]
+            .get("sparkward.io/submitter-token")
+            .is_none()
+    );
+    let policy = api
+        .get(CNP, "spark-jobs", &format!("sparkward-{job}"))
+        .unwrap();
+    assert_eq!(
+        policy["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "sparkward"
+    );
+
+    let spark: Vec<_> = calls
+        .iter()
+        .filter(|c| c.resource == "sparkapplications")
+        .collect();
+    assert_eq!(spark.len(), 2, "{summary:#?}");
+    assert!(spark[0].mutating && !spark[1].mutating);
+    assert!(spark.iter().all(|c| c.allowed), "{summary:#?}");
+    assert_ne!(spark[0].uid, spark[1].uid);
+    // sparkward's own policy write skipped the CNP webhook (its matchCondition).
+    assert!(
+        calls.iter().all(|c| c.resource != "ciliumnetworkpolicies"),
+        "{summary:#?}"
+    );
 }
