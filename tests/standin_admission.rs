@@ -369,6 +369,19 @@ async fn impersonated_users_reach_webhooks_with_uid_groups_and_extras() {
         hook.received()[2].request["userInfo"],
         json!({ "username": "bob", "groups": ["data-team", AUTHENTICATED] })
     );
+    // Extra keys travel percent-escaped in header names, so they arrive lower-cased.
+    let carol = User::new("carol").extra("example.com/Team", &["a", "b"]);
+    let reply = api
+        .create_as(
+            &carol,
+            json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "d", "namespace": NS } }),
+        )
+        .await;
+    assert!(reply.is_ok(), "{reply:?}");
+    assert_eq!(
+        hook.received()[3].request["userInfo"]["extra"],
+        json!({ "example.com/team": ["a", "b"] })
+    );
 }
 
 #[tokio::test]

@@ -136,6 +136,8 @@ enum CallError {
 
 /// A webhook's allowing answer.
 struct Allowed {
+    /// The call's uid, to find its record.
+    uid: String,
     patch: Option<json_patch::Patch>,
 }
 
@@ -456,13 +458,17 @@ async fn call(
         }
     };
     record.finish(shared, Some(response), true, None, false);
-    Ok(Allowed { patch })
+    Ok(Allowed { uid, patch })
 }
 
-/// Marks the last recorded call as having changed the object.
-fn set_changed(shared: &Shared) {
-    if let Some(last) = lock(&shared.admission_calls).last_mut() {
-        last.changed = true;
+/// Marks the recorded call `uid` as having changed the object.
+fn set_changed(shared: &Shared, uid: &str) {
+    if let Some(call) = lock(&shared.admission_calls)
+        .iter_mut()
+        .rev()
+        .find(|c| c.uid == uid)
+    {
+        call.changed = true;
     }
 }
 
@@ -547,7 +553,11 @@ pub(crate) async fn mutate(
             }
             let result = call(shared, hook, attrs, round, warnings).await;
             let mut changed = false;
-            if let Ok(Allowed { patch: Some(patch) }) = &result {
+            if let Ok(Allowed {
+                uid,
+                patch: Some(patch),
+            }) = &result
+            {
                 if attrs.object.is_null() {
                     return Err(ApiError::internal(format!(
                         "admission webhook \"{}\" attempted to modify the object, which is not supported for this operation",
@@ -560,7 +570,7 @@ pub(crate) async fn mutate(
                 changed = patched != attrs.object;
                 if changed {
                     attrs.object = patched;
-                    set_changed(shared);
+                    set_changed(shared, uid);
                 }
             }
             if changed {

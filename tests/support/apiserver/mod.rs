@@ -100,6 +100,19 @@ pub struct Reply {
     pub warnings: Vec<String>,
 }
 
+/// An `Impersonate-Extra-` key made a valid header name, escaped as client-go escapes it.
+fn escape_extra_key(key: &str) -> String {
+    key.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"!#$&'*+-.^_`|~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// The text of a `Warning: 299 - "text"` header.
 fn warning_text(header: &str) -> String {
     let quoted = header.splitn(3, ' ').nth(2).unwrap_or(header);
@@ -221,7 +234,7 @@ impl FakeApiServer {
             request = request.header("impersonate-group", group);
         }
         for (key, values) in &user.extra {
-            let escaped = key.replace('%', "%25").replace('/', "%2F");
+            let escaped = escape_extra_key(key);
             for v in values {
                 request = request.header(format!("impersonate-extra-{escaped}"), v);
             }
