@@ -52,8 +52,11 @@
 //!   object without them) and changes made by webhooks are not attributed to a field manager;
 //! - the built-in garbage collector and namespace cleanup delete without admission (in a cluster
 //!   they are DELETE requests by controller service accounts that webhooks see);
-//! - a graceful pod deletion calls each webhook once (the real registry may call them twice);
-//!   validating errors are reported in configuration order, not in order of arrival.
+//! - a graceful pod deletion calls each webhook once (the real registry may call them twice)
+//!   and its DeleteOptions get no defaulted `gracePeriodSeconds`; validating errors are
+//!   reported in configuration order, not in order of arrival;
+//! - Go's transport errors are imitated for refused connections and timeouts only; a non-200
+//!   webhook answer gets an approximation of client-go's wording.
 
 mod admission;
 mod fault;
