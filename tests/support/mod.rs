@@ -8,5 +8,6 @@ pub mod idp;
 pub mod pss;
 pub mod reviews;
 pub mod scenario;
+pub mod testhook;
 pub mod upstream;
 pub mod webhook;

@@ -21,13 +21,21 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use super::admission::AdmissionCall;
 use super::fault::{Fault, FaultAction, RecordedRequest};
-use super::resource::{RESOURCES, Resource, Target, parse_target};
+use super::resource::{CONNECT_SUBRESOURCES, RESOURCES, Resource, Target, parse_target};
 use super::selector::{FieldSelector, LabelSelector, Selectors};
 use super::status::ApiError;
-use super::store::{EventType, Logged, Outcome, PatchKind, Store, WriteCtx};
+use super::store::{EventType, Logged, PatchKind, Store, WriteCtx};
+use super::user::{self, User};
+use super::webhooks::Registry;
+use super::writes::Write;
 
 pub(crate) type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// The token `FakeApiServer::write_kubeconfig` writes: it authenticates as sparkward's service
+/// account, as sparkward's own requests do in a cluster.
+pub(crate) const STANDIN_TOKEN: &str = "standin-token";
 
 /// The real API server's default request body limit.
 const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -43,6 +51,12 @@ pub(crate) struct Shared {
     pub drop_watches: watch::Sender<u64>,
     pub shutdown: watch::Sender<bool>,
     pub bookmark_interval: Mutex<Duration>,
+    /// Registered mutating and validating webhook configurations.
+    pub webhooks: Mutex<Registry>,
+    /// Every webhook call, in order.
+    pub admission_calls: Mutex<Vec<AdmissionCall>>,
+    /// Bearer tokens the stand-in knows (others, and none, authenticate as the admin).
+    pub tokens: Mutex<HashMap<String, User>>,
 }
 
 impl Shared {
@@ -57,6 +71,12 @@ impl Shared {
             drop_watches: watch::Sender::new(0),
             shutdown: watch::Sender::new(false),
             bookmark_interval: Mutex::new(Duration::from_secs(10)),
+            webhooks: Mutex::new(Registry::default()),
+            admission_calls: Mutex::new(Vec::new()),
+            tokens: Mutex::new(HashMap::from([(
+                STANDIN_TOKEN.to_string(),
+                User::service_account("sparkward-system", "sparkward"),
+            )])),
         }
     }
 
@@ -174,7 +194,7 @@ async fn handle(
     }
     let (parts, body) = req.into_parts();
     let response = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => route(&shared, &parts, &collected.to_bytes()),
+        Ok(collected) => route(&shared, &parts, &collected.to_bytes()).await,
         Err(_) => status_response(&ApiError::new(
             413,
             "RequestEntityTooLarge",
@@ -185,7 +205,7 @@ async fn handle(
     Ok(response)
 }
 
-fn json_response(code: u16, value: &Value) -> Response<Body> {
+pub(crate) fn json_response(code: u16, value: &Value) -> Response<Body> {
     let body = serde_json::to_vec(value).unwrap_or_default();
     let mut response = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
     *response.status_mut() =
@@ -201,8 +221,14 @@ fn status_response(error: &ApiError) -> Response<Body> {
     json_response(error.code, &error.to_status())
 }
 
-/// Percent-decodes a query string (`+` is a space, as form encoding has it).
+/// Percent-decodes a query string (`+` is a space, as form encoding has it); a repeated
+/// parameter keeps its last value.
 pub(crate) fn parse_query(query: &str) -> HashMap<String, String> {
+    parse_query_pairs(query).into_iter().collect()
+}
+
+/// Every parameter of a query string, in order, repeated ones included (`command=ls&command=-l`).
+pub(crate) fn parse_query_pairs(query: &str) -> Vec<(String, String)> {
     fn decode(s: &str) -> String {
         let bytes = s.as_bytes();
         let mut out = Vec::with_capacity(bytes.len());
@@ -236,7 +262,7 @@ pub(crate) fn parse_query(query: &str) -> HashMap<String, String> {
         .collect()
 }
 
-fn route(shared: &Arc<Shared>, parts: &Parts, body: &Bytes) -> Response<Body> {
+async fn route(shared: &Arc<Shared>, parts: &Parts, body: &Bytes) -> Response<Body> {
     let query = parse_query(parts.uri.query().unwrap_or(""));
     let segments: Vec<&str> = parts
         .uri
@@ -283,7 +309,9 @@ fn route(shared: &Arc<Shared>, parts: &Parts, body: &Bytes) -> Response<Body> {
     let Some(target) = target else {
         return status_response(&ApiError::path_not_found());
     };
-    serve_target(shared, parts, &target, &query, body).unwrap_or_else(|e| status_response(&e))
+    serve_target(shared, parts, &target, &query, body)
+        .await
+        .unwrap_or_else(|e| status_response(&e))
 }
 
 fn write_ctx(parts: &Parts, query: &HashMap<String, String>, target: &Target) -> WriteCtx {
@@ -303,15 +331,6 @@ fn write_ctx(parts: &Parts, query: &HashMap<String, String>, target: &Target) ->
         subresource: target.subresource.clone(),
         force: query.get("force").is_some_and(|v| v == "true"),
     }
-}
-
-fn parse_body(body: &Bytes, resource: &Resource) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "{} in version \"{}\" cannot be handled as a {}: {e}",
-            resource.kind, resource.version, resource.kind
-        ))
-    })
 }
 
 /// DeleteOptions: empty body, or a JSON object.
@@ -341,7 +360,7 @@ fn flag(query: &HashMap<String, String>, name: &str) -> bool {
     matches!(query.get(name).map(String::as_str), Some("true" | "1"))
 }
 
-fn serve_target(
+async fn serve_target(
     shared: &Arc<Shared>,
     parts: &Parts,
     target: &Target,
@@ -350,79 +369,63 @@ fn serve_target(
 ) -> Result<Response<Body>, ApiError> {
     let resource = target.resource;
     let ns = target.namespace.as_deref();
-    let ctx = write_ctx(parts, query, target);
-    let response = match (&parts.method, target.name.as_deref()) {
+    let write = Write {
+        shared,
+        target,
+        query,
+        user: user::from_headers(&parts.headers, &lock(&shared.tokens)),
+        ctx: write_ctx(parts, query, target),
+    };
+    let special = target.subresource.as_deref().is_some_and(|s| {
+        CONNECT_SUBRESOURCES.contains(&s) || ["binding", "eviction", "token"].contains(&s)
+    });
+    if special {
+        let pairs = parse_query_pairs(parts.uri.query().unwrap_or(""));
+        return write.subresource(&parts.method, &pairs, body).await;
+    }
+    match (&parts.method, target.name.as_deref()) {
         (&Method::GET, None) => {
             let selectors = selectors(query, &resource)?;
             if flag(query, "watch") {
                 return start_watch(shared, target.clone(), selectors, query);
             }
-            return Ok(json_response(
+            Ok(json_response(
                 200,
                 &list(shared, &resource, ns, &selectors, query)?,
-            ));
+            ))
         }
-        (&Method::POST, None) if !resource.namespaced || ns.is_some() => {
-            let value = parse_body(body, &resource)?;
-            let created = lock(&shared.store).create(&resource, ns, value, &ctx)?;
-            json_response(201, &created)
-        }
+        (&Method::POST, None) if !resource.namespaced || ns.is_some() => write.create(body).await,
         (&Method::DELETE, None) => {
             let selectors = selectors(query, &resource)?;
             let options = delete_options(body)?;
-            let items = lock(&shared.store).delete_collection(
-                &resource,
-                ns,
-                &selectors,
-                &options,
-                ctx.dry_run,
-            )?;
+            let names: Vec<(String, String)> = lock(&shared.store)
+                .list(&resource, ns, &selectors)
+                .iter()
+                .map(|o| {
+                    let meta = &o["metadata"];
+                    let text = |f: &str| meta[f].as_str().unwrap_or("").to_string();
+                    (text("namespace"), text("name"))
+                })
+                .collect();
+            let (items, warnings) = write.delete_collection(names, &options).await?;
             let rv = lock(&shared.store).resource_version();
-            json_response(200, &list_document(&resource, items, rv, None, None))
-        }
-        (&Method::GET, Some(name)) => {
-            return Ok(json_response(
+            Ok(super::writes::respond(
                 200,
-                &lock(&shared.store).get(&resource, ns, name)?,
-            ));
+                &list_document(&resource, items, rv, None, None),
+                &warnings,
+            ))
         }
-        (&Method::PUT, Some(name)) => {
-            let value = parse_body(body, &resource)?;
-            json_response(
-                200,
-                &lock(&shared.store).replace(&resource, ns, name, value, &ctx)?,
-            )
+        (&Method::GET, Some(name)) => Ok(json_response(
+            200,
+            &lock(&shared.store).get(&resource, ns, name)?,
+        )),
+        (&Method::PUT, Some(_)) => write.replace(body).await,
+        (&Method::PATCH, Some(_)) => write.patch(patch_kind(parts, &resource)?, body).await,
+        (&Method::DELETE, Some(_)) if target.subresource.is_none() => {
+            write.delete(&delete_options(body)?).await
         }
-        (&Method::PATCH, Some(name)) => {
-            let kind = patch_kind(parts, &resource)?;
-            let (object, outcome) =
-                lock(&shared.store).patch(&resource, ns, name, kind, body, &ctx)?;
-            json_response(
-                if outcome == Outcome::Created {
-                    201
-                } else {
-                    200
-                },
-                &object,
-            )
-        }
-        (&Method::DELETE, Some(name)) if target.subresource.is_none() => {
-            let options = delete_options(body)?;
-            let (object, outcome) =
-                lock(&shared.store).delete(&resource, ns, name, &options, ctx.dry_run)?;
-            json_response(
-                if outcome == Outcome::Pending {
-                    202
-                } else {
-                    200
-                },
-                &object,
-            )
-        }
-        _ => return Err(ApiError::method_not_allowed()),
-    };
-    shared.notify();
-    Ok(response)
+        _ => Err(ApiError::method_not_allowed()),
+    }
 }
 
 fn patch_kind(parts: &Parts, resource: &Resource) -> Result<PatchKind, ApiError> {
@@ -781,17 +784,27 @@ fn resource_list(group: &str, version: &str) -> Value {
             "kind": r.kind,
             "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
         }));
-        for sub in ["status", "ephemeralcontainers"]
-            .into_iter()
-            .filter(|s| r.has_subresource(s))
-        {
-            resources.push(json!({
+        for sub in r.subresources() {
+            let Some((group, version, kind)) = r.subresource_kind(sub) else {
+                continue;
+            };
+            let verbs = match sub {
+                "status" | "ephemeralcontainers" => json!(["get", "patch", "update"]),
+                "exec" | "attach" | "portforward" => json!(["create", "get"]),
+                _ => json!(["create"]),
+            };
+            let mut entry = json!({
                 "name": format!("{}/{sub}", r.plural),
                 "singularName": "",
                 "namespaced": r.namespaced,
-                "kind": if sub == "status" { r.kind } else { "Pod" },
-                "verbs": ["get", "patch", "update"],
-            }));
+                "kind": kind,
+                "verbs": verbs,
+            });
+            if (group, version) != (r.group, r.version) {
+                entry["group"] = json!(group);
+                entry["version"] = json!(version);
+            }
+            resources.push(entry);
         }
     }
     let group_version = if group.is_empty() {

@@ -74,8 +74,60 @@ pub const LEASE: Resource = Resource {
     crd: None,
 };
 
+pub const SECRET: Resource = Resource {
+    group: "",
+    version: "v1",
+    plural: "secrets",
+    kind: "Secret",
+    namespaced: true,
+    status_subresource: false,
+    crd: None,
+};
+pub const CONFIG_MAP: Resource = Resource {
+    group: "",
+    version: "v1",
+    plural: "configmaps",
+    kind: "ConfigMap",
+    namespaced: true,
+    status_subresource: false,
+    crd: None,
+};
+pub const SERVICE_ACCOUNT: Resource = Resource {
+    group: "",
+    version: "v1",
+    plural: "serviceaccounts",
+    kind: "ServiceAccount",
+    namespaced: true,
+    status_subresource: false,
+    crd: None,
+};
+/// Kubernetes' own NetworkPolicy (networking.k8s.io/v1).
+pub const NETWORK_POLICY: Resource = Resource {
+    group: "networking.k8s.io",
+    version: "v1",
+    plural: "networkpolicies",
+    kind: "NetworkPolicy",
+    namespaced: true,
+    status_subresource: false,
+    crd: None,
+};
+
 /// Everything the stand-in serves.
-pub const RESOURCES: [Resource; 6] = [POD, NAMESPACE, CNP, SPARK_APP, SCHEDULED_SPARK_APP, LEASE];
+pub const RESOURCES: [Resource; 10] = [
+    POD,
+    NAMESPACE,
+    CNP,
+    SPARK_APP,
+    SCHEDULED_SPARK_APP,
+    LEASE,
+    SECRET,
+    CONFIG_MAP,
+    SERVICE_ACCOUNT,
+    NETWORK_POLICY,
+];
+
+/// Pod subresources that only pass admission and then answer as a server without kubelets does.
+pub(crate) const CONNECT_SUBRESOURCES: [&str; 3] = ["exec", "attach", "portforward"];
 
 impl Resource {
     /// `v1` or `group/version`.
@@ -118,11 +170,52 @@ impl Resource {
 
     /// Subresources served besides the object itself.
     pub(crate) fn has_subresource(&self, sub: &str) -> bool {
+        self.subresource_kind(sub).is_some()
+    }
+
+    /// The group, version and kind of what a subresource takes (as discovery and admission
+    /// reviews name it), if the resource has that subresource.
+    pub(crate) fn subresource_kind(
+        &self,
+        sub: &str,
+    ) -> Option<(&'static str, &'static str, &'static str)> {
+        let pod = *self == POD;
         match sub {
-            "status" => self.status_subresource,
-            "ephemeralcontainers" => *self == POD,
-            _ => false,
+            "status" if self.status_subresource => Some((self.group, self.version, self.kind)),
+            "ephemeralcontainers" if pod => Some(("", "v1", "Pod")),
+            "binding" if pod => Some(("", "v1", "Binding")),
+            "eviction" if pod => Some(("policy", "v1", "Eviction")),
+            "exec" if pod => Some(("", "v1", "PodExecOptions")),
+            "attach" if pod => Some(("", "v1", "PodAttachOptions")),
+            "portforward" if pod => Some(("", "v1", "PodPortForwardOptions")),
+            "token" if *self == SERVICE_ACCOUNT => {
+                Some(("authentication.k8s.io", "v1", "TokenRequest"))
+            }
+            _ => None,
         }
+    }
+
+    /// Every subresource of this resource, for discovery.
+    pub(crate) fn subresources(&self) -> impl Iterator<Item = &'static str> + '_ {
+        [
+            "status",
+            "ephemeralcontainers",
+            "binding",
+            "eviction",
+            "exec",
+            "attach",
+            "portforward",
+            "token",
+        ]
+        .into_iter()
+        .filter(|s| self.has_subresource(s))
+    }
+
+    /// The resource serving objects of this `apiVersion` and `kind`.
+    pub fn for_kind(api_version: &str, kind: &str) -> Option<Resource> {
+        RESOURCES
+            .into_iter()
+            .find(|r| r.api_version() == api_version && r.kind == kind)
     }
 
     pub(crate) fn find(group: &str, version: &str, plural: &str) -> Option<Resource> {

@@ -101,8 +101,67 @@ impl LabelSelector {
         Ok(Self(reqs))
     }
 
+    /// A `metav1.LabelSelector` object (`matchLabels` and `matchExpressions` with `In`, `NotIn`,
+    /// `Exists`, `DoesNotExist`), as webhook configurations carry them. An empty or absent
+    /// selector matches everything.
+    pub(crate) fn from_spec(spec: &Value) -> Result<Self, String> {
+        let mut reqs = Vec::new();
+        if spec.is_null() {
+            return Ok(Self(reqs));
+        }
+        let Some(spec) = spec.as_object() else {
+            return Err(format!("a label selector must be an object, got {spec}"));
+        };
+        if let Some(labels) = spec.get("matchLabels").and_then(Value::as_object) {
+            for (k, v) in labels {
+                let v = v
+                    .as_str()
+                    .ok_or_else(|| format!("matchLabels.{k} must be a string"))?;
+                reqs.push(Requirement::Equals(k.clone(), v.to_string()));
+            }
+        }
+        for expr in spec
+            .get("matchExpressions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let key = expr["key"]
+                .as_str()
+                .ok_or("matchExpressions[].key is required")?
+                .to_string();
+            let values: Vec<String> = expr["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect();
+            reqs.push(match expr["operator"].as_str() {
+                Some("In") if !values.is_empty() => Requirement::In(key, values),
+                Some("NotIn") if !values.is_empty() => Requirement::NotIn(key, values),
+                Some("Exists") if values.is_empty() => Requirement::Exists(key),
+                Some("DoesNotExist") if values.is_empty() => Requirement::NotExists(key),
+                other => {
+                    return Err(format!(
+                        "matchExpressions for {key}: operator {other:?} with values {values:?} is not valid"
+                    ));
+                }
+            });
+        }
+        Ok(Self(reqs))
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub(crate) fn matches(&self, object: &Value) -> bool {
-        let labels = &object["metadata"]["labels"];
+        self.matches_labels(&object["metadata"]["labels"])
+    }
+
+    /// Matches a `labels` map (absent or null: no labels).
+    pub(crate) fn matches_labels(&self, labels: &Value) -> bool {
         let get = |k: &str| labels.get(k).and_then(Value::as_str);
         self.0.iter().all(|req| match req {
             Requirement::Equals(k, v) => get(k) == Some(v.as_str()),

@@ -1,5 +1,7 @@
 //! API errors and the `Status` objects the real API server answers them with.
 
+use std::borrow::Cow;
+
 use serde_json::{Value, json};
 
 use super::resource::Resource;
@@ -9,7 +11,8 @@ use crate::support::upstream::Violation;
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiError {
     pub code: u16,
-    pub reason: &'static str,
+    /// Empty when the `Status` has none (a webhook's denial may carry any reason, or none).
+    pub reason: Cow<'static, str>,
     pub message: String,
     pub details: Option<Value>,
 }
@@ -26,7 +29,7 @@ impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
         Self {
             code,
-            reason,
+            reason: Cow::Borrowed(reason),
             message: message.into(),
             details: None,
         }
@@ -205,9 +208,11 @@ impl ApiError {
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
             "code": self.code,
         });
+        if !self.reason.is_empty() {
+            status["reason"] = json!(self.reason);
+        }
         if let Some(details) = &self.details {
             status["details"] = details.clone();
         }

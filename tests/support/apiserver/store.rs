@@ -8,7 +8,7 @@ use std::hash::{BuildHasher, Hasher};
 use serde_json::{Map, Value, json};
 
 use super::fields::{self, ManagedEntry, Writer};
-use super::resource::{NAMESPACE, POD, RESOURCES, Resource};
+use super::resource::{NAMESPACE, POD, RESOURCES, Resource, SECRET};
 use super::selector::Selectors;
 use super::status::ApiError;
 use super::validate;
@@ -75,9 +75,48 @@ pub(crate) enum Outcome {
     Removed,
 }
 
-enum Ownership {
+/// How a write changes field ownership.
+#[derive(Clone, Debug)]
+pub(crate) enum Ownership {
+    /// An update by the request's manager (ownership of what it changed).
     Update,
+    /// Ownership computed by server-side apply.
     Set(Vec<ManagedEntry>),
+}
+
+/// What a write request turns into before admission.
+#[derive(Clone, Debug)]
+pub(crate) enum Plan {
+    /// The new object (what mutating webhooks see as `object`) and the stored one (`oldObject`).
+    Update {
+        object: Value,
+        old: Value,
+        ownership: Ownership,
+    },
+    /// An apply to a missing object: a create, with the ownership apply computed.
+    Create {
+        object: Value,
+        managers: Vec<ManagedEntry>,
+    },
+}
+
+/// A write checked and completed but not stored yet: its object is what validating webhooks see.
+#[derive(Clone, Debug)]
+pub(crate) struct Prepared {
+    resource: Resource,
+    key: Key,
+    /// The stored state it was prepared from (`None` for a create).
+    old: Option<Stored>,
+    new: Stored,
+    /// An update that leaves a deleted object with no finalizers: it is removed.
+    finished: bool,
+}
+
+impl Prepared {
+    /// The object as it will be stored (with `managedFields`).
+    pub(crate) fn object(&self) -> Value {
+        render(&self.new)
+    }
 }
 
 pub(crate) struct Store {
@@ -314,7 +353,7 @@ impl Store {
     }
 
     /// Checks and completes what a client sent: types, metadata, name and namespace against the URL.
-    fn incoming(
+    pub(crate) fn incoming(
         resource: &Resource,
         namespace: Option<&str>,
         url_name: Option<&str>,
@@ -404,7 +443,7 @@ impl Store {
         Ok(object)
     }
 
-    fn check_namespace(
+    pub(crate) fn check_namespace(
         &self,
         resource: &Resource,
         namespace: Option<&str>,
@@ -461,8 +500,38 @@ impl Store {
         seeding: bool,
         managers: Option<Vec<ManagedEntry>>,
     ) -> Result<(Value, Outcome), ApiError> {
-        let mut object = Self::incoming(resource, namespace, None, body, !seeding)?;
+        let object = Self::incoming(resource, namespace, None, body, !seeding)?;
         self.check_namespace(resource, namespace)?;
+        let prepared = self.prepare_create(resource, namespace, object, ctx, seeding, managers)?;
+        self.commit_create(prepared, ctx)
+    }
+
+    /// What a POST's body becomes before admission: checked types, namespace from the URL, no
+    /// `managedFields`; 404 when the namespace does not exist (as NamespaceLifecycle answers
+    /// before any webhook is called).
+    pub(crate) fn admission_input_create(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        body: Value,
+    ) -> Result<Value, ApiError> {
+        let object = Self::incoming(resource, namespace, None, body, true)?;
+        self.check_namespace(resource, namespace)?;
+        Ok(object)
+    }
+
+    /// The registry's `BeforeCreate` on an admitted object: `generateName` resolved, `uid`,
+    /// `creationTimestamp` and `generation` set, server-owned fields cleared, the object
+    /// validated and its field ownership recorded. Nothing is stored yet.
+    pub(crate) fn prepare_create(
+        &mut self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        mut object: Value,
+        ctx: &WriteCtx,
+        seeding: bool,
+        managers: Option<Vec<ManagedEntry>>,
+    ) -> Result<Prepared, ApiError> {
         let now = now();
         let generated = match (meta_str(&object, "name"), meta_str(&object, "generateName")) {
             (Some(n), _) if !n.is_empty() => None,
@@ -484,6 +553,7 @@ impl Store {
             "deletionTimestamp",
             "deletionGracePeriodSeconds",
             "selfLink",
+            "managedFields",
         ] {
             meta.remove(field);
         }
@@ -511,12 +581,11 @@ impl Store {
         if *resource == POD && object["status"]["phase"].is_null() {
             object["status"] = json!({ "phase": "Pending" });
         }
+        if *resource == SECRET {
+            validate::normalize_secret(&mut object);
+        }
         self.validate(resource, &mut object)?;
         let name = meta_str(&object, "name").unwrap_or("").to_string();
-        let k = key(resource, namespace, &name);
-        if self.objects.contains_key(&k) {
-            return Err(ApiError::already_exists(resource, &name));
-        }
         let managers = managers.unwrap_or_else(|| {
             let mut m = Vec::new();
             let api_version = resource.api_version();
@@ -530,15 +599,39 @@ impl Store {
             fields::record_update(&mut m, None, &object, &writer);
             m
         });
+        Ok(Prepared {
+            resource: *resource,
+            key: key(resource, namespace, &name),
+            old: None,
+            new: Stored { object, managers },
+            finished: false,
+        })
+    }
+
+    /// Stores a prepared create: 409 AlreadyExists when the name is taken (checked at storage,
+    /// after validating admission, as etcd's create does).
+    pub(crate) fn commit_create(
+        &mut self,
+        prepared: Prepared,
+        ctx: &WriteCtx,
+    ) -> Result<(Value, Outcome), ApiError> {
+        let Prepared {
+            resource,
+            key: k,
+            new: mut stored,
+            ..
+        } = prepared;
+        if self.objects.contains_key(&k) {
+            return Err(ApiError::already_exists(&resource, &k.3));
+        }
         if ctx.dry_run {
-            return Ok((render(&Stored { object, managers }), Outcome::Created));
+            return Ok((render(&stored), Outcome::Created));
         }
         self.rv += 1;
-        meta_mut(&mut object).insert("resourceVersion".into(), json!(self.rv.to_string()));
-        let stored = Stored { object, managers };
+        meta_mut(&mut stored.object).insert("resourceVersion".into(), json!(self.rv.to_string()));
         let rendered = render(&stored);
         self.objects.insert(k, stored);
-        self.record(*resource, EventType::Added, rendered.clone(), None);
+        self.record(resource, EventType::Added, rendered.clone(), None);
         Ok((rendered, Outcome::Created))
     }
 
@@ -556,6 +649,27 @@ impl Store {
             .map(|(v, _)| v)
     }
 
+    /// What a PUT's body becomes before admission, with the stored object it replaces
+    /// (404 when there is none: nothing is created by an update here).
+    pub(crate) fn plan_replace(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        body: Value,
+    ) -> Result<Plan, ApiError> {
+        let object = Self::incoming(resource, namespace, Some(name), body, true)?;
+        let old = self
+            .objects
+            .get(&key(resource, namespace, name))
+            .ok_or_else(|| ApiError::not_found(resource, name))?;
+        Ok(Plan::Update {
+            object,
+            old: render(old),
+            ownership: Ownership::Update,
+        })
+    }
+
     /// PATCH in any of the four content types; apply may create.
     pub(crate) fn patch(
         &mut self,
@@ -566,8 +680,31 @@ impl Store {
         body: &[u8],
         ctx: &WriteCtx,
     ) -> Result<(Value, Outcome), ApiError> {
+        match self.plan_patch(resource, namespace, name, kind, body, ctx)? {
+            Plan::Update {
+                object, ownership, ..
+            } => self.commit_update(resource, namespace, name, object, ctx, ownership),
+            Plan::Create { object, managers } => {
+                let prepared =
+                    self.prepare_create(resource, namespace, object, ctx, false, Some(managers))?;
+                self.commit_create(prepared, ctx)
+            }
+        }
+    }
+
+    /// The object a PATCH produces (before admission): the patched stored object, or, for an
+    /// apply to a missing object, the object to create.
+    pub(crate) fn plan_patch(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        kind: PatchKind,
+        body: &[u8],
+        ctx: &WriteCtx,
+    ) -> Result<Plan, ApiError> {
         if kind == PatchKind::Apply {
-            return self.apply(resource, namespace, name, body, ctx);
+            return self.plan_apply(resource, namespace, name, body, ctx);
         }
         if ctx.force {
             return Err(ApiError::invalid(
@@ -613,17 +750,21 @@ impl Store {
             PatchKind::Apply => unreachable!("handled above"),
         }
         let object = Self::incoming(resource, namespace, Some(name), doc, true)?;
-        self.commit_update(resource, namespace, name, object, ctx, Ownership::Update)
+        Ok(Plan::Update {
+            object,
+            old: render(current),
+            ownership: Ownership::Update,
+        })
     }
 
-    fn apply(
-        &mut self,
+    fn plan_apply(
+        &self,
         resource: &Resource,
         namespace: Option<&str>,
         name: &str,
         body: &[u8],
         ctx: &WriteCtx,
-    ) -> Result<(Value, Outcome), ApiError> {
+    ) -> Result<Plan, ApiError> {
         if !ctx.explicit_manager {
             return Err(ApiError::invalid(
                 "meta.k8s.io",
@@ -656,13 +797,14 @@ impl Store {
             status_is_subresource: resource.status_subresource,
         };
         let k = key(resource, namespace, name);
-        let Some(current) = self.objects.get(&k).cloned() else {
+        let Some(current) = self.objects.get(&k) else {
             if ctx.subresource.is_some() {
                 return Err(ApiError::not_found(resource, name));
             }
+            self.check_namespace(resource, namespace)?;
             let (object, managers) = fields::apply(None, &[], &config, ctx.force, &writer)
                 .map_err(|_| ApiError::internal("apply to a new object cannot conflict"))?;
-            return self.create_inner(resource, namespace, object, ctx, false, Some(managers));
+            return Ok(Plan::Create { object, managers });
         };
         if let Some(rv) = meta_str(&config, "resourceVersion")
             && !rv.is_empty()
@@ -677,14 +819,11 @@ impl Store {
             ctx.force,
             &writer,
         ) {
-            Ok((merged, managers)) => self.commit_update(
-                resource,
-                namespace,
-                name,
-                merged,
-                ctx,
-                Ownership::Set(managers),
-            ),
+            Ok((merged, managers)) => Ok(Plan::Update {
+                object: merged,
+                old: render(current),
+                ownership: Ownership::Set(managers),
+            }),
             Err(conflicts) => {
                 let (message, causes) = fields::conflict_message(&conflicts, &api_version);
                 let mut err = ApiError::new(409, "Conflict", message);
@@ -704,10 +843,31 @@ impl Store {
         resource: &Resource,
         namespace: Option<&str>,
         name: &str,
-        mut new: Value,
+        new: Value,
         ctx: &WriteCtx,
         ownership: Ownership,
     ) -> Result<(Value, Outcome), ApiError> {
+        let prepared = self.prepare_update(resource, namespace, name, new, ctx, ownership)?;
+        match self.commit_prepared_update(prepared, ctx) {
+            Some(done) => Ok(done),
+            None => Err(ApiError::internal(
+                "the object changed under an exclusive lock",
+            )),
+        }
+    }
+
+    /// The registry's `BeforeUpdate` on an admitted object: preconditions, the endpoint's part of
+    /// the object (a subresource changes only its own fields), server-owned metadata kept,
+    /// validation, generation and field ownership. Nothing is stored yet.
+    pub(crate) fn prepare_update(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        mut new: Value,
+        ctx: &WriteCtx,
+        ownership: Ownership,
+    ) -> Result<Prepared, ApiError> {
         let k = key(resource, namespace, name);
         let old = self
             .objects
@@ -800,6 +960,9 @@ impl Store {
                 labels.insert("kubernetes.io/metadata.name".into(), json!(name));
             }
         }
+        if *resource == SECRET {
+            validate::normalize_secret(&mut new);
+        }
         self.validate(resource, &mut new)?;
         if spec_part(&old.object) != spec_part(&new) {
             let generation = old.object["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
@@ -822,20 +985,48 @@ impl Store {
                 m
             }
         };
-        // The real API server skips writes that change nothing: no new resourceVersion, no event.
-        if new == old.object && managers == old.managers {
-            return Ok((render(&old), Outcome::Updated));
-        }
         let finished = !new["metadata"]["deletionTimestamp"].is_null()
             && new["metadata"]["finalizers"]
                 .as_array()
                 .is_none_or(Vec::is_empty);
-        let stored = Stored {
-            object: new,
-            managers,
-        };
+        Ok(Prepared {
+            resource: *resource,
+            key: k,
+            old: Some(old),
+            new: Stored {
+                object: new,
+                managers,
+            },
+            finished,
+        })
+    }
+
+    /// Stores a prepared update; `None` when the stored object changed since it was prepared
+    /// (the caller starts over, as the registry's `GuaranteedUpdate` retries).
+    pub(crate) fn commit_prepared_update(
+        &mut self,
+        prepared: Prepared,
+        ctx: &WriteCtx,
+    ) -> Option<(Value, Outcome)> {
+        let Prepared {
+            resource,
+            key: k,
+            old,
+            new: stored,
+            finished,
+        } = prepared;
+        let old = old?;
+        let current = self.objects.get(&k)?;
+        if meta_str(&current.object, "resourceVersion") != meta_str(&old.object, "resourceVersion")
+        {
+            return None;
+        }
+        // The real API server skips writes that change nothing: no new resourceVersion, no event.
+        if stored.object == old.object && stored.managers == old.managers {
+            return Some((render(&old), Outcome::Updated));
+        }
         if ctx.dry_run {
-            return Ok((render(&stored), Outcome::Updated));
+            return Some((render(&stored), Outcome::Updated));
         }
         self.rv += 1;
         let mut stored = stored;
@@ -844,12 +1035,12 @@ impl Store {
         let previous = Some(render(&old));
         if finished {
             self.objects.remove(&k);
-            self.record(*resource, EventType::Deleted, rendered.clone(), previous);
-            return Ok((rendered, Outcome::Removed));
+            self.record(resource, EventType::Deleted, rendered.clone(), previous);
+            return Some((rendered, Outcome::Removed));
         }
         self.objects.insert(k, stored);
-        self.record(*resource, EventType::Modified, rendered.clone(), previous);
-        Ok((rendered, Outcome::Updated))
+        self.record(resource, EventType::Modified, rendered.clone(), previous);
+        Some((rendered, Outcome::Updated))
     }
 
     /// DELETE with DeleteOptions (`preconditions.uid` / `preconditions.resourceVersion`, `dryRun`).

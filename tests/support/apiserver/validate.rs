@@ -3,7 +3,9 @@
 
 use serde_json::Value;
 
-use super::resource::{LEASE, NAMESPACE, POD, Resource};
+use super::resource::{
+    CONFIG_MAP, LEASE, NAMESPACE, NETWORK_POLICY, POD, Resource, SECRET, SERVICE_ACCOUNT,
+};
 use super::status::ApiError;
 use crate::support::upstream::Violation;
 
@@ -153,6 +155,30 @@ pub(crate) fn check_metadata(resource: &Resource, object: &Value) -> Vec<Violati
     out
 }
 
+/// What the Secret strategy does before validation: `stringData` is merged into `data` (base64)
+/// and dropped, and `type` defaults to `Opaque`.
+pub(crate) fn normalize_secret(object: &mut Value) {
+    use base64::Engine;
+    if let Some(map) = object.as_object_mut() {
+        if let Some(Value::Object(strings)) = map.remove("stringData") {
+            let data = map
+                .entry("data")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if !data.is_object() {
+                *data = Value::Object(Default::default());
+            }
+            for (k, v) in strings {
+                let text = v.as_str().unwrap_or_default();
+                data[k.as_str()] =
+                    Value::String(base64::engine::general_purpose::STANDARD.encode(text));
+            }
+        }
+        if map.get("type").is_none_or(Value::is_null) {
+            map.insert("type".into(), Value::String("Opaque".into()));
+        }
+    }
+}
+
 /// Built-in types: the body must decode into the Kubernetes type (else 400, as a decode error
 /// is), and a few required fields are checked (else 422).
 pub(crate) fn check_builtin(
@@ -165,6 +191,16 @@ pub(crate) fn check_builtin(
         serde_json::from_value::<k8s_openapi::api::core::v1::Namespace>(object.clone()).map(drop)
     } else if *resource == LEASE {
         serde_json::from_value::<k8s_openapi::api::coordination::v1::Lease>(object.clone())
+            .map(drop)
+    } else if *resource == SECRET {
+        serde_json::from_value::<k8s_openapi::api::core::v1::Secret>(object.clone()).map(drop)
+    } else if *resource == CONFIG_MAP {
+        serde_json::from_value::<k8s_openapi::api::core::v1::ConfigMap>(object.clone()).map(drop)
+    } else if *resource == SERVICE_ACCOUNT {
+        serde_json::from_value::<k8s_openapi::api::core::v1::ServiceAccount>(object.clone())
+            .map(drop)
+    } else if *resource == NETWORK_POLICY {
+        serde_json::from_value::<k8s_openapi::api::networking::v1::NetworkPolicy>(object.clone())
             .map(drop)
     } else {
         Ok(())
