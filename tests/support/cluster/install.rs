@@ -45,33 +45,50 @@ pub async fn install_crds(admin: &Client, schemas: &Path) -> Result<(), String> 
         "ciliumnetworkpolicies.yaml",
         "ciliumclusterwidenetworkpolicies.yaml",
     ];
-    let mut names = Vec::new();
-    for file in files {
-        let docs = super::super::upstream::load_yaml_documents(&schemas.join(file))?;
-        for mut crd in docs
-            .into_iter()
-            .filter(|d| d["kind"] == "CustomResourceDefinition")
-        {
-            // What a CRD manifest carries from the cluster it was exported from.
-            if let Some(meta) = crd["metadata"].as_object_mut() {
-                for key in ["creationTimestamp", "resourceVersion", "uid", "generation"] {
-                    meta.remove(key);
-                }
-            }
-            if let Some(obj) = crd.as_object_mut() {
-                obj.remove("status");
-            }
-            names.push(
-                crd["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            );
-            create(admin, &crd, &PostParams::default())
+    // Parsed and created concurrently: both the YAML parsing here and kube-apiserver's work on
+    // each CRD (structural schema, OpenAPI) take a while, and overlap.
+    let parsed = futures::future::try_join_all(files.map(|file| {
+        let path = schemas.join(file);
+        async move {
+            tokio::task::spawn_blocking(move || super::super::upstream::load_yaml_documents(&path))
                 .await
-                .map_err(err(file))?;
+                .map_err(|e| e.to_string())?
         }
+    }))
+    .await?;
+    let mut crds = Vec::new();
+    for mut crd in parsed
+        .into_iter()
+        .flatten()
+        .filter(|d| d["kind"] == "CustomResourceDefinition")
+    {
+        // What a CRD manifest may carry from the cluster it was exported from.
+        if let Some(meta) = crd["metadata"].as_object_mut() {
+            for key in ["creationTimestamp", "resourceVersion", "uid", "generation"] {
+                meta.remove(key);
+            }
+        }
+        if let Some(obj) = crd.as_object_mut() {
+            obj.remove("status");
+        }
+        crds.push(crd);
     }
+    let pp = PostParams::default();
+    futures::future::try_join_all(crds.iter().map(|crd| async {
+        create(admin, crd, &pp)
+            .await
+            .map_err(|e| format!("CRD {}: {e}", crd["metadata"]["name"]))
+    }))
+    .await?;
+    let names: Vec<String> = crds
+        .iter()
+        .map(|crd| {
+            crd["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
     let crds = api(
         admin,
         "apiextensions.k8s.io/v1",
@@ -266,6 +283,28 @@ impl Installed {
     /// Whether the webhook named `name` (e.g. `pods.validate.sparkward.io`) is installed.
     pub fn has_webhook(&self, name: &str) -> bool {
         self.webhooks.iter().any(|w| w == name)
+    }
+
+    /// sparkward's audit and log lines about `namespace`.
+    pub fn print_namespace(&self, namespace: &str) {
+        let needle = format!("\"namespace\":\"{namespace}\"");
+        let pick = |all: &std::sync::Mutex<Vec<String>>| -> String {
+            let all = all.lock().expect("lock");
+            let lines: Vec<&str> = all
+                .iter()
+                .filter(|l| l.contains(&needle))
+                .map(String::as_str)
+                .collect();
+            lines.join("\n")
+        };
+        eprintln!(
+            "----- sparkward's audit lines for namespace {namespace} -----\n{}",
+            pick(&self.sparkward.stdout)
+        );
+        eprintln!(
+            "----- sparkward's log lines for namespace {namespace} -----\n{}",
+            pick(&self.sparkward.stderr)
+        );
     }
 
     pub fn print_logs(&self, lines: usize) {

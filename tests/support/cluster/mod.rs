@@ -23,7 +23,8 @@
 //! `skipped: ...` line and returns `None`; with `SPARKWARD_REQUIRE_KUBE=1` (CI) it panics.
 //! Processes die with the test binary (see `process`); `SPARKWARD_KUBE_KEEP=1` keeps the run
 //! directory (logs, etcd data) for inspection. When a test that holds a [`TestNamespace`]
-//! panics, the tails of all logs are printed with its output.
+//! panics, sparkward's lines about that namespace are printed with its output, and the first
+//! such failure also prints the tails of all logs.
 
 pub mod binaries;
 pub mod install;
@@ -602,10 +603,17 @@ impl TestNamespace {
 
 impl Drop for TestNamespace {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("test in namespace {} failed; logs follow", self.name);
-            self.cluster.print_logs(40);
+        if !std::thread::panicking() {
+            return;
         }
+        // What sparkward decided in this namespace, then (once per binary, since the tests
+        // share them) the tails of every log.
+        eprintln!("test in namespace {} failed", self.name);
+        if let Some(Ok(installed)) = self.cluster.cp.sparkward.get() {
+            installed.print_namespace(&self.name);
+        }
+        static PRINTED: std::sync::Once = std::sync::Once::new();
+        PRINTED.call_once(|| self.cluster.print_logs(30));
     }
 }
 
