@@ -695,3 +695,46 @@ async fn real_api_server_gives_each_webhook_call_its_own_uid() {
         "one create, two webhook calls, two request uids"
     );
 }
+
+#[tokio::test]
+async fn real_api_server_names_a_generate_name_pod_only_after_the_mutating_webhooks() {
+    let Some(w) = world("generate-name").await else {
+        return;
+    };
+    assert!(
+        w.sw.has_webhook("pods.validate.sparkward.io"),
+        "this test needs the validating webhook (SPARKWARD_REALAPI_OMIT_WEBHOOKS leaves it out)"
+    );
+    // spark-submit names its driver itself, but kubectl create and client libraries often
+    // leave the name to the API server.
+    let mut pod = support::reviews::mk_pod("unused", &w.ns.name);
+    pod["metadata"].as_object_mut().unwrap().remove("name");
+    pod["metadata"]["generateName"] = json!("wordcount-driver-");
+    pod["metadata"]["annotations"] = json!({
+        "sparkward.io/submitter-token": w.token("alice", "stream:kafka-events")});
+    let _ = create(&w.alice, &pod, &PostParams::default()).await;
+    let calls: Vec<Value> =
+        w.sw.audit_lines()
+            .into_iter()
+            .filter(|l| l["namespace"] == w.ns.name.as_str() && l["kind"] == "Pod")
+            .collect();
+    let mutating: Vec<&Value> = calls.iter().filter(|l| l["webhook"] == "mutate").collect();
+    let validating: Vec<&Value> = calls
+        .iter()
+        .filter(|l| l["webhook"] == "validate")
+        .collect();
+    assert!(!mutating.is_empty() && !validating.is_empty(), "{calls:#?}");
+    for call in mutating {
+        assert!(
+            call["name"].as_str().is_none_or(str::is_empty),
+            "the mutating webhook sees no name yet: {call}"
+        );
+    }
+    for call in validating {
+        let name = call["name"].as_str().unwrap_or_default();
+        assert!(
+            name.starts_with("wordcount-driver-") && name.len() > "wordcount-driver-".len(),
+            "the validating webhook sees the generated name: {call}"
+        );
+    }
+}
