@@ -666,7 +666,7 @@ async fn garbage_collection_removes_the_policy_with_its_application() {
 async fn real_api_server_gives_each_webhook_call_its_own_uid() {
     let Some(w) = world("uids").await else { return };
     assert!(
-        w.sw.has_webhook("sparkapplications.validate.sparkward.io"),
+        w.sw.covers("sparkapplications.validate.sparkward.io", "CREATE"),
         "this test needs the validating webhook (SPARKWARD_REALAPI_OMIT_WEBHOOKS leaves it out)"
     );
     // Whether or not it is admitted, both webhooks are called for this one create.
@@ -702,7 +702,7 @@ async fn real_api_server_names_a_generate_name_pod_only_after_the_mutating_webho
         return;
     };
     assert!(
-        w.sw.has_webhook("pods.validate.sparkward.io"),
+        w.sw.covers("pods.validate.sparkward.io", "CREATE"),
         "this test needs the validating webhook (SPARKWARD_REALAPI_OMIT_WEBHOOKS leaves it out)"
     );
     // spark-submit names its driver itself, but kubectl create and client libraries often
