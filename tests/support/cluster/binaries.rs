@@ -44,10 +44,21 @@ pub fn locate() -> Result<Option<Binaries>, String> {
             .ok_or_else(|| format!("kube/README.md lists no sha256 for {name}.xz"))?;
         unpack(&dir.join(format!("{name}.xz")), name, &sha)
     };
+    // The first run on a machine unpacks all three at once (xz and the hashing overlap).
+    let (etcd, apiserver, controller_manager) = std::thread::scope(|s| {
+        let etcd = s.spawn(|| unpack("etcd"));
+        let apiserver = s.spawn(|| unpack("kube-apiserver"));
+        let controller_manager = unpack("kube-controller-manager");
+        let join = |h: std::thread::ScopedJoinHandle<'_, Result<PathBuf, String>>| {
+            h.join()
+                .unwrap_or_else(|_| Err("unpacking panicked".into()))
+        };
+        (join(etcd), join(apiserver), controller_manager)
+    });
     Ok(Some(Binaries {
-        etcd: unpack("etcd")?,
-        apiserver: unpack("kube-apiserver")?,
-        controller_manager: unpack("kube-controller-manager")?,
+        etcd: etcd?,
+        apiserver: apiserver?,
+        controller_manager: controller_manager?,
     }))
 }
 

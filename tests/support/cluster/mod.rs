@@ -128,7 +128,11 @@ impl RealCluster {
         super::webhook::install_crypto();
         let result = SHARED
             .get_or_init(|| async {
-                let Some(bins) = binaries::locate()? else {
+                let located = Instant::now();
+                let Some(bins) = tokio::task::spawn_blocking(binaries::locate)
+                    .await
+                    .map_err(|e| e.to_string())??
+                else {
                     if binaries::required() {
                         return Err(format!(
                             "SPARKWARD_REQUIRE_KUBE=1 but {} has no kube-apiserver.xz",
@@ -148,6 +152,13 @@ impl RealCluster {
                 let Some(upstream) = super::upstream::upstream_dir() else {
                     return Ok(None);
                 };
+                let located = located.elapsed();
+                if located > Duration::from_secs(1) {
+                    note(&format!(
+                        "real control plane: binaries unpacked and verified in {:.1}s",
+                        located.as_secs_f64()
+                    ));
+                }
                 let cp = on_background(ControlPlane::start(bins, upstream)).await?;
                 Ok(Some(RealCluster { cp: Arc::new(cp) }))
             })
