@@ -5,6 +5,26 @@
 //! Nothing here calls the webhook directly: kube-apiserver decides when and how.
 //!
 //! Skipped (one line) without `../shared/kube`; `SPARKWARD_REQUIRE_KUBE=1` makes that a failure.
+//!
+//! What kube-apiserver (v1.36) was seen to do toward webhooks, which the stand-in and the
+//! review builders must match (the last two tests pin the first two points):
+//! - every webhook call has its own `request.uid`: the mutating call, a re-invocation and the
+//!   validating call of one create all differ;
+//! - an object created with `generateName` has no name in any mutating review (neither
+//!   `request.name` nor `metadata.name`); the name is generated between the mutating and the
+//!   validating webhooks, which see it;
+//! - a server-side dry run sends `dryRun: true` to mutating and validating webhooks alike
+//!   (`options.dryRun: ["All"]`);
+//! - an impersonated request's `userInfo` is exactly the impersonated user, its groups plus
+//!   `system:authenticated`, and its extras under their unescaped keys; a client certificate's
+//!   own userInfo carries an `authentication.kubernetes.io/credential-id` extra instead;
+//! - built-in admission runs before the webhooks: a pod's review already has the
+//!   ServiceAccount plugin's projected `kube-api-access-*` volume;
+//! - the webhook URL gets `?timeout=<N>s` appended;
+//! - `kubectl exec` on a pod without a node still sends CONNECT reviews (`PodExecOptions`,
+//!   subresource `exec`, no oldObject), twice with kubectl 1.32 (WebSocket, then the SPDY
+//!   fallback), before failing with "does not have a host assigned"; deleting a pod without a
+//!   node sends two DELETE reviews (graceful, then immediate).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;

@@ -169,8 +169,8 @@ impl RealCluster {
         }
     }
 
-    /// How long the shared control plane took to start (unpack, certificates, etcd,
-    /// kube-apiserver ready, CRDs established).
+    /// How long the shared control plane took to start: certificates, etcd, kube-apiserver
+    /// ready, CRDs established (not the one-time unpacking of the binaries).
     pub fn startup(&self) -> Duration {
         self.cp.startup
     }
