@@ -7,7 +7,8 @@
 //! Skipped (one line) without `../shared/kube`; `SPARKWARD_REQUIRE_KUBE=1` makes that a failure.
 //!
 //! What kube-apiserver (v1.36) was seen to do toward webhooks, which the stand-in and the
-//! review builders must match (the last two tests pin the first two points):
+//! review builders must match (the last two tests pin the first two points; the others were
+//! seen with a recording webhook on the same binaries):
 //! - every webhook call has its own `request.uid`: the mutating call, a re-invocation and the
 //!   validating call of one create all differ;
 //! - an object created with `generateName` has no name in any mutating review (neither
