@@ -167,6 +167,40 @@ pub struct FileIdentity {
     pub requester_binding: FileRequesterBinding,
     #[serde(default)]
     pub trusted_creators: FileTrustedCreators,
+    #[serde(default)]
+    pub job_admins: FileJobAdmins,
+    /// Kubernetes' own controllers that change or delete job objects as part of their work
+    /// (metadata, status, delete; never spec or exec).
+    #[serde(default = "default_kubernetes_controllers")]
+    pub kubernetes_controllers: Vec<String>,
+}
+
+/// `identity.jobAdmins`: who may change, delete and enter any job (besides its submitter).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileJobAdmins {
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// The identities of kube-controller-manager's controllers that touch pods and custom
+/// resources: with per-controller service accounts (`--use-service-account-credentials`, the
+/// kubeadm default) and without (`system:kube-controller-manager`).
+fn default_kubernetes_controllers() -> Vec<String> {
+    [
+        "system:serviceaccount:kube-system:generic-garbage-collector",
+        "system:serviceaccount:kube-system:namespace-controller",
+        "system:serviceaccount:kube-system:pod-garbage-collector",
+        "system:serviceaccount:kube-system:node-controller",
+        "system:kube-controller-manager",
+        // Unschedulable conditions (pods/status) and preemption (delete).
+        "system:kube-scheduler",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect()
 }
 
 fn default_annotation() -> String {
@@ -570,6 +604,21 @@ pub struct IdentityConfig {
     pub scope_claim: String,
     pub requester_binding: Option<RequesterBinding>,
     pub spark_operator: Vec<String>,
+    pub job_admins: JobAdmins,
+    pub kubernetes_controllers: Vec<String>,
+}
+
+/// Job administrators: users and groups that may change, delete and enter any job.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobAdmins {
+    pub users: Vec<String>,
+    pub groups: Vec<String>,
+}
+
+impl JobAdmins {
+    pub fn contains(&self, username: &str, groups: &[String]) -> bool {
+        self.users.iter().any(|u| u == username) || groups.iter().any(|g| self.groups.contains(g))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -742,6 +791,27 @@ impl TryFrom<FileIdentity> for IdentityConfig {
         if f.scope_claim.trim().is_empty() {
             return Err(invalid("identity.scopeClaim", "must not be empty"));
         }
+        for (field, list) in [
+            ("identity.jobAdmins.users", &f.job_admins.users),
+            ("identity.jobAdmins.groups", &f.job_admins.groups),
+            ("identity.kubernetesControllers", &f.kubernetes_controllers),
+        ] {
+            if list.iter().any(|e| e.trim().is_empty()) {
+                return Err(invalid(field, "entries must not be empty"));
+            }
+        }
+        if f.job_admins.groups.iter().any(|g| {
+            matches!(
+                g.as_str(),
+                "system:authenticated" | "system:serviceaccounts" | "system:unauthenticated"
+            )
+        }) {
+            return Err(invalid(
+                "identity.jobAdmins.groups",
+                "a group every user or service account is in would make everybody a job \
+                 administrator",
+            ));
+        }
         Ok(IdentityConfig {
             annotation: f.annotation,
             issuer: f.issuer,
@@ -755,6 +825,11 @@ impl TryFrom<FileIdentity> for IdentityConfig {
                 username_prefix: f.requester_binding.username_prefix,
             }),
             spark_operator: f.trusted_creators.spark_operator,
+            job_admins: JobAdmins {
+                users: f.job_admins.users,
+                groups: f.job_admins.groups,
+            },
+            kubernetes_controllers: f.kubernetes_controllers,
         })
     }
 }

@@ -135,8 +135,9 @@ pub async fn reload_loop(
         seen = now;
         match load(&current) {
             Ok(keys) => {
-                tracing::info!(path = %current.display(), keys = keys.describe(), "stamp keys reloaded");
+                let described = keys.describe().to_string();
                 keyring.set(keys);
+                tracing::info!(path = %current.display(), keys = %described, "stamp keys reloaded");
                 on_reload(true);
             }
             Err(why) => {

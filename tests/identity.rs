@@ -66,6 +66,8 @@ fn mk_config(jwks: JwksSource) -> IdentityConfig {
             username_prefix: "oidc:".into(),
         }),
         spark_operator: vec!["system:serviceaccount:spark-operator:spark-operator-spark".into()],
+        job_admins: Default::default(),
+        kubernetes_controllers: vec![],
     }
 }
 

@@ -14,13 +14,14 @@ use json_patch::PatchOperation;
 
 use crate::admission::decode::{Operation, Request};
 use crate::admission::no_identity;
-use crate::admission::review::{Allowed, Ctx, Decided, Facts, Pipeline};
-use crate::core::decision::{JobIdentity, Reason, Submitter};
+use crate::admission::review::{Allowed, Ctx, Decided, Facts, Mode, Pipeline};
+use crate::core::decision::{JobIdentity, Reason, Submitter, spark_role};
 use crate::core::hardening::{Findings, Loc, Violation};
 use crate::core::identity::IdentityError;
 use crate::core::labels::{self, JOB_ID_LABEL, PREFIX, STAMP_ANNOTATION};
 use crate::core::mutation::{Stamp, conflicting_claims, token_present};
-use crate::core::objects::Meta;
+use crate::core::objects::{Meta, SparkAppSpec};
+use crate::core::ownership::{self, Action, JobObject, Refusal, Requester, Trusted};
 use crate::core::policy::{PolicyError, PolicyInput, render_policy};
 use crate::core::stamp::{self, Binding, BoundName, Opened, Source, StampError};
 use crate::telemetry::OutcomeLabels;
@@ -67,6 +68,7 @@ impl Pipeline {
     fn binding<'a>(
         &self,
         req: &'a Request<'_>,
+        mode: Mode,
         kind: &'a str,
         meta: &'a Meta,
         generated_stamp: bool,
@@ -77,8 +79,12 @@ impl Pipeline {
             .filter(|n| !n.is_empty())
             .or(req.name.as_deref().filter(|n| !n.is_empty()));
         let prefix = meta.generate_name.as_deref().unwrap_or("");
+        // The API server assigns a generateName object its name after the mutating webhooks:
+        // a mutating call never sees a name there, so a named object with a prefix-bound stamp
+        // is a copy. Only the validating call sees the assigned name extend the prefix.
+        let validating = mode == Mode::Validate;
         let name = match (name, generated_stamp) {
-            (Some(n), true) if !prefix.is_empty() && n.starts_with(prefix) => {
+            (Some(n), true) if validating && !prefix.is_empty() && n.starts_with(prefix) => {
                 BoundName::Generated(prefix)
             }
             (Some(_), true) => return Err(StampError::NameAssigned),
@@ -109,7 +115,7 @@ impl Pipeline {
         // A mutating call binds the name it sees; a generateName object has none yet.
         let kind = kind_key(ctx.req);
         let binding = self
-            .binding(ctx.req, &kind, meta, false)
+            .binding(ctx.req, ctx.mode, &kind, meta, false)
             .map_err(|e| Reason::Malformed(format!("the object cannot be stamped: {e}")))?;
         let covered = stamp::covered(
             stamp.labels.iter().map(|(k, v)| (*k, v.as_str())),
@@ -145,7 +151,7 @@ impl Pipeline {
         let generated = stamp::bound_to_generated_name(sealed);
         let kind_key = kind_key(ctx.req);
         let binding = self
-            .binding(ctx.req, &kind_key, meta, generated)
+            .binding(ctx.req, ctx.mode, &kind_key, meta, generated)
             .map_err(invalid)?;
         let covered = stamp::covered(
             meta.labels
@@ -282,6 +288,109 @@ impl Pipeline {
     }
 
     // -----------------------------------------------------------------------------------------
+    // Ownership
+    // -----------------------------------------------------------------------------------------
+
+    /// The Kubernetes user a job was submitted as: the requester binding's prefix + subject.
+    pub(super) fn owner_username(&self, submitter: &Submitter) -> String {
+        let prefix = self
+            .config
+            .identity
+            .as_ref()
+            .and_then(|i| i.requester_binding.as_ref())
+            .map_or("", |b| b.username_prefix.as_str());
+        format!("{prefix}{}", submitter.subject)
+    }
+
+    /// Refuses `actions` on an object of `job` unless the requester's roles permit them (see
+    /// `core::ownership`). `node`: the pod's node, for the kubelet. The requester's own-driver
+    /// role needs a lookup and is resolved only when the other roles do not suffice.
+    pub(super) async fn require_owner_rights(
+        &self,
+        ctx: &mut Ctx<'_>,
+        object: JobObject,
+        job: &JobIdentity,
+        node: Option<&str>,
+        actions: &[Action],
+    ) -> Result<(), Reason> {
+        if actions.is_empty() {
+            return Ok(());
+        }
+        record_job(&mut ctx.facts, job);
+        let Some(identity) = &self.config.identity else {
+            return Err(no_identity());
+        };
+        let user = &ctx.req.user_info;
+        let owner = self.owner_username(&job.submitter);
+        let trusted = Trusted {
+            admin_users: &identity.job_admins.users,
+            admin_groups: &identity.job_admins.groups,
+            operators: &identity.spark_operator,
+            controllers: &identity.kubernetes_controllers,
+        };
+        let mut who = Requester {
+            username: &user.username,
+            groups: &user.groups,
+            own_driver: false,
+        };
+        let mut refused = ownership::refused(
+            &ownership::roles(&who, &owner, node, &trusted),
+            object,
+            actions,
+        );
+        if !refused.is_empty() && self.is_own_driver(ctx, &job.job_id).await? {
+            who.own_driver = true;
+            refused = ownership::refused(
+                &ownership::roles(&who, &owner, node, &trusted),
+                object,
+                actions,
+            );
+        }
+        if refused.is_empty() {
+            return Ok(());
+        }
+        Err(Reason::NotOwner(
+            Refusal {
+                object,
+                namespace: ctx.req.namespace.clone().unwrap_or_default(),
+                name: ctx.req.name.clone().unwrap_or_default(),
+                job_id: job.job_id.clone(),
+                owner,
+                requester: user.username.clone(),
+                refused,
+            }
+            .to_string(),
+        ))
+    }
+
+    /// Whether the requester is the driver pod of job `job_id`: a service-account token bound
+    /// to a pod of this namespace that is that job's driver.
+    async fn is_own_driver(&self, ctx: &Ctx<'_>, job_id: &str) -> Result<bool, Reason> {
+        let user = &ctx.req.user_info;
+        let namespace = ctx.req.namespace.as_deref().unwrap_or("");
+        let (Some((pod_name, pod_uid)), Some((sa_namespace, _))) =
+            (user.bound_pod(), user.service_account())
+        else {
+            return Ok(false);
+        };
+        if sa_namespace != namespace {
+            return Ok(false);
+        }
+        let Some(pod) = self
+            .lookup
+            .pod(namespace, pod_name)
+            .await
+            .map_err(|e| lookup_failed("Pod", namespace, pod_name, e))?
+        else {
+            return Ok(false);
+        };
+        let same_pod = pod_uid.is_none_or(|uid| pod.meta.uid.as_deref() == Some(uid));
+        Ok(same_pod
+            && spark_role(&pod.meta) == Some("driver")
+            && JobIdentity::from_admitted(&pod.meta).is_some_and(|j| j.job_id == job_id))
+    }
+
+    // -----------------------------------------------------------------------------------------
     // Claims and protected metadata
     // -----------------------------------------------------------------------------------------
 
@@ -346,6 +455,76 @@ fn kind_key(req: &Request<'_>) -> String {
     format!("{}/{}", req.kind.group, req.kind.kind)
 }
 
+/// The parts of an object whose change decides the action of an UPDATE. `spec` and `status`
+/// stay raw: equal bytes are equal (the API server encodes old and new objects the same way);
+/// unequal bytes are compared as JSON before they count as a change.
+#[derive(serde::Deserialize)]
+struct Shape<'a> {
+    #[serde(default)]
+    metadata: ShapeMeta,
+    #[serde(borrow, default)]
+    spec: Option<&'a serde_json::value::RawValue>,
+}
+
+#[derive(Default, PartialEq, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct ShapeMeta {
+    labels: Option<BTreeMap<String, String>>,
+    annotations: Option<BTreeMap<String, String>>,
+    finalizers: Option<Vec<String>>,
+    owner_references: Option<serde_json::Value>,
+}
+
+fn raw_differs(
+    a: Option<&serde_json::value::RawValue>,
+    b: Option<&serde_json::value::RawValue>,
+) -> bool {
+    match (a, b) {
+        (None, None) => false,
+        (Some(a), Some(b)) if a.get() == b.get() => false,
+        (Some(a), Some(b)) => {
+            let parse = |r: &serde_json::value::RawValue| {
+                serde_json::from_str::<serde_json::Value>(r.get()).ok()
+            };
+            parse(a) != parse(b)
+        }
+        _ => true,
+    }
+}
+
+/// What an UPDATE of a job object does, from its old and new object: the actions the
+/// ownership table is asked about.
+pub(super) fn update_actions(req: &Request<'_>) -> Result<Vec<Action>, Reason> {
+    fn parse<'r>(
+        raw: Option<&'r serde_json::value::RawValue>,
+        what: &str,
+        kind: &str,
+    ) -> Result<Shape<'r>, Reason> {
+        let raw = raw.ok_or_else(|| Reason::Malformed(format!("request.{what} is missing")))?;
+        serde_json::from_str(raw.get())
+            .map_err(|e| Reason::Malformed(format!("request.{what} is not a valid {kind}: {e}")))
+    }
+    let kind = req.kind.kind.as_str();
+    let (new, old) = (
+        parse(req.object(), "object", kind)?,
+        parse(req.old_object(), "oldObject", kind)?,
+    );
+    let mut actions = Vec::new();
+    match req.sub_resource.as_deref().unwrap_or("") {
+        "status" => actions.push(Action::Status),
+        "ephemeralcontainers" => actions.push(Action::Enter),
+        _ => {
+            if raw_differs(new.spec, old.spec) {
+                actions.push(Action::Spec);
+            }
+        }
+    }
+    if new.metadata != old.metadata {
+        actions.push(Action::Metadata);
+    }
+    Ok(actions)
+}
+
 fn no_stamp_keys(why: String) -> Reason {
     Reason::Unavailable(format!(
         "sparkward has no stamp key loaded ({why}), so it cannot mark or recognise what it \
@@ -382,6 +561,130 @@ pub(super) fn protected_changes(
                       cannot be edited; submit a new job instead"
                     .into(),
             }
+        })
+        .collect()
+}
+
+/// Labels spark-operator sets (`sparkoperator.k8s.io/`): it names the application a driver
+/// belongs to with them, so only the operator may write them.
+pub(super) const OPERATOR_LABEL_PREFIX: &str = "sparkoperator.k8s.io/";
+
+/// `sparkoperator.k8s.io/` labels added, removed or changed by an update.
+pub(super) fn operator_label_changes(
+    loc: &Loc,
+    new: Option<&BTreeMap<String, String>>,
+    old: Option<&BTreeMap<String, String>>,
+) -> Vec<Violation> {
+    protected_changes(loc, new, old, |k| k.starts_with(OPERATOR_LABEL_PREFIX))
+        .into_iter()
+        .map(|v| Violation {
+            fix: "sparkoperator.k8s.io/ labels are spark-operator's: only it may set or change \
+                  them"
+                .into(),
+            ..v
+        })
+        .collect()
+}
+
+/// `sparkoperator.k8s.io/` labels on an object a tenant creates.
+pub(super) fn operator_label_claims(
+    loc: &Loc,
+    labels: Option<&BTreeMap<String, String>>,
+) -> Vec<Violation> {
+    labels
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.starts_with(OPERATOR_LABEL_PREFIX))
+        .map(|(k, v)| Violation {
+            field: loc.key(k).human().to_string(),
+            problem: format!("is set to '{v}'"),
+            fix: "remove it: sparkoperator.k8s.io/ labels are set by spark-operator only (they \
+                  tie pods to their SparkApplication)"
+                .into(),
+        })
+        .collect()
+}
+
+/// spark-operator's labels and owners that a tenant could smuggle onto the pods of an
+/// application through its spec: `sparkoperator.k8s.io/` keys in the driver and executor
+/// labels, the driver Service's labels, the pod templates' labels, Spark properties that set
+/// pod or Service labels (`spark.kubernetes.{driver,executor,driver.service}.label.*`), and
+/// ownerReferences in the pod templates (the operator passes them through to the pods, where
+/// a controller reference would tie a pod to someone else's application). Tenants' labels win
+/// over the operator's own when spark-submit assembles them, so none of these may be set by
+/// anyone but the operator.
+pub(super) fn app_spec_operator_claims(spec_loc: &Loc, spec: &SparkAppSpec) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for (role, pod) in [("driver", &spec.driver), ("executor", &spec.executor)] {
+        let Some(pod) = pod else { continue };
+        let loc = spec_loc.key(role);
+        out.extend(operator_label_claims(
+            &loc.key("labels"),
+            pod.labels.as_ref(),
+        ));
+        out.extend(operator_label_claims(
+            &loc.key("serviceLabels"),
+            pod.service_labels.as_ref(),
+        ));
+        if let Some(meta) = pod.template.as_ref().and_then(|t| t.get("metadata")) {
+            let tloc = loc.key("template").key("metadata");
+            if let Some(labels) = meta.get("labels").and_then(|l| l.as_object()) {
+                for (k, v) in labels {
+                    if k.starts_with(OPERATOR_LABEL_PREFIX) {
+                        out.push(Violation {
+                            field: tloc.key("labels").key(k).human().to_string(),
+                            problem: format!("is set to {v}"),
+                            fix: "remove it: sparkoperator.k8s.io/ labels are set by \
+                                  spark-operator only"
+                                .into(),
+                        });
+                    }
+                }
+            }
+            if meta
+                .get("ownerReferences")
+                .is_some_and(|o| o.as_array().is_none_or(|a| !a.is_empty()))
+            {
+                out.push(Violation {
+                    field: tloc.key("ownerReferences").human().to_string(),
+                    problem: "is set".into(),
+                    fix: "remove it: spark-operator sets the pods' owners (a pod template may \
+                          not name owners)"
+                        .into(),
+                });
+            }
+        }
+    }
+    let conf = spec_loc.key("sparkConf");
+    for key in spec.spark_conf.iter().flatten().map(|(k, _)| k) {
+        let sets_operator_label = [
+            "spark.kubernetes.driver.label.",
+            "spark.kubernetes.executor.label.",
+            "spark.kubernetes.driver.service.label.",
+        ]
+        .iter()
+        .any(|p| {
+            key.strip_prefix(p)
+                .is_some_and(|label| label.starts_with(OPERATOR_LABEL_PREFIX))
+        });
+        if sets_operator_label {
+            out.push(Violation {
+                field: conf.key(key).human().to_string(),
+                problem: "sets a sparkoperator.k8s.io/ label".into(),
+                fix: "remove it: sparkoperator.k8s.io/ labels are set by spark-operator only"
+                    .into(),
+            });
+        }
+    }
+    out
+}
+
+/// Claims in `new` that `old` did not already make (an update may keep what was admitted).
+pub(super) fn new_claims(new: Vec<Violation>, old: &[Violation]) -> Vec<Violation> {
+    new.into_iter()
+        .filter(|n| {
+            !old.iter()
+                .any(|o| o.field == n.field && o.problem == n.problem)
         })
         .collect()
 }

@@ -10,6 +10,7 @@
 //! `review` is the router; each admitted kind has its own module; `job` holds what they share.
 
 mod configmap;
+mod connect;
 pub mod decode;
 mod job;
 mod network_policy;
@@ -19,6 +20,7 @@ pub mod review;
 mod scheduled;
 mod spark_app;
 pub mod store;
+mod token_request;
 
 use std::sync::Arc;
 
@@ -102,11 +104,20 @@ pub trait Lookup: Send + Sync {
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<Meta>, LookupError>>;
 
+    /// A pod's metadata and the node it is bound to (for the kubelet's rights and its
+    /// TokenRequests).
     fn pod<'a>(
         &'a self,
         namespace: &'a str,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Meta>, LookupError>>;
+    ) -> BoxFuture<'a, Result<Option<PodInfo>, LookupError>>;
+}
+
+/// What lookups know of a pod: its metadata and `spec.nodeName`.
+#[derive(Debug, Clone, Default)]
+pub struct PodInfo {
+    pub meta: Meta,
+    pub node_name: Option<String>,
 }
 
 /// A verifier for configurations without an `identity:` section: every token-dependent review

@@ -5,18 +5,19 @@
 
 use crate::admission::decode::Operation;
 use crate::admission::job::{
-    foreign_job_claim, lookup_failed, missing_claims, not_admitted_here, protected_changes,
-    record_job,
+    OPERATOR_LABEL_PREFIX, foreign_job_claim, lookup_failed, missing_claims, not_admitted_here,
+    operator_label_changes, operator_label_claims, protected_changes, record_job, update_actions,
 };
 use crate::admission::review::{
     Ctx, Decided, Mode, Pipeline, parse_object, parse_old_object, parse_pod, pass, patched,
     require_namespace, unsupported,
 };
 use crate::core::decision::{JobIdentity, Reason, spark_role};
-use crate::core::hardening::Loc;
+use crate::core::hardening::{Loc, Violation};
 use crate::core::labels::{JOB_ID_LABEL, SPARK_APP_NAME_LABEL, SPARK_ROLE_LABEL, STAMP_ANNOTATION};
 use crate::core::mutation::{finish, inspect_pod, plan_metadata};
-use crate::core::objects::Pod;
+use crate::core::objects::{Meta, Pod};
+use crate::core::ownership::{Action, JobObject};
 use crate::core::stamp::Source;
 
 const KIND: &str = "Pod";
@@ -31,46 +32,106 @@ pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
         }
         (Mode::Validate, Operation::Create, "") => {
             let pod = parse_pod(req)?;
-            validate_create(p, ctx, &pod)?;
+            validate_create(p, ctx, &pod).await?;
             pass()
         }
-        (_, Operation::Update, "ephemeralcontainers") => {
+        // A debug container added to a running pod is hardened like the others.
+        (Mode::Mutate, Operation::Update, "ephemeralcontainers") => {
             let (pod, old): (Pod, Pod) = (parse_object(req)?, parse_old_object(req)?);
             let added = new_ephemeral_names(&pod, &old);
             let findings = inspect_pod(&pod, &p.config.hardening, Some(&added));
-            match ctx.mode {
-                Mode::Mutate => patched(finish(findings, Vec::new()).map_err(Reason::Hardening)?),
-                Mode::Validate => {
-                    p.require_hardened(findings)?;
-                    pass()
-                }
-            }
+            patched(finish(findings, Vec::new()).map_err(Reason::Hardening)?)
         }
-        (Mode::Validate, Operation::Update, "") => {
-            validate_update(p, &parse_object(req)?, &parse_old_object(req)?)?;
+        // Updates, status writes and debug containers are guarded by the validating webhook.
+        (Mode::Mutate, Operation::Update, "" | "status") => pass(),
+        (Mode::Validate, Operation::Update, "" | "status" | "ephemeralcontainers") => {
+            validate_update(p, ctx, sub).await?;
             pass()
         }
-        // Updates are guarded by the validating webhook; nothing to add.
-        (Mode::Mutate, Operation::Update, "") => pass(),
-        // Status writes (the operator, the kubelet) may carry metadata: what sparkward set
-        // stays as it is.
-        (Mode::Validate, Operation::Update, "status") => {
-            let (new, old): (Pod, Pod) = (parse_object(req)?, parse_old_object(req)?);
-            let changed = p.protected_metadata_changes(&new.metadata, &old.metadata);
-            if !changed.is_empty() {
-                return Err(Reason::Immutable(changed));
+        (Mode::Mutate, Operation::Delete, "") => pass(),
+        (Mode::Validate, Operation::Delete, "") => {
+            let old: Pod = parse_old_object(req)?;
+            if let Some(job) = JobIdentity::from_admitted(&old.metadata) {
+                let object = job_object(&old);
+                p.require_owner_rights(
+                    ctx,
+                    object,
+                    &job,
+                    old.spec.node_name.as_deref(),
+                    &[Action::Delete],
+                )
+                .await?;
             }
             pass()
         }
-        (Mode::Mutate, Operation::Update, "status") => pass(),
-        (_, Operation::Delete, "") => pass(),
         _ => Err(unsupported(req)),
+    }
+}
+
+fn job_object(pod: &Pod) -> JobObject {
+    JobObject::Pod {
+        executor: spark_role(&pod.metadata) == Some("executor"),
+        app_controlled: pod
+            .metadata
+            .owner_references
+            .iter()
+            .any(|o| o.controller == Some(true) && o.kind == "SparkApplication"),
+    }
+}
+
+/// An UPDATE of a pod (`sub`: none, `status` or `ephemeralcontainers`): what sparkward set
+/// stays, spark-operator's labels stay the operator's, the requester must have the rights the
+/// change needs, and the pod stays hardened.
+async fn validate_update(p: &Pipeline, ctx: &mut Ctx<'_>, sub: &str) -> Result<(), Reason> {
+    let req = ctx.req;
+    let (new, old): (Pod, Pod) = (parse_object(req)?, parse_old_object(req)?);
+    let mut changed = p.protected_metadata_changes(&new.metadata, &old.metadata);
+    changed.extend(protected_changes(
+        &Loc::root().key("metadata").key("labels"),
+        new.metadata.labels.as_ref(),
+        old.metadata.labels.as_ref(),
+        |k| k == SPARK_ROLE_LABEL && old.metadata.label(JOB_ID_LABEL).is_some(),
+    ));
+    if !p.is_operator(&req.user_info.username) {
+        changed.extend(operator_label_changes(
+            &Loc::root().key("metadata").key("labels"),
+            new.metadata.labels.as_ref(),
+            old.metadata.labels.as_ref(),
+        ));
+    }
+    if !changed.is_empty() {
+        return Err(Reason::Immutable(changed));
+    }
+    let Some(job) = JobIdentity::from_admitted(&old.metadata) else {
+        return Ok(());
+    };
+    let actions = update_actions(req)?;
+    p.require_owner_rights(
+        ctx,
+        job_object(&old),
+        &job,
+        old.spec.node_name.as_deref(),
+        &actions,
+    )
+    .await?;
+    match sub {
+        "status" => Ok(()),
+        "ephemeralcontainers" => {
+            let added = new_ephemeral_names(&new, &old);
+            p.require_hardened(inspect_pod(&new, &p.config.hardening, Some(&added)))
+        }
+        _ => p.require_hardened(inspect_pod(&new, &p.config.hardening, None)),
     }
 }
 
 async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, pod: Pod) -> Decided {
     let namespace = require_namespace(ctx.req)?;
-    let (job, new_job, source) = pod_job(p, ctx, &pod, namespace).await?;
+    let PodJob {
+        job,
+        new_job,
+        source,
+        creator,
+    } = pod_job(p, ctx, &pod, namespace).await?;
     record_job(&mut ctx.facts, &job);
     let mut stamp = job.stamp(spark_role(&pod.metadata));
     match (source, pod.metadata.annotation(STAMP_ANNOTATION)) {
@@ -82,7 +143,8 @@ async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, pod: Pod) -> Decided {
         (Some(source), _) => p.seal(ctx, &pod.metadata, &mut stamp, source)?,
         (None, None) => return Err(not_admitted_here(KIND)),
     }
-    let claims = p.claims(&pod.metadata, &stamp);
+    let mut claims = p.claims(&pod.metadata, &stamp);
+    claims.extend(pod_operator_labels(&pod, source, creator.as_ref()));
     if !claims.is_empty() {
         return Err(Reason::Spoofing(claims));
     }
@@ -106,13 +168,18 @@ async fn pod_job(
     ctx: &mut Ctx<'_>,
     pod: &Pod,
     namespace: &str,
-) -> Result<(JobIdentity, bool, Option<Source>), Reason> {
+) -> Result<PodJob, Reason> {
     if p.open_stamp(ctx, &pod.metadata, KIND)?.is_some() {
         ctx.facts.identity_source = Some("reinvocation");
         let job = JobIdentity::from_admitted(&pod.metadata).ok_or_else(|| {
             Reason::Lineage("the pod carries a stamp but an incomplete identity record".into())
         })?;
-        return Ok((job, false, None));
+        return Ok(PodJob {
+            job,
+            new_job: false,
+            source: None,
+            creator: None,
+        });
     }
     let req = ctx.req;
     let role = spark_role(&pod.metadata);
@@ -127,7 +194,7 @@ async fn pod_job(
             .pod(namespace, pod_name)
             .await
             .map_err(|e| lookup_failed("Pod", namespace, pod_name, e))?;
-        if let Some(creator) = creator {
+        if let Some(creator) = creator.map(|c| c.meta) {
             if pod_uid.is_some_and(|uid| creator.uid.as_deref() != Some(uid)) {
                 return Err(Reason::Lineage(format!(
                     "the requester's token is bound to pod {namespace}/{pod_name} with a \
@@ -143,7 +210,12 @@ async fn pod_job(
                     )));
                 }
                 ctx.facts.identity_source = Some(Source::CreatorPod.as_str());
-                return Ok((job, false, Some(Source::CreatorPod)));
+                return Ok(PodJob {
+                    job,
+                    new_job: false,
+                    source: Some(Source::CreatorPod),
+                    creator: Some(creator),
+                });
             }
         }
     }
@@ -182,28 +254,80 @@ async fn pod_job(
             )));
         }
         ctx.facts.identity_source = Some(Source::Operator.as_str());
-        return Ok((job, false, Some(Source::Operator)));
+        return Ok(PodJob {
+            job,
+            new_job: false,
+            source: Some(Source::Operator),
+            creator: None,
+        });
     }
     // (c) a new job: the pod must carry a valid token.
     foreign_job_claim(&pod.metadata)?;
     let submitter = p.verify_token(ctx, &pod.metadata).await?;
-    Ok((
-        JobIdentity {
+    Ok(PodJob {
+        job: JobIdentity {
             job_id: p.new_job_id(ctx, "job-id")?,
             submitter,
         },
-        true,
-        Some(Source::Token),
-    ))
+        new_job: true,
+        source: Some(Source::Token),
+        creator: None,
+    })
 }
 
-fn validate_create(p: &Pipeline, ctx: &mut Ctx<'_>, pod: &Pod) -> Result<(), Reason> {
+/// Where a new pod's job comes from.
+struct PodJob {
+    job: JobIdentity,
+    /// This request starts the job (its policy is applied before the answer).
+    new_job: bool,
+    /// `None`: a re-invocation of this request, already stamped.
+    source: Option<Source>,
+    /// The job pod that created this one (executor lineage).
+    creator: Option<Meta>,
+}
+
+/// `sparkoperator.k8s.io/` labels on a new pod: spark-operator's own drivers may carry them,
+/// executors only with the values their driver carries (Spark copies them from the operator's
+/// executor label settings), anybody else's pods not at all.
+fn pod_operator_labels(
+    pod: &Pod,
+    source: Option<Source>,
+    creator: Option<&Meta>,
+) -> Vec<Violation> {
+    let loc = Loc::root().key("metadata").key("labels");
+    let claims = operator_label_claims(&loc, pod.metadata.labels.as_ref());
+    match (source, creator) {
+        (Some(Source::Operator) | None, _) => Vec::new(),
+        (Some(Source::CreatorPod), Some(creator)) => claims
+            .into_iter()
+            .zip(
+                pod.metadata
+                    .labels
+                    .iter()
+                    .flatten()
+                    .filter(|(k, _)| k.starts_with(OPERATOR_LABEL_PREFIX)),
+            )
+            .filter(|(_, (k, v))| creator.label(k) != Some(v.as_str()))
+            .map(|(c, _)| Violation {
+                fix: "an executor carries only the sparkoperator.k8s.io/ labels of its driver"
+                    .into(),
+                ..c
+            })
+            .collect(),
+        _ => claims,
+    }
+}
+
+async fn validate_create(p: &Pipeline, ctx: &mut Ctx<'_>, pod: &Pod) -> Result<(), Reason> {
     if pod.metadata.label(JOB_ID_LABEL).is_none() {
         return Err(not_admitted_here(KIND));
     }
     // The stamp proves that sparkward's mutating call derived this identity for this pod and
-    // requester in this request (lineage included); nothing is looked up again.
-    p.require_stamp(ctx, &pod.metadata, KIND)?;
+    // requester in this request (lineage included).
+    let opened = p.require_stamp(ctx, &pod.metadata, KIND)?;
+    if opened.source == Source::Operator {
+        require_app_controller(p, ctx, pod).await?;
+    }
     let job = JobIdentity::from_admitted(&pod.metadata).ok_or_else(|| not_admitted_here(KIND))?;
     record_job(&mut ctx.facts, &job);
     p.require_token_removed(&pod.metadata)?;
@@ -223,21 +347,57 @@ fn validate_create(p: &Pipeline, ctx: &mut Ctx<'_>, pod: &Pod) -> Result<(), Rea
     p.require_hardened(inspect_pod(pod, &p.config.hardening, None))
 }
 
-fn validate_update(p: &Pipeline, new: &Pod, old: &Pod) -> Result<(), Reason> {
-    let mut changed = p.protected_metadata_changes(&new.metadata, &old.metadata);
-    changed.extend(protected_changes(
-        &Loc::root().key("metadata").key("labels"),
-        new.metadata.labels.as_ref(),
-        old.metadata.labels.as_ref(),
-        |k| k == SPARK_ROLE_LABEL && old.metadata.label(JOB_ID_LABEL).is_some(),
-    ));
-    if !changed.is_empty() {
-        return Err(Reason::Immutable(changed));
+/// A driver that inherits a SparkApplication's job must, as finally stored, be controlled by
+/// that application: exactly one controller ownerReference, to the SparkApplication its
+/// `sparkoperator.k8s.io/app-name` label names, with that application's uid. spark-operator
+/// sets it (since v2.4 through the driver pod template it writes, before that through its pod
+/// webhook, which may run after sparkward's mutating webhook: hence the check here, on the
+/// final object). A label alone can be put on a pod; the controller reference of a live
+/// application cannot be faked alongside the operator's own (the API server refuses two).
+async fn require_app_controller(p: &Pipeline, ctx: &Ctx<'_>, pod: &Pod) -> Result<(), Reason> {
+    let namespace = require_namespace(ctx.req)?;
+    let app_name = pod.metadata.label(SPARK_APP_NAME_LABEL).unwrap_or("");
+    let controllers: Vec<_> = pod
+        .metadata
+        .owner_references
+        .iter()
+        .filter(|o| o.controller == Some(true))
+        .collect();
+    let app = p
+        .lookup
+        .spark_application(namespace, app_name)
+        .await
+        .map_err(|e| lookup_failed("SparkApplication", namespace, app_name, e))?;
+    let fix = "spark-operator sets it (v2.4 and later through the driver pod template; earlier \
+               versions only through their pod webhook, which must then be enabled)";
+    let Some(app) = app else {
+        return Err(Reason::Lineage(format!(
+            "driver pod names SparkApplication {namespace}/{app_name} \
+             ({SPARK_APP_NAME_LABEL}), which does not exist"
+        )));
+    };
+    match controllers.as_slice() {
+        [owner]
+            if owner.kind == "SparkApplication"
+                && owner.name == app_name
+                && app.uid.as_deref() == Some(owner.uid.as_str()) =>
+        {
+            Ok(())
+        }
+        [] => Err(Reason::Lineage(format!(
+            "driver pod of SparkApplication {namespace}/{app_name} has no controller \
+             ownerReference to it: {fix}"
+        ))),
+        owners => Err(Reason::Lineage(format!(
+            "driver pod names SparkApplication {namespace}/{app_name} ({SPARK_APP_NAME_LABEL}) but \
+             is controlled by {}: only the application's own driver inherits its job",
+            owners
+                .iter()
+                .map(|o| format!("{} {} (uid {})", o.kind, o.name, o.uid))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
     }
-    if JobIdentity::from_admitted(&old.metadata).is_some() {
-        p.require_hardened(inspect_pod(new, &p.config.hardening, None))?;
-    }
-    Ok(())
 }
 
 fn new_ephemeral_names<'p>(new: &'p Pod, old: &Pod) -> Vec<&'p str> {

@@ -18,7 +18,8 @@ use crate::admission::decode::{self, DecodeError, Request};
 use crate::admission::respond::Response;
 use crate::admission::store::PolicyStore;
 use crate::admission::{
-    Keyring, Lookup, Verifier, configmap, network_policy, pod, scheduled, spark_app,
+    Keyring, Lookup, Verifier, configmap, connect, network_policy, pod, scheduled, spark_app,
+    token_request,
 };
 use crate::config::Config;
 use crate::core::cilium::CiliumNetworkPolicy;
@@ -277,7 +278,21 @@ impl Pipeline {
     }
 
     /// One line per admitted kind; each handler routes operations and subresources itself.
+    /// Subresources whose review carries another kind than their resource's (connect options,
+    /// TokenRequest, Binding, Eviction) are routed by resource first.
     async fn route(&self, ctx: &mut Ctx<'_>) -> Decided {
+        let res = &ctx.req.resource;
+        let sub = ctx.req.sub_resource.as_deref().unwrap_or("");
+        match (res.group.as_str(), res.resource.as_str(), sub) {
+            ("", "pods", "exec" | "attach" | "portforward") => {
+                return connect::review(self, ctx).await;
+            }
+            ("", "serviceaccounts", "token") => return token_request::review(self, ctx).await,
+            // Scheduling a pod and evicting it (the eviction's delete skips admission) are not
+            // changes to what a job is.
+            ("", "pods", "binding" | "eviction") => return pass(),
+            _ => {}
+        }
         let kind = &ctx.req.kind;
         match (kind.group.as_str(), kind.kind.as_str()) {
             (SPARK_GROUP, "SparkApplication") => spark_app::review(self, ctx).await,

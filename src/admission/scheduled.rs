@@ -3,15 +3,20 @@
 //! run spark-operator creates from it inherits (see `spark_app`). Its template is hardened.
 
 use crate::admission::decode::Operation;
+use crate::admission::job::{
+    app_spec_operator_claims, new_claims, operator_label_changes, operator_label_claims,
+    update_actions,
+};
 use crate::admission::review::{
     Ctx, Decided, Mode, Pipeline, check_spark_version, parse_object, parse_old_object, pass,
     require_namespace, unsupported,
 };
-use crate::core::decision::{Reason, Submitter, schedule_stamp};
-use crate::core::hardening::Loc;
+use crate::core::decision::{JobIdentity, Reason, Submitter, schedule_stamp};
+use crate::core::hardening::{Loc, Violation};
 use crate::core::labels::{self, SCHEDULE_ID_ANNOTATION, STAMP_ANNOTATION};
 use crate::core::mutation::{Stamp, conflicting_claims, finish, inspect_app_spec, plan_metadata};
-use crate::core::objects::ScheduledSparkApplication;
+use crate::core::objects::{ScheduledSparkApplication, SparkAppSpec};
+use crate::core::ownership::{Action, JobObject};
 use crate::core::stamp::Source;
 
 const KIND: &str = "ScheduledSparkApplication";
@@ -29,14 +34,40 @@ pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
             validate_create(p, ctx, &parse_object(req)?)?;
             pass()
         }
-        (Mode::Validate, Operation::Update, "") => {
-            validate_update(p, &parse_object(req)?, &parse_old_object(req)?)?;
+        (Mode::Mutate, Operation::Update, "" | "status")
+        | (Mode::Mutate, Operation::Delete, "") => pass(),
+        (Mode::Validate, Operation::Update, "" | "status") => {
+            validate_update(p, ctx, sub).await?;
             pass()
         }
-        (Mode::Mutate, Operation::Update, "") => pass(),
-        (_, Operation::Delete, "") => pass(),
+        (Mode::Validate, Operation::Delete, "") => {
+            let old: ScheduledSparkApplication = parse_old_object(req)?;
+            if let Some(job) = schedule_job(&old) {
+                p.require_owner_rights(
+                    ctx,
+                    JobObject::ScheduledSparkApplication,
+                    &job,
+                    None,
+                    &[Action::Delete],
+                )
+                .await?;
+            }
+            pass()
+        }
         _ => Err(unsupported(req)),
     }
+}
+
+/// A schedule as a job for the ownership rules: its schedule id and submitter.
+fn schedule_job(app: &ScheduledSparkApplication) -> Option<JobIdentity> {
+    let id = app
+        .metadata
+        .annotation(SCHEDULE_ID_ANNOTATION)
+        .filter(|id| labels::is_job_id(id))?;
+    Some(JobIdentity {
+        job_id: id.to_string(),
+        submitter: Submitter::from_annotations(&app.metadata)?,
+    })
 }
 
 async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: ScheduledSparkApplication) -> Decided {
@@ -94,6 +125,12 @@ async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: ScheduledSparkAppli
             ));
         }
     }
+    // The operator copies a schedule's labels onto every run it creates, as the operator.
+    claims.extend(operator_label_claims(
+        &Loc::root().key("metadata").key("labels"),
+        app.metadata.labels.as_ref(),
+    ));
+    claims.extend(template_operator_labels(Some(template)));
     if !claims.is_empty() {
         return Err(Reason::Spoofing(claims));
     }
@@ -142,24 +179,55 @@ fn validate_create(
     Ok(())
 }
 
-fn validate_update(
-    p: &Pipeline,
-    new: &ScheduledSparkApplication,
-    old: &ScheduledSparkApplication,
-) -> Result<(), Reason> {
-    let changed = p.protected_metadata_changes(&new.metadata, &old.metadata);
+/// An UPDATE (`sub`: none or `status`): what sparkward set stays, spark-operator's labels
+/// stay the operator's (the operator copies a schedule's labels onto every run), the requester
+/// must have the rights the change needs, and the template stays hardened.
+async fn validate_update(p: &Pipeline, ctx: &mut Ctx<'_>, sub: &str) -> Result<(), Reason> {
+    let req = ctx.req;
+    let (new, old): (ScheduledSparkApplication, ScheduledSparkApplication) =
+        (parse_object(req)?, parse_old_object(req)?);
+    let mut changed = p.protected_metadata_changes(&new.metadata, &old.metadata);
+    if !p.is_operator(&req.user_info.username) {
+        let labels = Loc::root().key("metadata").key("labels");
+        changed.extend(operator_label_changes(
+            &labels,
+            new.metadata.labels.as_ref(),
+            old.metadata.labels.as_ref(),
+        ));
+        changed.extend(new_claims(
+            template_operator_labels(new.spec.template.as_ref()),
+            &template_operator_labels(old.spec.template.as_ref()),
+        ));
+    }
     if !changed.is_empty() {
         return Err(Reason::Immutable(changed));
     }
-    if let (Some(t), true) = (
-        &new.spec.template,
-        Submitter::from_annotations(&old.metadata).is_some(),
-    ) {
-        p.require_hardened(inspect_app_spec(
+    let Some(job) = schedule_job(&old) else {
+        return Ok(());
+    };
+    let actions = update_actions(req)?;
+    p.require_owner_rights(
+        ctx,
+        JobObject::ScheduledSparkApplication,
+        &job,
+        None,
+        &actions,
+    )
+    .await?;
+    match (&new.spec.template, sub) {
+        (Some(t), "") => p.require_hardened(inspect_app_spec(
             &Loc::root().key("spec").key("template"),
             t,
             &p.config.hardening,
-        ))?;
+        )),
+        _ => Ok(()),
     }
-    Ok(())
+}
+
+/// spark-operator's labels and owners in a schedule's template (see
+/// `app_spec_operator_claims`): every run is created from it by the operator itself.
+fn template_operator_labels(template: Option<&SparkAppSpec>) -> Vec<Violation> {
+    template.map_or_else(Vec::new, |t| {
+        app_spec_operator_claims(&Loc::root().key("spec").key("template"), t)
+    })
 }

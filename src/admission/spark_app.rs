@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use crate::admission::decode::Operation;
 use crate::admission::job::{
-    foreign_job_claim, lookup_failed, missing_claims, not_admitted_here, protected_changes,
-    record_job,
+    app_spec_operator_claims, foreign_job_claim, lookup_failed, missing_claims, new_claims,
+    not_admitted_here, operator_label_changes, operator_label_claims, protected_changes,
+    record_job, update_actions,
 };
 use crate::admission::review::{
     Ctx, Decided, Mode, Pipeline, check_spark_version, parse_object, parse_old_object, pass,
@@ -21,6 +22,7 @@ use crate::core::mutation::{
     Stamp, conflicting_claims, finish, inspect_app_spec, plan_metadata, plan_spark_pod_labels,
 };
 use crate::core::objects::{Meta, SparkApplication};
+use crate::core::ownership::{Action, JobObject};
 use crate::core::stamp::Source;
 
 const KIND: &str = "SparkApplication";
@@ -38,25 +40,27 @@ pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
             validate_create(p, ctx, &parse_object(req)?)?;
             pass()
         }
-        (Mode::Validate, Operation::Update, "") => {
-            validate_update(p, &parse_object(req)?, &parse_old_object(req)?)?;
+        // Updates, status writes and deletes are guarded by the validating webhook.
+        (Mode::Mutate, Operation::Update, "" | "status")
+        | (Mode::Mutate, Operation::Delete, "") => pass(),
+        (Mode::Validate, Operation::Update, "" | "status") => {
+            validate_update(p, ctx, sub).await?;
             pass()
         }
-        // Updates are guarded by the validating webhook; nothing to add.
-        (Mode::Mutate, Operation::Update, "") => pass(),
-        // Status writes (the operator, the kubelet) may carry metadata: what sparkward set
-        // stays as it is.
-        (Mode::Validate, Operation::Update, "status") => {
-            let (new, old): (SparkApplication, SparkApplication) =
-                (parse_object(req)?, parse_old_object(req)?);
-            let changed = p.protected_metadata_changes(&new.metadata, &old.metadata);
-            if !changed.is_empty() {
-                return Err(Reason::Immutable(changed));
+        (Mode::Validate, Operation::Delete, "") => {
+            let old: SparkApplication = parse_old_object(req)?;
+            if let Some(job) = JobIdentity::from_admitted(&old.metadata) {
+                p.require_owner_rights(
+                    ctx,
+                    JobObject::SparkApplication,
+                    &job,
+                    None,
+                    &[Action::Delete],
+                )
+                .await?;
             }
             pass()
         }
-        (Mode::Mutate, Operation::Update, "status") => pass(),
-        (_, Operation::Delete, "") => pass(),
         _ => Err(unsupported(req)),
     }
 }
@@ -97,6 +101,13 @@ async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: SparkApplication) -
         annotations: BTreeMap::new(),
     };
     let mut claims = p.claims(&app.metadata, &stamp);
+    let operator = p.is_operator(&ctx.req.user_info.username);
+    if !operator {
+        claims.extend(operator_label_claims(
+            &Loc::root().key("metadata").key("labels"),
+            app.metadata.labels.as_ref(),
+        ));
+    }
     for (role, pod) in [
         ("driver", &app.spec.driver),
         ("executor", &app.spec.executor),
@@ -114,6 +125,12 @@ async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: SparkApplication) -
             // No exemption for the token here: copied onto pods from the spec, it would be
             // stored with the SparkApplication and on every pod.
             "",
+        ));
+    }
+    if !operator {
+        claims.extend(app_spec_operator_claims(
+            &Loc::root().key("spec"),
+            &app.spec,
         ));
     }
     if !claims.is_empty() {
@@ -229,12 +246,29 @@ fn validate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: &SparkApplication) -> R
     ))
 }
 
-fn validate_update(
-    p: &Pipeline,
-    new: &SparkApplication,
-    old: &SparkApplication,
-) -> Result<(), Reason> {
+/// An UPDATE (`sub`: none or `status`): what sparkward set stays, spark-operator's labels
+/// stay the operator's, the requester must have the rights the change needs, and the spec
+/// stays hardened.
+async fn validate_update(p: &Pipeline, ctx: &mut Ctx<'_>, sub: &str) -> Result<(), Reason> {
+    let req = ctx.req;
+    let (new, old): (SparkApplication, SparkApplication) =
+        (parse_object(req)?, parse_old_object(req)?);
+    let operator = p.is_operator(&req.user_info.username);
     let mut changed = p.protected_metadata_changes(&new.metadata, &old.metadata);
+    if !operator {
+        changed.extend(operator_label_changes(
+            &Loc::root().key("metadata").key("labels"),
+            new.metadata.labels.as_ref(),
+            old.metadata.labels.as_ref(),
+        ));
+    }
+    if !operator {
+        let spec = Loc::root().key("spec");
+        changed.extend(new_claims(
+            app_spec_operator_claims(&spec, &new.spec),
+            &app_spec_operator_claims(&spec, &old.spec),
+        ));
+    }
     for role in ["driver", "executor"] {
         let pick = |a: &SparkApplication| {
             let pod = if role == "driver" {
@@ -244,22 +278,30 @@ fn validate_update(
             };
             pod.as_ref().and_then(|p| p.labels.clone())
         };
+        let loc = Loc::root().key("spec").key(role).key("labels");
+        let (new_labels, old_labels) = (pick(&new), pick(&old));
         changed.extend(protected_changes(
-            &Loc::root().key("spec").key(role).key("labels"),
-            pick(new).as_ref(),
-            pick(old).as_ref(),
+            &loc,
+            new_labels.as_ref(),
+            old_labels.as_ref(),
             |k| k.starts_with(PREFIX),
         ));
     }
     if !changed.is_empty() {
         return Err(Reason::Immutable(changed));
     }
-    if JobIdentity::from_admitted(&old.metadata).is_some() {
-        p.require_hardened(inspect_app_spec(
-            &Loc::root().key("spec"),
-            &new.spec,
-            &p.config.hardening,
-        ))?;
+    let Some(job) = JobIdentity::from_admitted(&old.metadata) else {
+        return Ok(());
+    };
+    let actions = update_actions(req)?;
+    p.require_owner_rights(ctx, JobObject::SparkApplication, &job, None, &actions)
+        .await?;
+    if sub == "status" {
+        return Ok(());
     }
-    Ok(())
+    p.require_hardened(inspect_app_spec(
+        &Loc::root().key("spec"),
+        &new.spec,
+        &p.config.hardening,
+    ))
 }

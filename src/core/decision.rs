@@ -168,6 +168,8 @@ pub enum Reason {
     Immutable(Vec<Violation>),
     /// A managed CiliumNetworkPolicy touched by someone other than its managers.
     NotManager(String),
+    /// A job's object changed, deleted or entered by someone who may not.
+    NotOwner(String),
     /// Scopes the mapping does not know, with `unknownScopes: deny`.
     UnknownScopes(String),
     /// The job's CiliumNetworkPolicy could not be applied.
@@ -201,6 +203,7 @@ impl Reason {
             Reason::Lineage(_) => "lineage",
             Reason::Immutable(_) => "immutable",
             Reason::NotManager(_) => "not_manager",
+            Reason::NotOwner(_) => "not_owner",
             Reason::Stamp(_) => "stamp",
             Reason::UnknownScopes(_) => "unknown_scopes",
             Reason::PolicyApply { .. } => "policy_apply",
@@ -236,6 +239,7 @@ impl fmt::Display for Reason {
             | Reason::Unsupported(m)
             | Reason::Lineage(m)
             | Reason::NotManager(m)
+            | Reason::NotOwner(m)
             | Reason::Stamp(m)
             | Reason::UnknownScopes(m)
             | Reason::Lookup(m)

@@ -760,6 +760,8 @@ mod tests {
                 username_prefix: "oidc:".into(),
             }),
             spark_operator: vec![],
+            job_admins: Default::default(),
+            kubernetes_controllers: vec![],
         }
     }
 

@@ -11,5 +11,6 @@ pub mod labels;
 pub mod lifecycle;
 pub mod mutation;
 pub mod objects;
+pub mod ownership;
 pub mod policy;
 pub mod stamp;

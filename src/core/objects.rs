@@ -132,6 +132,8 @@ pub struct PodSpec {
     #[serde(rename = "hostIPC")]
     pub host_ipc: Option<bool>,
     pub service_account_name: Option<String>,
+    /// The node the pod is bound to (for the kubelet's rights).
+    pub node_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -164,6 +166,8 @@ pub struct SparkPodSpec {
     pub ports: Vec<ContainerPort>,
     /// A pod template (`x-kubernetes-preserve-unknown-fields` in the CRD): read loosely.
     pub template: Option<serde_json::Value>,
+    /// Labels of the driver's Service (driver only).
+    pub service_labels: Option<BTreeMap<String, String>>,
 }
 
 /// `spec` of a SparkApplication (and `spec.template` of a ScheduledSparkApplication).
@@ -173,6 +177,8 @@ pub struct SparkAppSpec {
     pub driver: Option<SparkPodSpec>,
     pub executor: Option<SparkPodSpec>,
     pub volumes: Option<Vec<Volume>>,
+    /// `spec.sparkConf`: Spark properties passed to spark-submit.
+    pub spark_conf: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

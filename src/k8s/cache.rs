@@ -1,6 +1,8 @@
-//! Watch-backed lookups for admission: metadata-only reflectors of SparkApplications,
-//! ScheduledSparkApplications and job pods, so the common pod admission (an executor whose
-//! creator is an admitted driver) costs no API round trip.
+//! Watch-backed lookups for admission: metadata-only reflectors of SparkApplications and
+//! ScheduledSparkApplications, and a reflector of job pods stripped to their metadata and
+//! `spec.nodeName` (the kubelet's rights and TokenRequests need the node), so the common pod
+//! admission (an executor whose creator is an admitted driver), ownership checks and CONNECT
+//! reviews cost no API round trip.
 //!
 //! Trust rules: a cache that has not completed its first list is not trusted; a miss (or an
 //! unsynced cache) falls through to a direct API read, whose 404 is the only "absent" answer.
@@ -21,7 +23,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use tokio_util::sync::CancellationToken;
 
-use crate::admission::{Lookup, LookupError};
+use crate::admission::{Lookup, LookupError, PodInfo};
 use crate::core::labels::JOB_ID_LABEL;
 use crate::core::objects::{Meta, OwnerRef};
 use crate::k8s::{scheduled_spark_application_resource, spark_application_resource};
@@ -35,7 +37,7 @@ type MetaStore<K> = Store<PartialObjectMeta<K>>;
 #[derive(Clone)]
 pub struct KubeLookup {
     client: Client,
-    pods: MetaStore<Pod>,
+    pods: Store<Pod>,
     apps: MetaStore<DynamicObject>,
     scheduled: MetaStore<DynamicObject>,
     synced: Arc<[AtomicBool; 3]>,
@@ -54,12 +56,10 @@ impl KubeLookup {
             AtomicBool::new(false),
             AtomicBool::new(false),
         ]);
-        let pods = spawn_reflector::<Pod>(
+        let pods = spawn_pod_reflector(
             Api::all(client.clone()),
-            (),
             watcher::Config::default().labels(JOB_ID_LABEL),
             synced.clone(),
-            PODS,
             shutdown.clone(),
         );
         let app_res = spark_application_resource();
@@ -166,6 +166,67 @@ fn spawn_reachability(client: Client, reachable: Arc<AtomicBool>, shutdown: Canc
     });
 }
 
+/// The job-pod cache: full pods from the watch, each stripped to its metadata (without
+/// managedFields) and `spec.nodeName` before it is stored.
+fn spawn_pod_reflector(
+    api: Api<Pod>,
+    config: watcher::Config,
+    synced: Arc<[AtomicBool; 3]>,
+    shutdown: CancellationToken,
+) -> Store<Pod> {
+    let writer = reflector::store::Writer::<Pod>::default();
+    let store = writer.as_reader();
+    let ready = store.clone();
+    let flag = synced.clone();
+    tokio::spawn(async move {
+        if ready.wait_until_ready().await.is_ok() {
+            flag[PODS].store(true, Ordering::Relaxed);
+        }
+    });
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, config).default_backoff().modify(strip_pod),
+    );
+    tokio::spawn(drive(stream, shutdown));
+    store
+}
+
+fn strip_pod(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    let node_name = pod.spec.as_mut().and_then(|s| s.node_name.take());
+    pod.spec = node_name.map(|n| k8s_openapi::api::core::v1::PodSpec {
+        node_name: Some(n),
+        ..Default::default()
+    });
+    pod.status = None;
+}
+
+fn pod_info(pod: &Pod) -> PodInfo {
+    PodInfo {
+        meta: meta_from(&pod.metadata),
+        node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+    }
+}
+
+/// Runs a reflector's stream until shutdown.
+async fn drive<S, T>(stream: S, shutdown: CancellationToken)
+where
+    S: futures::Stream<Item = Result<T, watcher::Error>>,
+{
+    let mut stream = std::pin::pin!(stream);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            item = stream.next() => match item {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => tracing::warn!(error = %e, "lookup cache watch failed; retrying"),
+                None => return,
+            },
+        }
+    }
+}
+
 fn spawn_reflector<K>(
     api: Api<PartialObjectMeta<K>>,
     dyntype: K::DynamicType,
@@ -188,20 +249,7 @@ where
         }
     });
     let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
-    tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        loop {
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => return,
-                item = stream.next() => match item {
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => tracing::warn!(error = %e, "lookup cache watch failed; retrying"),
-                    None => return,
-                },
-            }
-        }
-    });
+    tokio::spawn(drive(stream, shutdown));
     store
 }
 
@@ -284,14 +332,23 @@ impl Lookup for KubeLookup {
         &'a self,
         namespace: &'a str,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Meta>, LookupError>> {
+    ) -> BoxFuture<'a, Result<Option<PodInfo>, LookupError>> {
         Box::pin(async move {
-            let key = ObjectRef::new(name).within(namespace);
-            if let Some(hit) = self.cached(PODS, &self.pods, key) {
-                return Ok(Some(hit));
+            if self.synced[PODS].load(Ordering::Relaxed)
+                && let Some(hit) = self.pods.get(&ObjectRef::new(name).within(namespace))
+            {
+                return Ok(Some(pod_info(&hit)));
             }
+            // A miss: the pod is not a job pod, or the watch has not delivered it yet.
             let api = Api::<Pod>::namespaced(self.client.clone(), namespace);
-            direct(api, "Pod", namespace, name).await
+            match tokio::time::timeout(DIRECT_READ_TIMEOUT, api.get_opt(name)).await {
+                Ok(Ok(found)) => Ok(found.map(|p| pod_info(&p))),
+                Ok(Err(e)) => Err(LookupError(format!("the API server answered: {e}"))),
+                Err(_) => Err(LookupError(format!(
+                    "reading Pod {namespace}/{name} from the API server timed out after {}s",
+                    DIRECT_READ_TIMEOUT.as_secs()
+                ))),
+            }
         })
     }
 }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use crate::admission::{Lookup, LookupError};
+use crate::admission::{Lookup, LookupError, PodInfo};
 use crate::core::objects::{Meta, MetaOnly};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -149,8 +149,17 @@ impl Lookup for ClusterState {
         &'a self,
         namespace: &'a str,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Meta>, LookupError>> {
-        Box::pin(async move { self.meta("Pod", namespace, name) })
+    ) -> BoxFuture<'a, Result<Option<PodInfo>, LookupError>> {
+        Box::pin(async move {
+            let node_name = self
+                .get("Pod", namespace, name)
+                .and_then(|p| p.pointer("/spec/nodeName"))
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            Ok(self
+                .meta("Pod", namespace, name)?
+                .map(|meta| PodInfo { meta, node_name }))
+        })
     }
 }
 
@@ -159,8 +168,7 @@ mod tests {
     use super::*;
 
     const APP: &str = r#"{"apiVersion":"sparkoperator.k8s.io/v1beta2","kind":"SparkApplication","metadata":{"name":"a","namespace":"ns","labels":{"x":"y"}}}"#;
-    const POD: &str =
-        r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"ns","uid":"u"}}"#;
+    const POD: &str = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"ns","uid":"u"},"spec":{"nodeName":"n1"}}"#;
 
     #[test]
     fn reads_all_three_formats() {
@@ -191,7 +199,8 @@ mod tests {
     async fn lookups_return_metadata() {
         let s = ClusterState::parse(&format!("[{APP},{POD}]")).unwrap();
         let pod = s.pod("ns", "p").await.unwrap().unwrap();
-        assert_eq!(pod.uid.as_deref(), Some("u"));
+        assert_eq!(pod.meta.uid.as_deref(), Some("u"));
+        assert_eq!(pod.node_name.as_deref(), Some("n1"));
         assert!(s.pod("ns", "missing").await.unwrap().is_none());
         let app = s.spark_application("ns", "a").await.unwrap().unwrap();
         assert_eq!(app.label("x"), Some("y"));
