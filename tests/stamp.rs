@@ -202,23 +202,32 @@ impl World {
     }
 
     /// Rewrites the key file the way a Secret update lands (a new file swapped in) and waits
-    /// until sparkward logs that it loaded exactly `ids` (comma separated, signing key first).
-    async fn rotate_keys(&self, content: &str, ids: &str) {
+    /// until sparkward has swapped the keys in: its success counter reaches `reloads` (it counts
+    /// after the swap; sparkward's log line comes just before it), and the log names exactly
+    /// `ids` (comma separated, signing key first).
+    async fn rotate_keys(&self, content: &str, ids: &str, reloads: u64) {
         let next = self.key_file.with_extension("next");
         std::fs::write(&next, content).unwrap();
         std::fs::rename(&next, &self.key_file).unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
+        let series = "sparkward_stamp_key_reloads_total{outcome=\"success\"} ";
         loop {
-            let loaded = self.server.stderr.lock().unwrap().iter().any(|line| {
+            let (_, metrics) = self.server.probe("/metrics").await.unwrap();
+            let swapped = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(series))
+                .and_then(|n| n.trim().parse::<f64>().ok())
+                .is_some_and(|n| n >= reloads as f64);
+            let logged = self.server.stderr.lock().unwrap().iter().any(|line| {
                 serde_json::from_str::<Value>(line)
                     .is_ok_and(|v| v["message"] == "stamp keys reloaded" && v["keys"] == ids)
             });
-            if loaded {
+            if swapped && logged {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "sparkward did not reload the stamp keys {ids}:\n{}",
+                "sparkward did not reload the stamp keys {ids}:\n{metrics}\n{}",
                 self.server.stderr_text()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -504,7 +513,7 @@ async fn stamp_keys_rotate_without_downtime_and_a_removed_key_no_longer_verifies
     // Step 1: the new key signs, the old one still verifies.
     let across_first = mutated(in_flight("in-flight-1")).await;
     assert_eq!(stamp_field(&across_first.object, 1), "oldkey");
-    w.rotate_keys(&format!("{new}\n{old}\n"), "newkey,oldkey")
+    w.rotate_keys(&format!("{new}\n{old}\n"), "newkey,oldkey", 1)
         .await;
     validated(across_first).await;
     let second = w.admitted(&alice(), w.app("alice", "etl-2", NS)).await;
@@ -513,7 +522,7 @@ async fn stamp_keys_rotate_without_downtime_and_a_removed_key_no_longer_verifies
     // Step 2: the old key is removed.
     let across_second = mutated(in_flight("in-flight-2")).await;
     assert_eq!(stamp_field(&across_second.object, 1), "newkey");
-    w.rotate_keys(&format!("{new}\n"), "newkey").await;
+    w.rotate_keys(&format!("{new}\n"), "newkey", 2).await;
     validated(across_second).await;
     let third = w.admitted(&alice(), w.app("alice", "etl-3", NS)).await;
     assert_eq!(stamp_field(&third, 1), "newkey");
