@@ -42,6 +42,7 @@ use support::cluster::{
     rejection, to_json, wait_for,
 };
 use support::scenario::{Idp, mk_spark_app};
+use support::testhook::{Answer, TestHook};
 
 /// The scenario config plus a short end grace, so a completed job's policy goes quickly.
 const EXTRA_CONFIG: &str = "lifecycle:\n  endGrace: 2s\n";
@@ -677,6 +678,570 @@ async fn garbage_collection_removes_the_policy_with_its_application() {
     });
     let audited = audited.expect("sparkward saw the garbage collector's DELETE");
     assert_eq!(audited["allowed"], true, "{audited}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The admission stamp through the real API server (tests/stamp.rs has the same cases, and key
+// rotation, expiry and retried calls, against the stand-in: this binary shares one sparkward,
+// whose key file and validity every test here relies on)
+// ---------------------------------------------------------------------------------------------
+
+/// What every stamp denial says, whatever the cause.
+const STAMP_NOT_VALID: &str = "sparkward.io/stamp annotation that is not valid for this request";
+/// The cause of a stamp bound to another object, namespace, kind or requester.
+const STAMP_MISMATCH: &str = "does not match this object, namespace, kind and requester";
+
+/// The stored object as a client resubmits it (`kubectl get -o json`, edited, created again).
+fn resubmittable(stored: &Value) -> Value {
+    let mut object = stored.clone();
+    let meta = object["metadata"].as_object_mut().unwrap();
+    for field in [
+        "resourceVersion",
+        "uid",
+        "creationTimestamp",
+        "managedFields",
+        "generation",
+    ] {
+        meta.remove(field);
+    }
+    object.as_object_mut().unwrap().remove("status");
+    object
+}
+
+/// Copies every `sparkward.io/` label and annotation of `from` (its stamp included) onto
+/// `onto`, as a tenant who read `from` would.
+fn copy_identity(from: &Value, onto: &mut Value) {
+    for field in ["labels", "annotations"] {
+        let Some(source) = from["metadata"][field].as_object() else {
+            continue;
+        };
+        if !onto["metadata"][field].is_object() {
+            onto["metadata"][field] = json!({});
+        }
+        for (k, v) in source
+            .iter()
+            .filter(|(k, _)| k.starts_with("sparkward.io/"))
+        {
+            onto["metadata"][field][k] = v.clone();
+        }
+    }
+}
+
+/// The `i`th field of an object's stamp (`v1.<key>.<expiry>.<flags>.<source>.<mac>`).
+fn stamp_field(object: &Value, i: usize) -> String {
+    let stamp = object["metadata"]["annotations"]["sparkward.io/stamp"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no stamp on {object}"));
+    stamp.split('.').nth(i).unwrap().to_string()
+}
+
+/// A spark-submit driver pod of `subject` with a valid token.
+fn submitted_driver(w: &World, subject: &str, name: &str) -> Value {
+    let mut pod = support::reviews::mk_pod(name, &w.ns.name);
+    pod["metadata"]["annotations"] = json!({
+        "sparkward.io/submitter-token": w.token(subject, "data:read:postgres-main")});
+    pod
+}
+
+impl World {
+    /// The message of `result`, a denial by `webhook` for its stamp: the message says so and
+    /// sparkward audited the reason code `stamp` for `namespace`/`name`.
+    async fn stamp_denied(
+        &self,
+        result: Result<Value, kube::Error>,
+        webhook: &str,
+        namespace: &str,
+        name: &str,
+    ) -> String {
+        let message = denied_by(result, webhook);
+        assert!(message.contains(STAMP_NOT_VALID), "{message}");
+        wait_for("sparkward's audit line of the stamp denial", || async {
+            self.sw
+                .audit_lines()
+                .iter()
+                .any(|l| {
+                    l["namespace"] == namespace
+                        && l["name"] == name
+                        && l["reason"] == "stamp"
+                        && l["allowed"] == false
+                })
+                .then_some(())
+        })
+        .await;
+        message
+    }
+
+    /// Deletes `object` as `client` and waits until it is gone.
+    async fn delete(&self, client: &Client, object: &Value) {
+        let name = object["metadata"]["name"].as_str().unwrap();
+        api_of(client, object)
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("deleting {name}: {e}"));
+        let kind = (
+            object["apiVersion"].as_str().unwrap(),
+            object["kind"].as_str().unwrap(),
+        );
+        wait_for("the deletion", || async {
+            self.get(kind, name).await.is_none().then_some(())
+        })
+        .await;
+    }
+
+    /// Policy names in this namespace.
+    async fn policy_names(&self) -> Vec<String> {
+        self.policies()
+            .await
+            .iter()
+            .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn real_api_server_refuses_bobs_copy_of_alices_stamp_on_his_application_a_pod_and_in_another_namespace()
+ {
+    let Some(w) = world("stamp-copy").await else {
+        return;
+    };
+    let bob = w.cluster().client_as(&w.ns.tenant("oidc:bob").await).await;
+    let other = w.cluster().enforced_namespace("stamp-copy-b").await;
+    let bob_elsewhere = w.cluster().client_as(&other.tenant("oidc:bob").await).await;
+    let alices = w.admitted_app("etl", "data:read:postgres-main").await;
+    let pp = PostParams::default();
+
+    // bob carries his own valid token each time: the stamp alone decides.
+    let mut his_app = mk_spark_app(
+        "bob-etl",
+        &w.ns.name,
+        &w.token("bob", "stream:kafka-events"),
+    );
+    copy_identity(&alices, &mut his_app);
+    let message = w
+        .stamp_denied(
+            create(&bob, &his_app, &pp).await,
+            "sparkapplications.mutate.sparkward.io",
+            &w.ns.name,
+            "bob-etl",
+        )
+        .await;
+    assert!(message.contains(STAMP_MISMATCH), "{message}");
+
+    let mut his_pod = submitted_driver(&w, "bob", "bob-driver");
+    copy_identity(&alices, &mut his_pod);
+    let message = w
+        .stamp_denied(
+            create(&bob, &his_pod, &pp).await,
+            "pods.mutate.sparkward.io",
+            &w.ns.name,
+            "bob-driver",
+        )
+        .await;
+    assert!(message.contains(STAMP_MISMATCH), "{message}");
+
+    let mut elsewhere = resubmittable(&alices);
+    elsewhere["metadata"]["namespace"] = json!(other.name);
+    elsewhere["metadata"]["annotations"]["sparkward.io/submitter-token"] =
+        json!(w.token("bob", "data:read:postgres-main"));
+    let message = w
+        .stamp_denied(
+            create(&bob_elsewhere, &elsewhere, &pp).await,
+            "sparkapplications.mutate.sparkward.io",
+            &other.name,
+            "etl",
+        )
+        .await;
+    assert!(message.contains(STAMP_MISMATCH), "{message}");
+
+    assert!(w.get(SPARK_APP, "bob-etl").await.is_none());
+    assert!(w.get(("v1", "Pod"), "bob-driver").await.is_none());
+    assert!(managed_policies(&w.admin, &other.name).await.is_empty());
+    assert_eq!(
+        w.policy_names().await,
+        [format!("sparkward-{}", job_of(&alices))]
+    );
+
+    // Beside it, bob's own submission is admitted as his own job.
+    let his = create(
+        &bob,
+        &mk_spark_app(
+            "bob-etl",
+            &w.ns.name,
+            &w.token("bob", "stream:kafka-events"),
+        ),
+        &pp,
+    )
+    .await
+    .expect("bob's own SparkApplication is admitted");
+    assert_ne!(job_of(&his), job_of(&alices));
+    assert_eq!(w.policies().await.len(), 2);
+}
+
+#[tokio::test]
+async fn real_api_server_refuses_alices_own_stamp_replayed_onto_another_name() {
+    let Some(w) = world("stamp-rename").await else {
+        return;
+    };
+    let first = w.admitted_app("etl", "data:read:postgres-main").await;
+    let mut second = resubmittable(&first);
+    second["metadata"]["name"] = json!("etl-2");
+    second["metadata"]["annotations"]["sparkward.io/submitter-token"] =
+        json!(w.token("alice", "data:read:postgres-main"));
+    let message = w
+        .stamp_denied(
+            create(&w.alice, &second, &PostParams::default()).await,
+            "sparkapplications.mutate.sparkward.io",
+            &w.ns.name,
+            "etl-2",
+        )
+        .await;
+    assert!(message.contains(STAMP_MISMATCH), "{message}");
+    assert!(w.get(SPARK_APP, "etl-2").await.is_none());
+    assert_eq!(w.policies().await.len(), 1);
+}
+
+#[tokio::test]
+async fn real_api_server_refuses_a_dry_runs_stamp_on_the_real_create() {
+    let Some(w) = world("stamp-dry-run").await else {
+        return;
+    };
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let answered = create(
+        &w.alice,
+        &w.alices_app("etl", "data:read:postgres-main"),
+        &dry_run,
+    )
+    .await
+    .expect("a dry run of a valid submission is allowed");
+    assert_eq!(stamp_field(&answered, 3), "d");
+    let message = w
+        .stamp_denied(
+            create(&w.alice, &resubmittable(&answered), &PostParams::default()).await,
+            "sparkapplications.mutate.sparkward.io",
+            &w.ns.name,
+            "etl",
+        )
+        .await;
+    assert!(message.contains("dry run"), "{message}");
+    assert!(w.get(SPARK_APP, "etl").await.is_none());
+    assert!(w.policies().await.is_empty());
+}
+
+/// The documented residual: within its validity the same requester can replay a stamp onto an
+/// object of the same kind, namespace and name after deleting the original; it is taken for a
+/// re-invocation, carries the identity verified for her moments before and starts nothing.
+#[tokio::test]
+async fn documented_residual_real_api_server_admits_the_same_requesters_replay_of_the_same_name_within_validity_without_a_new_policy()
+ {
+    let Some(w) = world("stamp-residual").await else {
+        return;
+    };
+    let original = w.admitted_app("etl", "data:read:postgres-main").await;
+    let policy = format!("sparkward-{}", job_of(&original));
+    w.delete(&w.alice, &original).await;
+    let replayed = create(&w.alice, &resubmittable(&original), &PostParams::default())
+        .await
+        .expect("the documented residual: the same requester's replay is admitted");
+    assert_eq!(job_of(&replayed), job_of(&original));
+    let uid = replayed["metadata"]["uid"].clone();
+    assert_ne!(uid, original["metadata"]["uid"]);
+    wait_for("the replay's audit line", || async {
+        w.sw.audit_lines()
+            .iter()
+            .any(|l| {
+                l["namespace"] == w.ns.name.as_str()
+                    && l["name"] == "etl"
+                    && l["webhook"] == "mutate"
+                    && l["identitySource"] == "reinvocation"
+                    && l["allowed"] == true
+            })
+            .then_some(())
+    })
+    .await;
+    let names = w.policy_names().await;
+    assert!(
+        names.iter().all(|n| *n == policy),
+        "a replay created a policy: {names:?}"
+    );
+}
+
+#[tokio::test]
+async fn real_api_server_reinvokes_sparkward_after_a_later_webhook_replaces_the_security_context() {
+    let Some(w) = world("stamp-reinvoke").await else {
+        return;
+    };
+    // spark-operator's pod webhook replaces the Spark container's securityContext wholesale.
+    // Its configuration's name sorts after `sparkward`, so kube-apiserver calls it after
+    // sparkward; it selects only this test's namespace and fails open, so it cannot disturb
+    // the other tests of this binary even if this one stops half way.
+    let hook = TestHook::start().await;
+    hook.on("/mutate", |request| {
+        if request["kind"]["kind"] == "Pod" {
+            Answer::patch(json!([{
+                "op": "add", "path": "/spec/containers/0/securityContext",
+                "value": {"runAsUser": 185},
+            }]))
+        } else {
+            Answer::allow()
+        }
+    });
+    let configuration = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": format!("zz-spark-operator-{}", w.ns.name)},
+        "webhooks": [{
+            "name": "mutate-pods.sparkoperator.k8s.io",
+            "admissionReviewVersions": ["v1"],
+            "clientConfig": {"url": format!("{}/mutate", hook.base_url),
+                "caBundle": sparkward::certs::ca_bundle(&hook.ca_pem)},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods", "configmaps"],
+                "operations": ["CREATE"], "scope": "Namespaced"}],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": w.ns.name}},
+            "failurePolicy": "Ignore",
+            "sideEffects": "None",
+            "timeoutSeconds": 5,
+        }],
+    });
+    create(&w.admin, &configuration, &PostParams::default())
+        .await
+        .expect("the second mutating webhook is registered");
+    // kube-apiserver picks configurations up through an informer: probe with dry-run
+    // ConfigMaps until the hook is called.
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let mut probe = 0;
+    wait_for("kube-apiserver to call the second webhook", || {
+        probe += 1;
+        let config_map = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("probe-{probe}"), "namespace": w.ns.name}});
+        let (admin, dry_run, hook) = (&w.admin, &dry_run, &hook);
+        async move {
+            let _ = create(admin, &config_map, dry_run).await;
+            hook.received()
+                .iter()
+                .any(|r| r.request["kind"]["kind"] == "ConfigMap")
+                .then_some(())
+        }
+    })
+    .await;
+
+    let driver = create(
+        &w.alice,
+        &submitted_driver(&w, "alice", "wordcount-driver"),
+        &PostParams::default(),
+    )
+    .await
+    .expect("the driver is admitted");
+    api(
+        &w.admin,
+        "admissionregistration.k8s.io/v1",
+        "MutatingWebhookConfiguration",
+        None,
+    )
+    .delete(
+        configuration["metadata"]["name"].as_str().unwrap(),
+        &DeleteParams::default(),
+    )
+    .await
+    .expect("the second webhook is removed");
+
+    // The second webhook ran after sparkward and replaced the hardened context it saw...
+    let pods: Vec<_> = hook
+        .received()
+        .into_iter()
+        .filter(|r| r.request["kind"]["kind"] == "Pod")
+        .collect();
+    assert_eq!(pods.len(), 1);
+    let seen = &pods[0].request["object"]["spec"]["containers"][0]["securityContext"];
+    assert_eq!(seen["readOnlyRootFilesystem"], true, "{seen}");
+    // ...and what is stored is hardened again by sparkward's re-invocation.
+    assert_hardened_pod(&driver);
+    let container = &driver["spec"]["containers"][0]["securityContext"];
+    assert_eq!(
+        container["capabilities"]["drop"],
+        json!(["ALL"]),
+        "{container}"
+    );
+
+    // sparkward was called twice in the mutating phase (own uids; the second a re-invocation)
+    // and once to validate; one job, one policy.
+    let audited = wait_for("sparkward's three audit lines for the driver", || async {
+        let lines: Vec<Value> =
+            w.sw.audit_lines()
+                .into_iter()
+                .filter(|l| {
+                    l["namespace"] == w.ns.name.as_str()
+                        && l["name"] == "wordcount-driver"
+                        && l["kind"] == "Pod"
+                })
+                .collect();
+        (lines.len() >= 3).then_some(lines)
+    })
+    .await;
+    let calls: Vec<(&str, &str, bool)> = audited
+        .iter()
+        .map(|l| {
+            (
+                l["webhook"].as_str().unwrap(),
+                l["identitySource"].as_str().unwrap_or(""),
+                l["allowed"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("mutate", "token", true),
+            ("mutate", "reinvocation", true),
+            ("validate", "token", true)
+        ]
+    );
+    let uids: std::collections::BTreeSet<&str> =
+        audited.iter().map(|l| l["uid"].as_str().unwrap()).collect();
+    assert_eq!(uids.len(), 3, "{audited:#?}");
+    assert_eq!(
+        w.policy_names().await,
+        [format!("sparkward-{}", job_of(&driver))]
+    );
+}
+
+/// A spark-submit driver pod of alice named by the API server (`generateName` only).
+fn generated_driver(w: &World) -> Value {
+    let mut pod = submitted_driver(w, "alice", "unused");
+    pod["metadata"].as_object_mut().unwrap().remove("name");
+    pod["metadata"]["generateName"] = json!("wordcount-driver-");
+    pod
+}
+
+#[tokio::test]
+async fn real_api_server_admits_a_generate_name_driver_and_refuses_its_stamp_on_a_named_pod() {
+    let Some(w) = world("stamp-generate").await else {
+        return;
+    };
+    let stored = create(&w.alice, &generated_driver(&w), &PostParams::default())
+        .await
+        .expect("a generateName driver is admitted");
+    assert!(
+        stored["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("wordcount-driver-")
+    );
+    assert_eq!(stamp_field(&stored, 3), "g");
+    assert_eq!(w.policies().await.len(), 1);
+
+    let mut named = submitted_driver(&w, "alice", "wordcount-driver-copy");
+    copy_identity(&stored, &mut named);
+    let message = w
+        .stamp_denied(
+            create(&w.alice, &named, &PostParams::default()).await,
+            "pods.mutate.sparkward.io",
+            &w.ns.name,
+            "wordcount-driver-copy",
+        )
+        .await;
+    assert!(message.contains("unassigned name"), "{message}");
+    assert!(
+        w.get(("v1", "Pod"), "wordcount-driver-copy")
+            .await
+            .is_none()
+    );
+    assert_eq!(w.policies().await.len(), 1);
+}
+
+/// The stored generateName pod, resubmitted as `kubectl get -o json` shows it (generateName
+/// kept) under an explicit name: kube-apiserver never shows a mutating webhook a name for a
+/// generateName request, so a prefix-bound stamp on a named object is a copy.
+#[tokio::test]
+async fn real_api_server_refuses_a_generate_name_stamp_copied_with_its_prefix_onto_a_named_pod() {
+    let Some(w) = world("stamp-generate-copy").await else {
+        return;
+    };
+    let stored = create(&w.alice, &generated_driver(&w), &PostParams::default())
+        .await
+        .expect("a generateName driver is admitted");
+    let mut copy = resubmittable(&stored);
+    copy["metadata"]["name"] = json!("wordcount-driver-copy");
+    assert_eq!(copy["metadata"]["generateName"], "wordcount-driver-");
+    let message = w
+        .stamp_denied(
+            create(&w.alice, &copy, &PostParams::default()).await,
+            "pods.mutate.sparkward.io",
+            &w.ns.name,
+            "wordcount-driver-copy",
+        )
+        .await;
+    assert!(message.contains("unassigned name"), "{message}");
+    assert!(
+        w.get(("v1", "Pod"), "wordcount-driver-copy")
+            .await
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn real_api_server_refuses_an_executors_stamp_replayed_by_another_driver_of_the_same_service_account()
+ {
+    let Some(w) = world("stamp-executor").await else {
+        return;
+    };
+    let bob = w.cluster().client_as(&w.ns.tenant("oidc:bob").await).await;
+    let pp = PostParams::default();
+    // Two jobs in one namespace whose drivers run as the same service account.
+    let alices_driver = create(
+        &w.alice,
+        &submitted_driver(&w, "alice", "alice-driver"),
+        &pp,
+    )
+    .await
+    .expect("alice's driver");
+    let bobs_driver = create(&bob, &submitted_driver(&w, "bob", "bob-driver"), &pp)
+        .await
+        .expect("bob's driver");
+    let as_alices_driver = w
+        .cluster()
+        .client_as(&w.ns.driver_token(&alices_driver))
+        .await;
+    let as_bobs_driver = w
+        .cluster()
+        .client_as(&w.ns.driver_token(&bobs_driver))
+        .await;
+    let no_labels = json!({});
+    let alices_exec = create(
+        &as_alices_driver,
+        &mk_executor_pod(&alices_driver, 1, &no_labels),
+        &pp,
+    )
+    .await
+    .expect("alice's executor");
+    assert_eq!(job_of(&alices_exec), job_of(&alices_driver));
+    assert_eq!(stamp_field(&alices_exec, 4), "p");
+    let bobs_exec = create(
+        &as_bobs_driver,
+        &mk_executor_pod(&bobs_driver, 1, &no_labels),
+        &pp,
+    )
+    .await
+    .expect("bob's executor");
+    assert_eq!(job_of(&bobs_exec), job_of(&bobs_driver));
+
+    // bob's driver deletes alice's executor and recreates it, stamp and all, with its token.
+    w.delete(&as_bobs_driver, &alices_exec).await;
+    let message = w
+        .stamp_denied(
+            create(&as_bobs_driver, &resubmittable(&alices_exec), &pp).await,
+            "pods.mutate.sparkward.io",
+            &w.ns.name,
+            "alice-driver-exec-1",
+        )
+        .await;
+    assert!(message.contains(STAMP_MISMATCH), "{message}");
+    assert!(w.get(("v1", "Pod"), "alice-driver-exec-1").await.is_none());
+    assert_eq!(w.policies().await.len(), 2);
 }
 
 // ---------------------------------------------------------------------------------------------
