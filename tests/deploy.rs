@@ -1210,16 +1210,33 @@ fn the_webhook_rules_route_exactly_what_sparkward_handles() {
         routes(all.iter().filter(|h| h.config == "mutating")),
         expand(common)
     );
-    let mut validating = common.to_vec();
-    validating.push((
-        "cilium.io",
-        "v2",
-        "ciliumnetworkpolicies",
-        &["CREATE", "UPDATE", "DELETE"],
-    ));
+    // The validating webhooks also guard what happens to a job after admission: updates,
+    // deletes, status writes, debug containers, exec/attach/port-forward and tokens bound to
+    // a job's pods.
+    const CUD: &[&str] = &["CREATE", "UPDATE", "DELETE"];
+    let validating: &[(&str, &str, &str, &[&str])] = &[
+        (SPARK, "v1beta2", "sparkapplications", CUD),
+        (SPARK, "v1beta2", "scheduledsparkapplications", CUD),
+        (SPARK, "v1beta2", "sparkapplications/status", &["UPDATE"]),
+        (
+            SPARK,
+            "v1beta2",
+            "scheduledsparkapplications/status",
+            &["UPDATE"],
+        ),
+        ("", "v1", "pods", CUD),
+        ("", "v1", "pods/ephemeralcontainers", &["UPDATE"]),
+        ("", "v1", "pods/status", &["UPDATE"]),
+        ("", "v1", "pods/exec", &["CONNECT"]),
+        ("", "v1", "pods/attach", &["CONNECT"]),
+        ("", "v1", "pods/portforward", &["CONNECT"]),
+        ("", "v1", "serviceaccounts/token", &["CREATE"]),
+        ("", "v1", "configmaps", CREATE_UPDATE),
+        ("cilium.io", "v2", "ciliumnetworkpolicies", CUD),
+    ];
     assert_eq!(
         routes(all.iter().filter(|h| h.config == "validating")),
-        expand(&validating)
+        expand(validating)
     );
 }
 
@@ -1301,7 +1318,7 @@ fn webhook_timeouts_outlast_sparkwards_own_deadlines() {
 }
 
 #[test]
-fn the_policy_webhook_skips_only_sparkwards_own_requests() {
+fn only_the_policy_and_pod_status_webhooks_skip_requests_and_only_their_exempt_ones() {
     let m = webhooks();
     let all = hooks(&m);
     for h in &all {
@@ -1312,6 +1329,26 @@ fn the_policy_webhook_skips_only_sparkwards_own_requests() {
                 .iter()
                 .any(|x| x == "ciliumnetworkpolicies")
         });
+        let pod_status = h.rules.iter().any(|r| {
+            r.resources
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .any(|x| x == "pods/status")
+        });
+        if pod_status {
+            // The kubelets' own status updates skip the round trip (NodeRestriction limits
+            // them); everybody else's status writes are checked.
+            assert_eq!(h.rules.len(), 1, "{}: pod status alone", h.name);
+            assert_eq!(h.match_conditions.len(), 1, "{}", h.name);
+            assert_eq!(
+                h.match_conditions[0].expression.replace(' ', ""),
+                "!('system:nodes'inrequest.userInfo.groups)",
+                "{}",
+                h.name
+            );
+            continue;
+        }
         if !cnp {
             assert!(h.match_conditions.is_empty(), "{}", h.name);
             continue;

@@ -1229,8 +1229,15 @@ async fn real_api_server_refuses_an_executors_stamp_replayed_by_another_driver_o
     .expect("bob's executor");
     assert_eq!(job_of(&bobs_exec), job_of(&bobs_driver));
 
-    // bob's driver deletes alice's executor and recreates it, stamp and all, with its token.
-    w.delete(&as_bobs_driver, &alices_exec).await;
+    // bob's driver may not delete alice's executor (ownership)...
+    let refused = api_of(&as_bobs_driver, &alices_exec)
+        .delete("alice-driver-exec-1", &DeleteParams::default())
+        .await
+        .map(|_| ())
+        .expect_err("bob's driver deleted alice's executor");
+    assert!(refused.to_string().contains("belongs to job"), "{refused}");
+    // ...and once alice's own driver has deleted it, bob's cannot recreate it, stamp and all.
+    w.delete(&as_alices_driver, &alices_exec).await;
     let message = w
         .stamp_denied(
             create(&as_bobs_driver, &resubmittable(&alices_exec), &pp).await,

@@ -810,8 +810,25 @@ async fn an_executors_stamp_is_bound_to_its_drivers_token_and_another_driver_of_
     assert_eq!(job_of(&bobs_exec), job_of(&bobs_driver));
     assert_eq!(w.policies().len(), 2);
 
-    // bob's driver deletes alice's executor and recreates it, stamp and all, with its token.
-    w.delete(&bound_to(&bobs_driver), POD, NS, "alice-driver-exec-1")
+    // bob's driver may not delete alice's executor (ownership)...
+    let refused = w
+        .api
+        .request_as(
+            &bound_to(&bobs_driver),
+            Method::DELETE,
+            &format!("/api/v1/namespaces/{NS}/pods/alice-driver-exec-1"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.body.to_string().contains("belongs to job"),
+        "{}",
+        refused.body
+    );
+    // ...and once alice's own driver has deleted it, bob's cannot recreate it, stamp and all.
+    w.delete(&bound_to(&alices_driver), POD, NS, "alice-driver-exec-1")
         .await;
     let message = w.stamp_denial(
         w.api
