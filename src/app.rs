@@ -25,9 +25,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admission::{Keyring, Lookup, Mode, NoIdentity, Pipeline, Verifier};
 use crate::certs;
-use crate::cli::{CertsArgs, CheckConfigArgs, Cli, Command, ReviewArgs, ReviewMode, ServeArgs};
-use crate::config::{AuditOutput, Config, JwksSource};
+use crate::cli::{
+    CertsArgs, CheckConfigArgs, Cli, Command, ReviewArgs, ReviewMode, ServeArgs, TokenArgs,
+};
+use crate::config::{AuditOutput, Config, IdentityConfig, JwksSource};
 use crate::core::stamp::StampKeys;
+use crate::devidp::{DEV_ISSUER, DevIdp};
 use crate::k8s::cache::KubeLookup;
 use crate::k8s::jwks::JwksCache;
 use crate::k8s::lease::holder_identity;
@@ -49,6 +52,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Review(args) => review(args).await,
         Command::Certs(args) => make_certs(args),
         Command::CheckConfig(args) => Ok(check_config(args)),
+        Command::Token(args) => token(args),
         Command::StampKey(args) => {
             println!("{}", stamp_keys::new_line(&args.id)?);
             Ok(ExitCode::SUCCESS)
@@ -87,6 +91,33 @@ fn check_config(args: CheckConfigArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `sparkward token`: a development token, refused when the config names a real provider.
+fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(args.config.as_deref())?;
+    if let Some(identity) = config.identity.as_ref().filter(|i| i.issuer != DEV_ISSUER) {
+        bail!(
+            "the configuration trusts the identity provider {}: get a token from it (sparkward \
+             token only signs for local mode's development provider, {DEV_ISSUER})",
+            identity.issuer
+        );
+    }
+    if args.sub.trim().is_empty() {
+        bail!("--sub must name the subject (the user the token is for)");
+    }
+    let scopes: Vec<String> = args
+        .scopes
+        .iter()
+        .flat_map(|s| s.split_whitespace())
+        .map(str::to_string)
+        .collect();
+    let idp = DevIdp::ensure(&args.dev_cert_dir)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    println!("{}", idp.token(args.sub.trim(), &scopes, args.ttl, now)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn make_certs(args: CertsArgs) -> anyhow::Result<ExitCode> {
@@ -365,6 +396,8 @@ impl Readiness for AppReadiness {
 /// The parts of a pipeline that depend on the config.
 struct Components {
     local: bool,
+    /// Local mode's development identity provider, used while the config names none.
+    dev_identity: Option<IdentityConfig>,
     stamp_keys: Keyring,
     lookup: Arc<dyn Lookup>,
     client: Option<kube::Client>,
@@ -413,7 +446,7 @@ fn start_jwks(
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let provider = provider();
-    let config = load_config(args.config.as_deref())?;
+    let mut config = load_config(args.config.as_deref())?;
     let local = args.local || !kube_config_present();
     if local {
         tracing::warn!(
@@ -422,6 +455,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.cluster_state.as_deref().map_or("no cluster state".to_string(), |p| p.display().to_string())
         );
     }
+    // Local mode without an identity provider of its own trusts the development one, so the
+    // main job can be tried at once (`sparkward token` signs for it). Never outside local mode.
+    let dev_identity = match (local, &config.identity) {
+        (true, None) => {
+            let idp = DevIdp::ensure(&args.dev_cert_dir)?;
+            tracing::warn!(
+                issuer = DEV_ISSUER,
+                jwks = %idp.jwks_path.display(),
+                "local mode: trusting the development identity provider; get a token with `sparkward token --sub NAME --scope SCOPE`"
+            );
+            Some(idp.identity_config())
+        }
+        _ => None,
+    };
+    with_dev_identity(&mut config, dev_identity.as_ref());
     if config.identity.is_none() {
         tracing::warn!(
             "no identity provider configured: every review that needs a submitter token will be denied"
@@ -486,6 +534,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         stamp_keys::keyring(stamp_key_path.as_deref().unwrap_or(&config.stamp.key_file));
     let components = Components {
         local,
+        dev_identity,
         stamp_keys: stamp_ring.clone(),
         lookup,
         client,
@@ -652,6 +701,12 @@ fn spawn_lifecycle(
     tokio::spawn(controller.run(shutdown))
 }
 
+fn with_dev_identity(config: &mut Config, dev: Option<&IdentityConfig>) {
+    if config.identity.is_none() {
+        config.identity = dev.cloned();
+    }
+}
+
 fn build_pipeline(c: &Components, config: Arc<Config>, jwks: Option<Arc<JwksCache>>) -> Pipeline {
     let verifier: Arc<dyn Verifier> = match jwks {
         Some(cache) => cache,
@@ -693,7 +748,10 @@ async fn config_reload_loop(
             continue;
         }
         seen = now;
-        let outcome = match Config::load(&path) {
+        let outcome = match Config::load(&path).map(|mut c| {
+            with_dev_identity(&mut c, components.dev_identity.as_ref());
+            c
+        }) {
             Err(e) => {
                 tracing::error!(error = %e, path = %path.display(), "new config rejected; keeping the previous one");
                 "failure"

@@ -36,6 +36,33 @@ pub enum Command {
     CheckConfig(CheckConfigArgs),
     /// Print a new stamp key line (`id:base64`) for the Secret sparkward-stamp-keys.
     StampKey(StampKeyArgs),
+    /// Local mode only: print a token signed by the development identity provider.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The token's subject (with the local mode's requester binding, the user named in the
+    /// review).
+    #[arg(long)]
+    pub sub: String,
+
+    /// Granted scopes (repeat, or space-separated).
+    #[arg(long = "scope")]
+    pub scopes: Vec<String>,
+
+    /// Lifetime of the token.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub ttl: std::time::Duration,
+
+    /// The configuration sparkward runs with; a token is refused when it names a real
+    /// identity provider.
+    #[arg(long, env = "SPARKWARD_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Where local mode keeps its development certificates and identity provider.
+    #[arg(long, default_value = "certs/dev")]
+    pub dev_cert_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

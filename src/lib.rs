@@ -12,6 +12,7 @@ pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod devidp;
 pub mod k8s;
 pub mod server;
 pub mod shutdown;

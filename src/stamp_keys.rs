@@ -71,7 +71,8 @@ pub fn ensure_dev_key(dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+/// Writes `text` to `path`, readable by its owner only.
+pub(crate) fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
