@@ -169,10 +169,26 @@ pub struct FileIdentity {
     pub trusted_creators: FileTrustedCreators,
     #[serde(default)]
     pub job_admins: FileJobAdmins,
+    /// Take the job identity from the API server's own OIDC login (opt-in per namespace).
+    #[serde(default)]
+    pub requester_identity: Option<FileRequesterIdentity>,
+    /// Group (without the groups prefix) → scopes, for `requesterIdentity`.
+    #[serde(default)]
+    pub group_scopes: BTreeMap<String, Vec<String>>,
     /// Kubernetes' own controllers that change or delete job objects as part of their work
     /// (metadata, status, delete; never spec or exec).
     #[serde(default = "default_kubernetes_controllers")]
     pub kubernetes_controllers: Vec<String>,
+}
+
+/// `identity.requesterIdentity`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileRequesterIdentity {
+    pub namespaces: Vec<String>,
+    pub username_prefix: String,
+    #[serde(default)]
+    pub groups_prefix: String,
 }
 
 /// `identity.jobAdmins`: who may change, delete and enter any job (besides its submitter).
@@ -606,6 +622,19 @@ pub struct IdentityConfig {
     pub spark_operator: Vec<String>,
     pub job_admins: JobAdmins,
     pub kubernetes_controllers: Vec<String>,
+    /// Identity from the API server's OIDC login, where enabled.
+    pub requester_identity: Option<RequesterIdentity>,
+}
+
+/// Jobs in `namespaces` submitted without a token take their identity from the requesting
+/// user, as the API server's OIDC authenticator named it: subject = username without
+/// `username_prefix`, scopes = `group_scopes` of the user's groups (without `groups_prefix`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequesterIdentity {
+    pub namespaces: Vec<String>,
+    pub username_prefix: String,
+    pub groups_prefix: String,
+    pub group_scopes: BTreeMap<String, Vec<String>>,
 }
 
 /// Job administrators: users and groups that may change, delete and enter any job.
@@ -812,6 +841,45 @@ impl TryFrom<FileIdentity> for IdentityConfig {
                  administrator",
             ));
         }
+        let requester_identity = match f.requester_identity {
+            None if !f.group_scopes.is_empty() => {
+                return Err(invalid(
+                    "identity.groupScopes",
+                    "only applies with identity.requesterIdentity",
+                ));
+            }
+            None => None,
+            Some(r) => {
+                if r.username_prefix.trim().is_empty() {
+                    return Err(invalid(
+                        "identity.requesterIdentity.usernamePrefix",
+                        "must be the API server's --oidc-username-prefix (non-empty): without it \
+                         any user, service account or certificate name would pass for an OIDC \
+                         login",
+                    ));
+                }
+                if r.namespaces.is_empty() || r.namespaces.iter().any(|n| n.trim().is_empty()) {
+                    return Err(invalid(
+                        "identity.requesterIdentity.namespaces",
+                        "list the namespaces that opt in (non-empty names)",
+                    ));
+                }
+                for (group, scopes) in &f.group_scopes {
+                    if group.is_empty() || scopes.iter().any(|s| s.is_empty() || s.contains(' ')) {
+                        return Err(invalid(
+                            format!("identity.groupScopes[\"{group}\"]"),
+                            "groups and scopes must be non-empty, scopes without spaces",
+                        ));
+                    }
+                }
+                Some(RequesterIdentity {
+                    namespaces: r.namespaces,
+                    username_prefix: r.username_prefix,
+                    groups_prefix: r.groups_prefix,
+                    group_scopes: f.group_scopes,
+                })
+            }
+        };
         Ok(IdentityConfig {
             annotation: f.annotation,
             issuer: f.issuer,
@@ -830,6 +898,7 @@ impl TryFrom<FileIdentity> for IdentityConfig {
                 groups: f.job_admins.groups,
             },
             kubernetes_controllers: f.kubernetes_controllers,
+            requester_identity,
         })
     }
 }

@@ -17,7 +17,7 @@ use crate::admission::no_identity;
 use crate::admission::review::{Allowed, Ctx, Decided, Facts, Mode, Pipeline};
 use crate::core::decision::{JobIdentity, Reason, Submitter, spark_role};
 use crate::core::hardening::{Findings, Loc, Violation};
-use crate::core::identity::IdentityError;
+use crate::core::identity::{IdentityError, requester_identity};
 use crate::core::labels::{self, JOB_ID_LABEL, PREFIX, STAMP_ANNOTATION};
 use crate::core::mutation::{Stamp, conflicting_claims, token_present};
 use crate::core::objects::{Meta, SparkAppSpec};
@@ -195,18 +195,31 @@ impl Pipeline {
     // Identity
     // -----------------------------------------------------------------------------------------
 
+    /// The submitter of a new job: the verified token in the annotation, or, with no token
+    /// and where the namespace opted in, the API server's own OIDC login of the requester.
     pub(super) async fn verify_token(
         &self,
         ctx: &mut Ctx<'_>,
         meta: &Meta,
-    ) -> Result<Submitter, Reason> {
+    ) -> Result<(Submitter, Source), Reason> {
         let Some(identity) = &self.config.identity else {
             return Err(no_identity());
         };
         let token = meta
             .annotation(&identity.annotation)
-            .filter(|t| !t.trim().is_empty())
-            .ok_or_else(|| Reason::from(IdentityError::missing_token(identity)))?;
+            .filter(|t| !t.trim().is_empty());
+        let Some(token) = token else {
+            let user = &ctx.req.user_info;
+            let namespace = ctx.req.namespace.as_deref().unwrap_or("");
+            return match requester_identity(identity, namespace, &user.username, &user.groups) {
+                Some(submitter) => {
+                    ctx.facts.identity_source = Some(Source::Requester.as_str());
+                    ctx.facts.submitter = Some(submitter.clone());
+                    Ok((submitter, Source::Requester))
+                }
+                None => Err(Reason::from(IdentityError::missing_token(identity))),
+            };
+        };
         let started = Instant::now();
         let verified = self
             .verifier
@@ -219,7 +232,7 @@ impl Pipeline {
         let submitter = verified?;
         ctx.facts.identity_source = Some(Source::Token.as_str());
         ctx.facts.submitter = Some(submitter.clone());
-        Ok(submitter)
+        Ok((submitter, Source::Token))
     }
 
     /// The allowed answer for a job's object: a new job's policy is applied first.

@@ -263,14 +263,14 @@ async fn pod_job(
     }
     // (c) a new job: the pod must carry a valid token.
     foreign_job_claim(&pod.metadata)?;
-    let submitter = p.verify_token(ctx, &pod.metadata).await?;
+    let (submitter, source) = p.verify_token(ctx, &pod.metadata).await?;
     Ok(PodJob {
         job: JobIdentity {
             job_id: p.new_job_id(ctx, "job-id")?,
             submitter,
         },
         new_job: true,
-        source: Some(Source::Token),
+        source: Some(source),
         creator: None,
     })
 }

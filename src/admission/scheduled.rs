@@ -73,6 +73,7 @@ fn schedule_job(app: &ScheduledSparkApplication) -> Option<JobIdentity> {
 async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: ScheduledSparkApplication) -> Decided {
     require_namespace(ctx.req)?;
     let reinvoked = p.open_stamp(ctx, &app.metadata, KIND)?.is_some();
+    let mut source = Source::Token;
     let (submitter, schedule_id) = if reinvoked {
         ctx.facts.identity_source = Some("reinvocation");
         let submitter = Submitter::from_annotations(&app.metadata);
@@ -89,7 +90,8 @@ async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: ScheduledSparkAppli
             }
         }
     } else {
-        let submitter = p.verify_token(ctx, &app.metadata).await?;
+        let (submitter, from) = p.verify_token(ctx, &app.metadata).await?;
+        source = from;
         (submitter, p.new_job_id(ctx, "schedule-id")?)
     };
     ctx.facts.submitter = Some(submitter.clone());
@@ -100,7 +102,7 @@ async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: ScheduledSparkAppli
                 .annotations
                 .insert(STAMP_ANNOTATION, existing.to_string());
         }
-        _ => p.seal(ctx, &app.metadata, &mut stamp, Source::Token)?,
+        _ => p.seal(ctx, &app.metadata, &mut stamp, source)?,
     }
     let mut claims = p.claims(&app.metadata, &stamp);
     let template_loc = Loc::root().key("spec").key("template");

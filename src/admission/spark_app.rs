@@ -78,7 +78,7 @@ async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: SparkApplication) -
         foreign_job_claim(&app.metadata)?;
         let (submitter, source) = match schedule_parent(p, ctx, &app.metadata, namespace).await? {
             Some(s) => (s, Source::Schedule),
-            None => (p.verify_token(ctx, &app.metadata).await?, Source::Token),
+            None => p.verify_token(ctx, &app.metadata).await?,
         };
         let job = JobIdentity {
             job_id: p.new_job_id(ctx, "job-id")?,

@@ -24,6 +24,7 @@ use jsonwebtoken::{Validation, dangerous, decode};
 use serde_json::{Map, Value};
 
 use crate::config::{Algorithm, IdentityConfig};
+use crate::core::decision::Submitter;
 use crate::core::keys::{self, KeySet, Selection, VerificationKey};
 
 /// Largest annotation value treated as a token. Real access tokens are 1–4 KiB; anything
@@ -702,6 +703,44 @@ fn scopes(value: Option<&Value>, claim: &str) -> Result<Vec<String>, IdentityErr
     Ok(out)
 }
 
+/// The job identity the API server's own OIDC login gives a requester, where the namespace
+/// opted in (`identity.requesterIdentity`): the subject is the username without the OIDC
+/// username prefix, the scopes the `groupScopes` of its OIDC groups (prefix stripped), in
+/// configuration order without duplicates, the issuer the configured one. `None` when the
+/// namespace did not opt in or the user was not authenticated through that OIDC login (no
+/// prefix, or nothing after it).
+pub fn requester_identity(
+    cfg: &IdentityConfig,
+    namespace: &str,
+    username: &str,
+    groups: &[String],
+) -> Option<Submitter> {
+    let r = cfg.requester_identity.as_ref()?;
+    if !r.namespaces.iter().any(|n| n == namespace) {
+        return None;
+    }
+    let subject = username
+        .strip_prefix(r.username_prefix.as_str())
+        .filter(|s| !s.is_empty())?;
+    let mut scopes: Vec<String> = Vec::new();
+    for group in groups {
+        let Some(name) = group.strip_prefix(r.groups_prefix.as_str()) else {
+            continue;
+        };
+        for scope in r.group_scopes.get(name).into_iter().flatten() {
+            if !scopes.contains(scope) {
+                scopes.push(scope.clone());
+            }
+        }
+    }
+    Some(Submitter {
+        subject: subject.to_string(),
+        issuer: cfg.issuer.clone(),
+        token_id: None,
+        scopes,
+    })
+}
+
 /// With requester binding enabled, the token's subject (with the configured username prefix)
 /// must be the Kubernetes user who made the request: nobody submits with someone else's token.
 pub fn check_requester(
@@ -762,7 +801,70 @@ mod tests {
             spark_operator: vec![],
             job_admins: Default::default(),
             kubernetes_controllers: vec![],
+            requester_identity: None,
         }
+    }
+
+    #[test]
+    fn the_api_servers_oidc_login_gives_an_identity_only_where_enabled() {
+        use crate::config::RequesterIdentity;
+        let mut cfg = mk_config();
+        assert_eq!(
+            requester_identity(&cfg, "analytics", "oidc:alice", &[]),
+            None
+        );
+        cfg.requester_identity = Some(RequesterIdentity {
+            namespaces: vec!["analytics".into()],
+            username_prefix: "oidc:".into(),
+            groups_prefix: "oidc:".into(),
+            group_scopes: std::collections::BTreeMap::from([
+                ("readers".to_string(), vec!["data:read".to_string()]),
+                (
+                    "streamers".to_string(),
+                    vec!["stream:x".to_string(), "data:read".to_string()],
+                ),
+            ]),
+        });
+        let groups: Vec<String> = [
+            "oidc:readers",
+            "oidc:streamers",
+            "readers",
+            "system:authenticated",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        let got = requester_identity(&cfg, "analytics", "oidc:alice", &groups).unwrap();
+        assert_eq!(got.subject, "alice");
+        assert_eq!(got.issuer, ISS);
+        assert_eq!(got.token_id, None);
+        assert_eq!(
+            got.scopes,
+            vec!["data:read".to_string(), "stream:x".to_string()]
+        );
+        // Another namespace, a name without the OIDC prefix (a certificate, a service
+        // account), or the bare prefix: no identity.
+        assert_eq!(
+            requester_identity(&cfg, "spark-jobs", "oidc:alice", &groups),
+            None
+        );
+        assert_eq!(
+            requester_identity(&cfg, "analytics", "alice", &groups),
+            None
+        );
+        assert_eq!(
+            requester_identity(
+                &cfg,
+                "analytics",
+                "system:serviceaccount:analytics:spark",
+                &groups
+            ),
+            None
+        );
+        assert_eq!(
+            requester_identity(&cfg, "analytics", "oidc:", &groups),
+            None
+        );
     }
 
     fn b64u(bytes: &[u8]) -> String {

@@ -204,6 +204,8 @@ pub enum Source {
     Operator,
     CreatorPod,
     Schedule,
+    /// The API server's own OIDC login of the requester (`identity.requesterIdentity`).
+    Requester,
 }
 
 impl Source {
@@ -213,6 +215,7 @@ impl Source {
             Source::Operator => 'o',
             Source::CreatorPod => 'p',
             Source::Schedule => 's',
+            Source::Requester => 'r',
         }
     }
 
@@ -222,6 +225,7 @@ impl Source {
             "o" => Source::Operator,
             "p" => Source::CreatorPod,
             "s" => Source::Schedule,
+            "r" => Source::Requester,
             _ => return None,
         })
     }
@@ -233,6 +237,7 @@ impl Source {
             Source::Operator => "operator",
             Source::CreatorPod => "creator-pod",
             Source::Schedule => "schedule",
+            Source::Requester => "requester",
         }
     }
 }
