@@ -14,6 +14,7 @@ pub mod config;
 pub mod core;
 pub mod devidp;
 pub mod k8s;
+pub mod plugin;
 pub mod server;
 pub mod shutdown;
 pub mod stamp_keys;

@@ -12,6 +12,14 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Installed (or linked) as `kubectl-sparkward`, the binary is the kubectl plugin.
+    let mut argv = std::env::args();
+    if argv
+        .next()
+        .is_some_and(|a| sparkward::plugin::invoked_as_plugin(&a))
+    {
+        return sparkward::plugin::main(argv.collect());
+    }
     // One process-wide crypto provider (aws-lc-rs) for rustls, kube's client and the JWKS
     // fetcher; with two providers compiled in, rustls would refuse to pick one.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
