@@ -19,7 +19,9 @@ use crate::core::decision::{JobIdentity, Reason, Submitter};
 use crate::core::hardening::{Findings, Loc, Violation};
 use crate::core::identity::IdentityError;
 use crate::core::labels::{self, JOB_ID_LABEL, PREFIX, STAMP_ANNOTATION};
-use crate::core::mutation::{Stamp, conflicting_claims, token_present};
+use crate::core::mutation::{
+    Stamp, conflicting_claims, token_present, without_superseded_user_label,
+};
 use crate::core::objects::Meta;
 use crate::core::policy::{PolicyError, PolicyInput, render_policy};
 use crate::core::stamp::{self, Binding, BoundName, Opened, Source, StampError};
@@ -293,6 +295,22 @@ impl Pipeline {
             stamp,
             self.token_annotation(),
         )
+    }
+
+    /// `claims` for the mutating pass, where an arriving object may carry the previous user
+    /// label scheme's value for its own subject, copied from an object admitted before an
+    /// upgrade: not a claim, replaced by the plan (`without_superseded_user_label`).
+    pub(super) fn admission_claims(&self, meta: &Meta, stamp: &Stamp) -> Vec<Violation> {
+        match without_superseded_user_label(meta.labels.as_ref(), stamp) {
+            Some(labels) => conflicting_claims(
+                &Loc::root().key("metadata"),
+                Some(&labels),
+                meta.annotations.as_ref(),
+                stamp,
+                self.token_annotation(),
+            ),
+            None => self.claims(meta, stamp),
+        }
     }
 
     pub(super) fn require_token_removed(&self, meta: &Meta) -> Result<(), Reason> {

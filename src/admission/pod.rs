@@ -82,7 +82,7 @@ async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, pod: Pod) -> Decided {
         (Some(source), _) => p.seal(ctx, &pod.metadata, &mut stamp, source)?,
         (None, None) => return Err(not_admitted_here(KIND)),
     }
-    let claims = p.claims(&pod.metadata, &stamp);
+    let claims = p.admission_claims(&pod.metadata, &stamp);
     if !claims.is_empty() {
         return Err(Reason::Spoofing(claims));
     }

@@ -71,7 +71,7 @@ async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: ScheduledSparkAppli
         }
         _ => p.seal(ctx, &app.metadata, &mut stamp, Source::Token)?,
     }
-    let mut claims = p.claims(&app.metadata, &stamp);
+    let mut claims = p.admission_claims(&app.metadata, &stamp);
     let template_loc = Loc::root().key("spec").key("template");
     let Some(template) = &app.spec.template else {
         return Err(Reason::Malformed(

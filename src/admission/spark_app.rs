@@ -96,7 +96,7 @@ async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: SparkApplication) -
         labels: job.pod_labels(),
         annotations: BTreeMap::new(),
     };
-    let mut claims = p.claims(&app.metadata, &stamp);
+    let mut claims = p.admission_claims(&app.metadata, &stamp);
     for (role, pod) in [
         ("driver", &app.spec.driver),
         ("executor", &app.spec.executor),

@@ -37,8 +37,13 @@ impl Submitter {
             return None;
         }
         // The user label must be the one derived from the subject: a mismatch means the record
-        // was edited by hand (validation forbids that), so it is not trusted.
-        if meta.label(USER_LABEL) != Some(labels::user_label(&subject).as_str()) {
+        // was edited by hand (validation forbids that), so it is not trusted. The previous
+        // scheme's label is accepted too: objects admitted before an upgrade carry it, and their
+        // jobs keep their lineage (new objects are always written with the current scheme).
+        if !meta
+            .label(USER_LABEL)
+            .is_some_and(|label| labels::is_user_label_of(label, &subject))
+        {
             return None;
         }
         Some(Self {
@@ -318,6 +323,57 @@ mod tests {
             ..Meta::default()
         };
         assert_eq!(JobIdentity::from_admitted(&meta), None);
+    }
+
+    fn meta_with_user(job: &JobIdentity, user: &str) -> Meta {
+        let stamp = job.stamp(None);
+        let mut labels: BTreeMap<String, String> = stamp
+            .labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        labels.insert(USER_LABEL.into(), user.into());
+        Meta {
+            labels: Some(labels),
+            annotations: Some(
+                stamp
+                    .annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+            ),
+            ..Meta::default()
+        }
+    }
+
+    #[test]
+    fn objects_stored_with_the_previous_user_label_keep_their_identity() {
+        let job = JobIdentity {
+            job_id: labels::job_id_for_test("uid-1"),
+            submitter: submitter(),
+        };
+        let old = labels::legacy_user_label("alice@example.com");
+        assert_ne!(old, job.user_label());
+        let meta = meta_with_user(&job, &old);
+        assert_eq!(JobIdentity::from_admitted(&meta), Some(job.clone()));
+        // What is written from it is the current label.
+        assert_eq!(job.stamp(None).labels[USER_LABEL], job.user_label());
+        assert_eq!(
+            schedule_stamp(&job.submitter, &job.job_id).labels[USER_LABEL],
+            job.user_label()
+        );
+        // Another subject's label, of either scheme, is not accepted.
+        for other in [
+            labels::legacy_user_label("bob@example.com"),
+            labels::user_label("bob@example.com"),
+            // The subject that collided with alice's under the previous scheme.
+            labels::user_label(&old),
+        ] {
+            assert_eq!(
+                JobIdentity::from_admitted(&meta_with_user(&job, &other)),
+                None
+            );
+        }
     }
 
     #[test]
