@@ -1268,7 +1268,7 @@ async fn alice_creates_a_spark_application_through_sparkwards_admission_chain() 
 }
 
 // ---------------------------------------------------------------------------------------------
-// User labels that never collide (through sparkward's own chain)
+// No token copies, and user labels that never collide (through sparkward's own chain)
 // ---------------------------------------------------------------------------------------------
 
 const JOBS: &str = "spark-jobs";
@@ -1302,9 +1302,158 @@ async fn sparkward_chain() -> Chain {
     }
 }
 
+fn signature(token: &str) -> &str {
+    token.rsplit('.').next().unwrap()
+}
+
 /// The policies of the jobs namespace.
 fn policies(api: &FakeApiServer) -> Vec<Value> {
     api.list(CNP, Some(JOBS))
+}
+
+#[tokio::test]
+async fn a_token_copied_into_spark_conf_and_last_applied_is_stored_nowhere() {
+    let chain = sparkward_chain().await;
+    let token = chain.idp.token("alice", "data:read:postgres-main");
+    let mut app = mk_spark_app("etl", JOBS, &token);
+    // What spark-operator would hand to spark-submit, and kubectl's copy of the whole manifest.
+    app["spec"]["sparkConf"] = json!({
+        "spark.kubernetes.driver.annotation.sparkward.io/submitter-token": token,
+        "spark.kubernetes.executor.annotation.sparkward.io/submitter-token": token,
+        "spark.app.name": "etl",
+    });
+    let applied = app.to_string();
+    app["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] =
+        json!(applied);
+
+    let answered = chain
+        .api
+        .create_as(&alice(), app)
+        .await
+        .unwrap_or_else(|status| panic!("the SparkApplication was not admitted: {status}"));
+    let stored = chain.api.get(SPARK_APP, JOBS, "etl").unwrap();
+    for object in [&answered, &stored] {
+        let text = object.to_string();
+        assert!(!text.contains(signature(&token)), "{text}");
+        assert!(!text.contains("sparkward.io/submitter-token"), "{text}");
+    }
+    assert_eq!(
+        stored["spec"]["sparkConf"],
+        json!({ "spark.app.name": "etl" })
+    );
+    let last: Value = serde_json::from_str(
+        stored["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        last["spec"]["sparkConf"],
+        json!({ "spark.app.name": "etl" })
+    );
+    assert_eq!(policies(&chain.api).len(), 1);
+}
+
+#[tokio::test]
+async fn a_pod_with_the_token_in_an_env_var_is_denied_with_the_field_and_gets_no_policy() {
+    let chain = sparkward_chain().await;
+    let token = chain.idp.token("alice", "data:read:postgres-main");
+    let mut pod = support::reviews::mk_pod("wordcount-driver", JOBS);
+    pod["metadata"]["annotations"] = json!({ "sparkward.io/submitter-token": token });
+    pod["spec"]["containers"][0]["env"] = json!([
+        { "name": "SPARK_USER", "value": "alice" },
+        { "name": "IDP_TOKEN", "value": token },
+    ]);
+    let status = chain.api.create_as(&alice(), pod).await.unwrap_err();
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("admission webhook \"pods.mutate.sparkward.io\" denied the request"),
+        "{message}"
+    );
+    assert!(
+        message.contains(
+            "the object would store a bearer token: spec.containers[0].env[1].value holds a \
+             copy of the submitter token: remove it"
+        ),
+        "{message}"
+    );
+    assert!(!message.contains(signature(&token)), "{message}");
+    assert!(chain.api.get(POD, JOBS, "wordcount-driver").is_none());
+    // Denied before the policy apply: nothing half-created.
+    assert!(policies(&chain.api).is_empty());
+}
+
+#[tokio::test]
+async fn a_token_pasted_into_a_stored_pod_or_application_later_is_denied() {
+    let chain = sparkward_chain().await;
+    let mut pod = support::reviews::mk_pod("wordcount-driver", JOBS);
+    pod["metadata"]["annotations"] = json!({
+        "sparkward.io/submitter-token": chain.idp.token("alice", "data:read:postgres-main"),
+    });
+    chain.api.create_as(&alice(), pod).await.unwrap();
+    let app = mk_spark_app(
+        "etl",
+        JOBS,
+        &chain.idp.token("alice", "data:read:postgres-main"),
+    );
+    chain.api.create_as(&alice(), app).await.unwrap();
+
+    // A fresh token of the identity provider, as a user would paste it.
+    let later = chain.idp.token("alice", "data:read:postgres-main");
+    let merge = |path: String, body: Value| {
+        let api = &chain.api;
+        async move {
+            api.request_as(
+                &alice(),
+                Method::PATCH,
+                &path,
+                Some("application/merge-patch+json"),
+                Some(&body),
+            )
+            .await
+        }
+    };
+    let reply = merge(
+        format!("/api/v1/namespaces/{JOBS}/pods/wordcount-driver"),
+        json!({ "metadata": { "annotations": { "note": format!("Bearer {later}") } } }),
+    )
+    .await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    let message = reply.body["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("admission webhook \"pods.validate.sparkward.io\" denied the request"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "metadata.annotations.note holds a bearer token issued by {}",
+            support::scenario::ISSUER
+        )),
+        "{message}"
+    );
+    assert!(!message.contains(signature(&later)), "{message}");
+
+    let reply = merge(
+        format!("/apis/sparkoperator.k8s.io/v1beta2/namespaces/{JOBS}/sparkapplications/etl"),
+        json!({ "spec": { "driver": { "env": [{ "name": "TOKEN", "value": later }] } } }),
+    )
+    .await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    let message = reply.body["message"].as_str().unwrap();
+    assert!(
+        message.contains("spec.driver.env[0].value holds a bearer token issued by"),
+        "{message}"
+    );
+    let stored = chain.api.get(SPARK_APP, JOBS, "etl").unwrap();
+    assert!(!stored.to_string().contains(signature(&later)));
+
+    // An update that adds no token still goes through.
+    let reply = merge(
+        format!("/apis/sparkoperator.k8s.io/v1beta2/namespaces/{JOBS}/sparkapplications/etl"),
+        json!({ "metadata": { "labels": { "team": "data" } } }),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
 }
 
 #[tokio::test]

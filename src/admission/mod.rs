@@ -19,6 +19,7 @@ pub mod review;
 mod scheduled;
 mod spark_app;
 pub mod store;
+mod tokens;
 
 use std::sync::Arc;
 

@@ -32,6 +32,7 @@ pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
         (Mode::Validate, Operation::Create, "") => {
             let pod = parse_pod(req)?;
             validate_create(p, ctx, &pod)?;
+            p.refuse_stored_tokens(ctx)?;
             pass()
         }
         (_, Operation::Update, "ephemeralcontainers") => {
@@ -42,12 +43,14 @@ pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
                 Mode::Mutate => patched(finish(findings, Vec::new()).map_err(Reason::Hardening)?),
                 Mode::Validate => {
                     p.require_hardened(findings)?;
+                    p.refuse_stored_tokens(ctx)?;
                     pass()
                 }
             }
         }
         (Mode::Validate, Operation::Update, "") => {
             validate_update(p, &parse_object(req)?, &parse_old_object(req)?)?;
+            p.refuse_stored_tokens(ctx)?;
             pass()
         }
         // Updates are guarded by the validating webhook; nothing to add.
@@ -86,7 +89,8 @@ async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, pod: Pod) -> Decided {
     if !claims.is_empty() {
         return Err(Reason::Spoofing(claims));
     }
-    let ops = plan_metadata(&pod.metadata, &stamp, p.token_annotation());
+    let mut ops = plan_metadata(&pod.metadata, &stamp, p.token_annotation());
+    ops.extend(p.scrub_token_copies(ctx, &pod.metadata)?);
     let patch =
         finish(inspect_pod(&pod, &p.config.hardening, None), ops).map_err(Reason::Hardening)?;
     p.allow_job(ctx, &job, namespace, new_job, patch).await

@@ -27,10 +27,12 @@ pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
         (Mode::Validate, Operation::Create, "") => {
             check_spark_version(req)?;
             validate_create(p, ctx, &parse_object(req)?)?;
+            p.refuse_stored_tokens(ctx)?;
             pass()
         }
         (Mode::Validate, Operation::Update, "") => {
             validate_update(p, &parse_object(req)?, &parse_old_object(req)?)?;
+            p.refuse_stored_tokens(ctx)?;
             pass()
         }
         (Mode::Mutate, Operation::Update, "") => pass(),
@@ -97,7 +99,8 @@ async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: ScheduledSparkAppli
     if !claims.is_empty() {
         return Err(Reason::Spoofing(claims));
     }
-    let ops = plan_metadata(&app.metadata, &stamp, p.token_annotation());
+    let mut ops = plan_metadata(&app.metadata, &stamp, p.token_annotation());
+    ops.extend(p.scrub_token_copies(ctx, &app.metadata)?);
     let patch = finish(
         inspect_app_spec(&template_loc, template, &p.config.hardening),
         ops,

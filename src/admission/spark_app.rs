@@ -36,10 +36,12 @@ pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
         (Mode::Validate, Operation::Create, "") => {
             check_spark_version(req)?;
             validate_create(p, ctx, &parse_object(req)?)?;
+            p.refuse_stored_tokens(ctx)?;
             pass()
         }
         (Mode::Validate, Operation::Update, "") => {
             validate_update(p, &parse_object(req)?, &parse_old_object(req)?)?;
+            p.refuse_stored_tokens(ctx)?;
             pass()
         }
         // Updates are guarded by the validating webhook; nothing to add.
@@ -121,6 +123,7 @@ async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: SparkApplication) -
     }
     let spec_loc = Loc::root().key("spec");
     let mut ops = plan_metadata(&app.metadata, &stamp, p.token_annotation());
+    ops.extend(p.scrub_token_copies(ctx, &app.metadata)?);
     ops.extend(plan_spark_pod_labels(
         &spec_loc,
         &app.spec,

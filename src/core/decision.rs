@@ -171,6 +171,9 @@ pub enum Reason {
     Stamp(String),
     /// `sparkward.io/` metadata or hardened fields changed by an update.
     Immutable(Vec<Violation>),
+    /// A bearer token that would be stored: a copy of the submitter token (mutation), or a
+    /// token of the identity provider (validation). Never holds the token itself.
+    TokenCopy(Vec<Violation>),
     /// A managed CiliumNetworkPolicy touched by someone other than its managers.
     NotManager(String),
     /// Scopes the mapping does not know, with `unknownScopes: deny`.
@@ -205,6 +208,7 @@ impl Reason {
             Reason::Spoofing(_) => "spoofing",
             Reason::Lineage(_) => "lineage",
             Reason::Immutable(_) => "immutable",
+            Reason::TokenCopy(_) => "token_copy",
             Reason::NotManager(_) => "not_manager",
             Reason::Stamp(_) => "stamp",
             Reason::UnknownScopes(_) => "unknown_scopes",
@@ -253,6 +257,7 @@ impl fmt::Display for Reason {
             Reason::NotHardened(v) => list(f, "the object is not hardened", v),
             Reason::Spoofing(v) => list(f, "the object carries identity claims it may not make", v),
             Reason::Immutable(v) => list(f, "the update changes fields sparkward protects", v),
+            Reason::TokenCopy(v) => list(f, "the object would store a bearer token", v),
         }
     }
 }
@@ -387,6 +392,17 @@ mod tests {
         assert_eq!(
             r.to_string(),
             "the object weakens the required hardening: spec.hostNetwork is true: remove it"
+        );
+        let r = Reason::TokenCopy(vec![Violation {
+            field: "spec.containers[0].env[1].value".into(),
+            problem: "holds a copy of the submitter token".into(),
+            fix: "remove it".into(),
+        }]);
+        assert_eq!((r.code(), r.status_code()), ("token_copy", 403));
+        assert_eq!(
+            r.to_string(),
+            "the object would store a bearer token: spec.containers[0].env[1].value holds a copy \
+             of the submitter token: remove it"
         );
     }
 }

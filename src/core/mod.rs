@@ -13,3 +13,4 @@ pub mod mutation;
 pub mod objects;
 pub mod policy;
 pub mod stamp;
+pub mod tokens;

@@ -186,8 +186,8 @@ pub fn token_present(meta: &Meta, token_annotation: &str) -> bool {
 }
 
 /// Removes the token from kubectl's last-applied configuration (`map` is updated to match):
-/// rewritten without the token annotation when it parses, removed entirely when it does not.
-/// Without this, `kubectl apply` would store the bearer token in etcd after all.
+/// rewritten by `rewrite_last_applied`, or removed entirely when it cannot be. Without this,
+/// `kubectl apply` would store the bearer token in etcd after all.
 fn scrub_last_applied(
     map: &mut BTreeMap<String, String>,
     token_annotation: &str,
@@ -198,17 +198,7 @@ fn scrub_last_applied(
         return None;
     }
     let path = annotations.key(LAST_APPLIED_ANNOTATION).pointer();
-    let rewritten = serde_json::from_str::<Value>(text)
-        .ok()
-        .and_then(|mut applied| {
-            applied
-                .pointer_mut("/metadata/annotations")?
-                .as_object_mut()?
-                .remove(token_annotation);
-            let again = serde_json::to_string(&applied).ok()?;
-            (!again.contains(token_annotation)).then_some(again)
-        });
-    Some(match rewritten {
+    Some(match rewrite_last_applied(text, token_annotation) {
         Some(clean) => {
             map.insert(LAST_APPLIED_ANNOTATION.to_string(), clean.clone());
             PatchOperation::Replace(ReplaceOperation {
@@ -223,8 +213,32 @@ fn scrub_last_applied(
     })
 }
 
-/// The Spark properties that carry the token from `spark-submit --conf` into pod annotations.
-fn token_properties(token_annotation: &str) -> [String; 2] {
+/// kubectl's last-applied configuration `text` without the token: the token annotation and the
+/// spark-submit properties that carry it (`spec.sparkConf`, `spec.template.sparkConf`) removed.
+/// `None` when that is not possible (the text does not parse, or still mentions the token
+/// annotation afterwards): the annotation must then go entirely.
+pub fn rewrite_last_applied(text: &str, token_annotation: &str) -> Option<String> {
+    let mut applied = serde_json::from_str::<Value>(text).ok()?;
+    if let Some(map) = applied
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        map.remove(token_annotation);
+    }
+    for conf in ["/spec/sparkConf", "/spec/template/sparkConf"] {
+        if let Some(map) = applied.pointer_mut(conf).and_then(Value::as_object_mut) {
+            for key in token_properties(token_annotation) {
+                map.remove(&key);
+            }
+        }
+    }
+    let again = serde_json::to_string(&applied).ok()?;
+    (!again.contains(token_annotation)).then_some(again)
+}
+
+/// The Spark properties that carry the token from `spark-submit --conf` (or a
+/// SparkApplication's `spec.sparkConf`) into pod annotations.
+pub fn token_properties(token_annotation: &str) -> [String; 2] {
     [
         format!("spark.kubernetes.driver.annotation.{token_annotation}"),
         format!("spark.kubernetes.executor.annotation.{token_annotation}"),
@@ -690,6 +704,30 @@ mod tests {
             annotations: BTreeMap::new(),
         };
         assert!(without_superseded_user_label(arriving.labels.as_ref(), &bare).is_none());
+    }
+
+    #[test]
+    fn the_last_applied_rewrite_drops_the_spark_submit_properties_too() {
+        let driver = format!("spark.kubernetes.driver.annotation.{TOKEN_ANNOTATION}");
+        let executor = format!("spark.kubernetes.executor.annotation.{TOKEN_ANNOTATION}");
+        let applied = json!({"kind": "SparkApplication",
+            "metadata": {"annotations": {TOKEN_ANNOTATION: "tok", "keep": "me"}},
+            "spec": {"sparkConf": {driver.clone(): "tok", executor.clone(): "tok", "spark.app.name": "pi"}}});
+        let out: Value = serde_json::from_str(
+            &rewrite_last_applied(&applied.to_string(), TOKEN_ANNOTATION).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(out["metadata"]["annotations"], json!({"keep": "me"}));
+        assert_eq!(out["spec"]["sparkConf"], json!({"spark.app.name": "pi"}));
+        let scheduled = json!({"spec": {"template": {"sparkConf": {driver: "tok"}}}});
+        let out = rewrite_last_applied(&scheduled.to_string(), TOKEN_ANNOTATION).unwrap();
+        assert!(!out.contains("tok"), "{out}");
+        // Still mentioned elsewhere: the annotation must go entirely.
+        let elsewhere = json!({"spec": {"driver": {"annotations": {TOKEN_ANNOTATION: "tok"}}}});
+        assert_eq!(
+            rewrite_last_applied(&elsewhere.to_string(), TOKEN_ANNOTATION),
+            None
+        );
     }
 
     #[test]
