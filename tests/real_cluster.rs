@@ -455,6 +455,51 @@ async fn the_token_is_never_stored_not_even_in_kubectls_last_applied_configurati
     );
 }
 
+#[tokio::test]
+async fn a_token_copied_into_spark_conf_is_scrubbed_and_one_in_an_env_var_is_denied() {
+    let Some(w) = world("token-copy").await else {
+        return;
+    };
+    let token = w.token("alice", "data:read:postgres-main");
+    // spark-operator would pass these to spark-submit, which puts them on the driver and
+    // executor pods: a copy of the token on every pod of the job.
+    let mut app = mk_spark_app("etl", &w.ns.name, &token);
+    app["spec"]["sparkConf"] = json!({
+        "spark.kubernetes.driver.annotation.sparkward.io/submitter-token": token,
+        "spark.kubernetes.executor.annotation.sparkward.io/submitter-token": token,
+        "spark.app.name": "etl",
+    });
+    create(&w.alice, &app, &PostParams::default())
+        .await
+        .expect("the application is admitted, its copies scrubbed");
+    let stored = w.get(SPARK_APP, "etl").await.expect("stored");
+    let text = stored.to_string();
+    // (managedFields still lists the keys the request set, the property names among them,
+    // but no value.)
+    assert!(!text.contains(signature(&token)), "token stored: {text}");
+    assert_eq!(
+        stored["spec"]["sparkConf"],
+        json!({"spark.app.name": "etl"})
+    );
+    assert_eq!(w.policies().await.len(), 1);
+
+    // A copy sparkward cannot scrub is denied, naming the field, before any policy exists.
+    let token = w.token("alice", "data:read:postgres-main");
+    let mut app = mk_spark_app("etl-2", &w.ns.name, &token);
+    app["spec"]["driver"]["env"] = json!([{"name": "IDP_TOKEN", "value": token}]);
+    let message = denied_by(
+        create(&w.alice, &app, &PostParams::default()).await,
+        "sparkapplications.mutate.sparkward.io",
+    );
+    assert!(
+        message.contains("spec.driver.env[0].value holds a copy of the submitter token"),
+        "{message}"
+    );
+    assert!(!message.contains(signature(&token)), "{message}");
+    assert!(w.get(SPARK_APP, "etl-2").await.is_none());
+    assert_eq!(w.policies().await.len(), 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Denials
 // ---------------------------------------------------------------------------------------------

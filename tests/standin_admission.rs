@@ -12,7 +12,7 @@ use http::Method;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use sparkward::core::labels::is_job_id;
+use sparkward::core::labels::{is_job_id, job_id_for_test, legacy_user_label, user_label};
 
 use support::apiserver::{
     AUTHENTICATED, CNP, Condition, DEFAULT_AUDIENCE, FakeApiServer, POD, Rule, RuleTarget,
@@ -1264,5 +1264,320 @@ async fn alice_creates_a_spark_application_through_sparkwards_admission_chain() 
     assert!(
         calls.iter().all(|c| c.resource != "ciliumnetworkpolicies"),
         "{summary:#?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// No token copies, and user labels that never collide (through sparkward's own chain)
+// ---------------------------------------------------------------------------------------------
+
+const JOBS: &str = "spark-jobs";
+
+/// The stand-in with sparkward's webhook configurations in front of a running sparkward that
+/// trusts `idp`, and an enforced namespace `spark-jobs`.
+struct Chain {
+    api: FakeApiServer,
+    idp: Idp,
+    _server: Sparkward,
+    _dir: tempfile::TempDir,
+}
+
+async fn sparkward_chain() -> Chain {
+    let api = FakeApiServer::start().await;
+    api.ensure_namespace(JOBS, json!({ "sparkward.io/enforce": "true" }));
+    let idp = Idp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Sparkward::start(Options {
+        config: Some(idp.config("")),
+        kubeconfig: Some(api.write_kubeconfig(dir.path())),
+        ..Options::default()
+    })
+    .await;
+    api.install_sparkward_webhooks(&server.base_url(), &server.certs.ca_pem);
+    Chain {
+        api,
+        idp,
+        _server: server,
+        _dir: dir,
+    }
+}
+
+fn signature(token: &str) -> &str {
+    token.rsplit('.').next().unwrap()
+}
+
+/// The policies of the jobs namespace.
+fn policies(api: &FakeApiServer) -> Vec<Value> {
+    api.list(CNP, Some(JOBS))
+}
+
+#[tokio::test]
+async fn a_token_copied_into_spark_conf_and_last_applied_is_stored_nowhere() {
+    let chain = sparkward_chain().await;
+    let token = chain.idp.token("alice", "data:read:postgres-main");
+    let mut app = mk_spark_app("etl", JOBS, &token);
+    // What spark-operator would hand to spark-submit, and kubectl's copy of the whole manifest.
+    app["spec"]["sparkConf"] = json!({
+        "spark.kubernetes.driver.annotation.sparkward.io/submitter-token": token,
+        "spark.kubernetes.executor.annotation.sparkward.io/submitter-token": token,
+        "spark.app.name": "etl",
+    });
+    let applied = app.to_string();
+    app["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] =
+        json!(applied);
+
+    let answered = chain
+        .api
+        .create_as(&alice(), app)
+        .await
+        .unwrap_or_else(|status| panic!("the SparkApplication was not admitted: {status}"));
+    let stored = chain.api.get(SPARK_APP, JOBS, "etl").unwrap();
+    for object in [&answered, &stored] {
+        let text = object.to_string();
+        assert!(!text.contains(signature(&token)), "{text}");
+        assert!(!text.contains("sparkward.io/submitter-token"), "{text}");
+    }
+    assert_eq!(
+        stored["spec"]["sparkConf"],
+        json!({ "spark.app.name": "etl" })
+    );
+    let last: Value = serde_json::from_str(
+        stored["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        last["spec"]["sparkConf"],
+        json!({ "spark.app.name": "etl" })
+    );
+    assert_eq!(policies(&chain.api).len(), 1);
+}
+
+#[tokio::test]
+async fn a_pod_with_the_token_in_an_env_var_is_denied_with_the_field_and_gets_no_policy() {
+    let chain = sparkward_chain().await;
+    let token = chain.idp.token("alice", "data:read:postgres-main");
+    let mut pod = support::reviews::mk_pod("wordcount-driver", JOBS);
+    pod["metadata"]["annotations"] = json!({ "sparkward.io/submitter-token": token });
+    pod["spec"]["containers"][0]["env"] = json!([
+        { "name": "SPARK_USER", "value": "alice" },
+        { "name": "IDP_TOKEN", "value": token },
+    ]);
+    let status = chain.api.create_as(&alice(), pod).await.unwrap_err();
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("admission webhook \"pods.mutate.sparkward.io\" denied the request"),
+        "{message}"
+    );
+    assert!(
+        message.contains(
+            "the object would store a bearer token: spec.containers[0].env[1].value holds a \
+             copy of the submitter token: remove it"
+        ),
+        "{message}"
+    );
+    assert!(!message.contains(signature(&token)), "{message}");
+    assert!(chain.api.get(POD, JOBS, "wordcount-driver").is_none());
+    // Denied before the policy apply: nothing half-created.
+    assert!(policies(&chain.api).is_empty());
+}
+
+#[tokio::test]
+async fn a_token_pasted_into_a_stored_pod_or_application_later_is_denied() {
+    let chain = sparkward_chain().await;
+    let mut pod = support::reviews::mk_pod("wordcount-driver", JOBS);
+    pod["metadata"]["annotations"] = json!({
+        "sparkward.io/submitter-token": chain.idp.token("alice", "data:read:postgres-main"),
+    });
+    chain.api.create_as(&alice(), pod).await.unwrap();
+    let app = mk_spark_app(
+        "etl",
+        JOBS,
+        &chain.idp.token("alice", "data:read:postgres-main"),
+    );
+    chain.api.create_as(&alice(), app).await.unwrap();
+
+    // A fresh token of the identity provider, as a user would paste it.
+    let later = chain.idp.token("alice", "data:read:postgres-main");
+    let merge = |path: String, body: Value| {
+        let api = &chain.api;
+        async move {
+            api.request_as(
+                &alice(),
+                Method::PATCH,
+                &path,
+                Some("application/merge-patch+json"),
+                Some(&body),
+            )
+            .await
+        }
+    };
+    let reply = merge(
+        format!("/api/v1/namespaces/{JOBS}/pods/wordcount-driver"),
+        json!({ "metadata": { "annotations": { "note": format!("Bearer {later}") } } }),
+    )
+    .await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    let message = reply.body["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("admission webhook \"pods.validate.sparkward.io\" denied the request"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "metadata.annotations.note holds a bearer token issued by {}",
+            support::scenario::ISSUER
+        )),
+        "{message}"
+    );
+    assert!(!message.contains(signature(&later)), "{message}");
+
+    let reply = merge(
+        format!("/apis/sparkoperator.k8s.io/v1beta2/namespaces/{JOBS}/sparkapplications/etl"),
+        json!({ "spec": { "driver": { "env": [{ "name": "TOKEN", "value": later }] } } }),
+    )
+    .await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    let message = reply.body["message"].as_str().unwrap();
+    assert!(
+        message.contains("spec.driver.env[0].value holds a bearer token issued by"),
+        "{message}"
+    );
+    let stored = chain.api.get(SPARK_APP, JOBS, "etl").unwrap();
+    assert!(!stored.to_string().contains(signature(&later)));
+
+    // An update that adds no token still goes through.
+    let reply = merge(
+        format!("/apis/sparkoperator.k8s.io/v1beta2/namespaces/{JOBS}/sparkapplications/etl"),
+        json!({ "metadata": { "labels": { "team": "data" } } }),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn subjects_that_collided_under_the_previous_label_scheme_get_different_labels_and_policies()
+{
+    let chain = sparkward_chain().await;
+    let victim = "alice@example.com";
+    // Chosen to equal the victim's label under the previous scheme.
+    let crafted = legacy_user_label(victim);
+    assert_eq!(legacy_user_label(&crafted), legacy_user_label(victim));
+
+    let mut labels = Vec::new();
+    for (subject, name) in [(victim, "victims-job"), (crafted.as_str(), "crafted-job")] {
+        let token = chain.idp.token(subject, "data:read:postgres-main");
+        let app = chain
+            .api
+            .create_as(
+                &User::new(&format!("oidc:{subject}")),
+                mk_spark_app(name, JOBS, &token),
+            )
+            .await
+            .unwrap_or_else(|status| panic!("{subject}'s application was denied: {status}"));
+        let label = app["metadata"]["labels"]["sparkward.io/user"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(label, user_label(subject));
+        assert_eq!(app["spec"]["driver"]["labels"]["sparkward.io/user"], label);
+        let job = app["metadata"]["labels"]["sparkward.io/job-id"]
+            .as_str()
+            .unwrap();
+        let policy = chain
+            .api
+            .get(CNP, JOBS, &format!("sparkward-{job}"))
+            .unwrap();
+        assert_eq!(policy["metadata"]["labels"]["sparkward.io/user"], label);
+        labels.push(label);
+    }
+    assert_ne!(labels[0], labels[1]);
+    assert!(!labels.contains(&legacy_user_label(victim)), "{labels:?}");
+    let policy_users: HashSet<String> = policies(&chain.api)
+        .iter()
+        .map(|p| p["metadata"]["labels"]["sparkward.io/user"].to_string())
+        .collect();
+    assert_eq!(policy_users.len(), 2);
+}
+
+#[tokio::test]
+async fn a_job_admitted_under_the_previous_user_label_keeps_its_lineage() {
+    let chain = sparkward_chain().await;
+    let subject = "alice@example.com";
+    let old = legacy_user_label(subject);
+    let job = job_id_for_test("admitted-before-the-upgrade");
+    let job_labels = json!({ "sparkward.io/job-id": job, "sparkward.io/user": old });
+    // A SparkApplication stored before the upgrade: the old label, on it and its pod specs.
+    let mut app = mk_spark_app("etl", JOBS, "");
+    app["metadata"]["labels"] = job_labels.clone();
+    app["metadata"]["annotations"] = json!({
+        "sparkward.io/submitter": subject,
+        "sparkward.io/issuer": support::scenario::ISSUER,
+        "sparkward.io/scopes": "data:read:postgres-main",
+        "sparkward.io/policy": format!("sparkward-{job}"),
+    });
+    app["spec"]["driver"]["labels"] = job_labels.clone();
+    app["spec"]["executor"]["labels"] = job_labels.clone();
+    let app = chain.api.insert(app);
+
+    // spark-operator starts its driver: the application's driver labels, the old one among them.
+    let mut labels = job_labels.clone();
+    labels["spark-role"] = json!("driver");
+    labels["sparkoperator.k8s.io/app-name"] = json!("etl");
+    let driver = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "etl-driver", "namespace": JOBS, "labels": labels,
+            "ownerReferences": [{"apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "SparkApplication",
+                "name": "etl", "uid": app["metadata"]["uid"], "controller": true}]},
+        "spec": {"serviceAccountName": "spark",
+            "containers": [{"name": "spark-kubernetes-driver", "image": "apache/spark:4.0.4"}]}
+    });
+    let driver = chain
+        .api
+        .create_as(&User::new(support::scenario::OPERATOR), driver)
+        .await
+        .unwrap_or_else(|status| panic!("the old job's driver was denied: {status}"));
+    assert_eq!(driver["metadata"]["labels"]["sparkward.io/job-id"], job);
+    assert_eq!(
+        driver["metadata"]["annotations"]["sparkward.io/submitter"],
+        subject
+    );
+    // New objects are written with the current scheme.
+    assert_eq!(
+        driver["metadata"]["labels"]["sparkward.io/user"],
+        user_label(subject)
+    );
+
+    // A different user label is still a claim it may not make.
+    let mut forged = app.clone();
+    forged["metadata"]["name"] = json!("etl-2");
+    forged["metadata"]["labels"]["sparkward.io/user"] = json!(legacy_user_label("bob@example.com"));
+    let forged = chain.api.insert(forged);
+    let mut labels = job_labels;
+    labels["sparkward.io/user"] = json!(legacy_user_label("bob@example.com"));
+    labels["spark-role"] = json!("driver");
+    labels["sparkoperator.k8s.io/app-name"] = json!("etl-2");
+    let status = chain
+        .api
+        .create_as(
+            &User::new(support::scenario::OPERATOR),
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "etl-2-driver", "namespace": JOBS, "labels": labels,
+                    "ownerReferences": [{"apiVersion": "sparkoperator.k8s.io/v1beta2",
+                        "kind": "SparkApplication", "name": "etl-2",
+                        "uid": forged["metadata"]["uid"], "controller": true}]},
+                "spec": {"containers": [{"name": "spark-kubernetes-driver", "image": "apache/spark:4.0.4"}]}
+            }),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("never admitted"),
+        "{status}"
     );
 }

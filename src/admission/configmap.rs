@@ -48,7 +48,10 @@ pub(super) fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
                               webhook configuration covers ConfigMaps in this namespace"
                             .into(),
                     }])),
-                    None => pass(),
+                    None => {
+                        p.refuse_stored_tokens(ctx)?;
+                        pass()
+                    }
                 },
             }
         }

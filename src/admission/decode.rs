@@ -120,6 +120,10 @@ pub struct Request<'a> {
     /// Taken once by the pipeline (`take_pod`).
     #[serde(skip)]
     pub pod: Mutex<Option<Box<Pod>>>,
+    /// The whole review body, for the rare check that needs the object's text when the fast
+    /// path kept none (`admission::tokens`).
+    #[serde(skip)]
+    pub body: &'a [u8],
 }
 
 impl Request<'_> {
@@ -295,6 +299,7 @@ impl<'de: 'a, 'a> Visitor<'de> for FastVisitor<'a> {
             old_object: old_object.flatten(),
             dry_run: dry_run.flatten(),
             pod: Mutex::new(pod.flatten()),
+            body: &[],
         }))
     }
 }
@@ -314,10 +319,12 @@ pub const API_VERSION: &str = "admission.k8s.io/v1";
 
 /// Decodes an AdmissionReview v1 body.
 pub fn decode(body: &[u8]) -> Result<Request<'_>, DecodeError> {
-    if let Ok(request) = decode_fast(body) {
-        return Ok(request);
-    }
-    decode_plain(body)
+    let mut request = match decode_fast(body) {
+        Ok(request) => request,
+        Err(()) => decode_plain(body)?,
+    };
+    request.body = body;
+    Ok(request)
 }
 
 /// The single-pass decode; `Err(())` sends the body down the plain path.

@@ -19,7 +19,9 @@ use crate::core::decision::{JobIdentity, Reason, Submitter, spark_role};
 use crate::core::hardening::{Findings, Loc, Violation};
 use crate::core::identity::{IdentityError, requester_identity};
 use crate::core::labels::{self, JOB_ID_LABEL, PREFIX, STAMP_ANNOTATION};
-use crate::core::mutation::{Stamp, conflicting_claims, token_present};
+use crate::core::mutation::{
+    Stamp, conflicting_claims, token_present, without_superseded_user_label,
+};
 use crate::core::objects::{Meta, SparkAppSpec};
 use crate::core::ownership::{self, Action, JobObject, Refusal, Requester, Trusted};
 use crate::core::policy::{PolicyError, PolicyInput, render_policy};
@@ -415,6 +417,22 @@ impl Pipeline {
             stamp,
             self.token_annotation(),
         )
+    }
+
+    /// `claims` for the mutating pass, where an arriving object may carry the previous user
+    /// label scheme's value for its own subject, copied from an object admitted before an
+    /// upgrade: not a claim, replaced by the plan (`without_superseded_user_label`).
+    pub(super) fn admission_claims(&self, meta: &Meta, stamp: &Stamp) -> Vec<Violation> {
+        match without_superseded_user_label(meta.labels.as_ref(), stamp) {
+            Some(labels) => conflicting_claims(
+                &Loc::root().key("metadata"),
+                Some(&labels),
+                meta.annotations.as_ref(),
+                stamp,
+                self.token_annotation(),
+            ),
+            None => self.claims(meta, stamp),
+        }
     }
 
     pub(super) fn require_token_removed(&self, meta: &Meta) -> Result<(), Reason> {

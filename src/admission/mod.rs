@@ -21,6 +21,7 @@ mod scheduled;
 mod spark_app;
 pub mod store;
 mod token_request;
+mod tokens;
 
 use std::sync::Arc;
 

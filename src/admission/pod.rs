@@ -33,6 +33,7 @@ pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
         (Mode::Validate, Operation::Create, "") => {
             let pod = parse_pod(req)?;
             validate_create(p, ctx, &pod).await?;
+            p.refuse_stored_tokens(ctx)?;
             pass()
         }
         // A debug container added to a running pod is hardened like the others.
@@ -46,6 +47,9 @@ pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
         (Mode::Mutate, Operation::Update, "" | "status") => pass(),
         (Mode::Validate, Operation::Update, "" | "status" | "ephemeralcontainers") => {
             validate_update(p, ctx, sub).await?;
+            if sub != "status" {
+                p.refuse_stored_tokens(ctx)?;
+            }
             pass()
         }
         (Mode::Mutate, Operation::Delete, "") => pass(),
@@ -143,12 +147,13 @@ async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, pod: Pod) -> Decided {
         (Some(source), _) => p.seal(ctx, &pod.metadata, &mut stamp, source)?,
         (None, None) => return Err(not_admitted_here(KIND)),
     }
-    let mut claims = p.claims(&pod.metadata, &stamp);
+    let mut claims = p.admission_claims(&pod.metadata, &stamp);
     claims.extend(pod_operator_labels(&pod, source, creator.as_ref()));
     if !claims.is_empty() {
         return Err(Reason::Spoofing(claims));
     }
-    let ops = plan_metadata(&pod.metadata, &stamp, p.token_annotation());
+    let mut ops = plan_metadata(&pod.metadata, &stamp, p.token_annotation());
+    ops.extend(p.scrub_token_copies(ctx, &pod.metadata)?);
     let patch =
         finish(inspect_pod(&pod, &p.config.hardening, None), ops).map_err(Reason::Hardening)?;
     p.allow_job(ctx, &job, namespace, new_job, patch).await

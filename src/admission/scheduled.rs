@@ -32,12 +32,16 @@ pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
         (Mode::Validate, Operation::Create, "") => {
             check_spark_version(req)?;
             validate_create(p, ctx, &parse_object(req)?)?;
+            p.refuse_stored_tokens(ctx)?;
             pass()
         }
         (Mode::Mutate, Operation::Update, "" | "status")
         | (Mode::Mutate, Operation::Delete, "") => pass(),
         (Mode::Validate, Operation::Update, "" | "status") => {
             validate_update(p, ctx, sub).await?;
+            if sub.is_empty() {
+                p.refuse_stored_tokens(ctx)?;
+            }
             pass()
         }
         (Mode::Validate, Operation::Delete, "") => {
@@ -104,7 +108,7 @@ async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: ScheduledSparkAppli
         }
         _ => p.seal(ctx, &app.metadata, &mut stamp, source)?,
     }
-    let mut claims = p.claims(&app.metadata, &stamp);
+    let mut claims = p.admission_claims(&app.metadata, &stamp);
     let template_loc = Loc::root().key("spec").key("template");
     let Some(template) = &app.spec.template else {
         return Err(Reason::Malformed(
@@ -136,7 +140,8 @@ async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: ScheduledSparkAppli
     if !claims.is_empty() {
         return Err(Reason::Spoofing(claims));
     }
-    let ops = plan_metadata(&app.metadata, &stamp, p.token_annotation());
+    let mut ops = plan_metadata(&app.metadata, &stamp, p.token_annotation());
+    ops.extend(p.scrub_token_copies(ctx, &app.metadata)?);
     let patch = finish(
         inspect_app_spec(&template_loc, template, &p.config.hardening),
         ops,

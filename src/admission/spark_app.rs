@@ -38,6 +38,7 @@ pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
         (Mode::Validate, Operation::Create, "") => {
             check_spark_version(req)?;
             validate_create(p, ctx, &parse_object(req)?)?;
+            p.refuse_stored_tokens(ctx)?;
             pass()
         }
         // Updates, status writes and deletes are guarded by the validating webhook.
@@ -45,6 +46,9 @@ pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
         | (Mode::Mutate, Operation::Delete, "") => pass(),
         (Mode::Validate, Operation::Update, "" | "status") => {
             validate_update(p, ctx, sub).await?;
+            if sub.is_empty() {
+                p.refuse_stored_tokens(ctx)?;
+            }
             pass()
         }
         (Mode::Validate, Operation::Delete, "") => {
@@ -100,7 +104,7 @@ async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: SparkApplication) -
         labels: job.pod_labels(),
         annotations: BTreeMap::new(),
     };
-    let mut claims = p.claims(&app.metadata, &stamp);
+    let mut claims = p.admission_claims(&app.metadata, &stamp);
     let operator = p.is_operator(&ctx.req.user_info.username);
     if !operator {
         claims.extend(operator_label_claims(
@@ -138,6 +142,7 @@ async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: SparkApplication) -
     }
     let spec_loc = Loc::root().key("spec");
     let mut ops = plan_metadata(&app.metadata, &stamp, p.token_annotation());
+    ops.extend(p.scrub_token_copies(ctx, &app.metadata)?);
     ops.extend(plan_spark_pod_labels(
         &spec_loc,
         &app.spec,

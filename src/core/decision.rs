@@ -37,8 +37,13 @@ impl Submitter {
             return None;
         }
         // The user label must be the one derived from the subject: a mismatch means the record
-        // was edited by hand (validation forbids that), so it is not trusted.
-        if meta.label(USER_LABEL) != Some(labels::user_label(&subject).as_str()) {
+        // was edited by hand (validation forbids that), so it is not trusted. The previous
+        // scheme's label is accepted too: objects admitted before an upgrade carry it, and their
+        // jobs keep their lineage (new objects are always written with the current scheme).
+        if !meta
+            .label(USER_LABEL)
+            .is_some_and(|label| labels::is_user_label_of(label, &subject))
+        {
             return None;
         }
         Some(Self {
@@ -166,6 +171,9 @@ pub enum Reason {
     Stamp(String),
     /// `sparkward.io/` metadata or hardened fields changed by an update.
     Immutable(Vec<Violation>),
+    /// A bearer token that would be stored: a copy of the submitter token (mutation), or a
+    /// token of the identity provider (validation). Never holds the token itself.
+    TokenCopy(Vec<Violation>),
     /// A managed CiliumNetworkPolicy touched by someone other than its managers.
     NotManager(String),
     /// A job's object changed, deleted or entered by someone who may not.
@@ -202,6 +210,7 @@ impl Reason {
             Reason::Spoofing(_) => "spoofing",
             Reason::Lineage(_) => "lineage",
             Reason::Immutable(_) => "immutable",
+            Reason::TokenCopy(_) => "token_copy",
             Reason::NotManager(_) => "not_manager",
             Reason::NotOwner(_) => "not_owner",
             Reason::Stamp(_) => "stamp",
@@ -252,6 +261,7 @@ impl fmt::Display for Reason {
             Reason::NotHardened(v) => list(f, "the object is not hardened", v),
             Reason::Spoofing(v) => list(f, "the object carries identity claims it may not make", v),
             Reason::Immutable(v) => list(f, "the update changes fields sparkward protects", v),
+            Reason::TokenCopy(v) => list(f, "the object would store a bearer token", v),
         }
     }
 }
@@ -324,6 +334,57 @@ mod tests {
         assert_eq!(JobIdentity::from_admitted(&meta), None);
     }
 
+    fn meta_with_user(job: &JobIdentity, user: &str) -> Meta {
+        let stamp = job.stamp(None);
+        let mut labels: BTreeMap<String, String> = stamp
+            .labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        labels.insert(USER_LABEL.into(), user.into());
+        Meta {
+            labels: Some(labels),
+            annotations: Some(
+                stamp
+                    .annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+            ),
+            ..Meta::default()
+        }
+    }
+
+    #[test]
+    fn objects_stored_with_the_previous_user_label_keep_their_identity() {
+        let job = JobIdentity {
+            job_id: labels::job_id_for_test("uid-1"),
+            submitter: submitter(),
+        };
+        let old = labels::legacy_user_label("alice@example.com");
+        assert_ne!(old, job.user_label());
+        let meta = meta_with_user(&job, &old);
+        assert_eq!(JobIdentity::from_admitted(&meta), Some(job.clone()));
+        // What is written from it is the current label.
+        assert_eq!(job.stamp(None).labels[USER_LABEL], job.user_label());
+        assert_eq!(
+            schedule_stamp(&job.submitter, &job.job_id).labels[USER_LABEL],
+            job.user_label()
+        );
+        // Another subject's label, of either scheme, is not accepted.
+        for other in [
+            labels::legacy_user_label("bob@example.com"),
+            labels::user_label("bob@example.com"),
+            // The subject that collided with alice's under the previous scheme.
+            labels::user_label(&old),
+        ] {
+            assert_eq!(
+                JobIdentity::from_admitted(&meta_with_user(&job, &other)),
+                None
+            );
+        }
+    }
+
     #[test]
     fn reasons_have_codes_and_messages() {
         let r = Reason::Hardening(vec![Violation {
@@ -335,6 +396,17 @@ mod tests {
         assert_eq!(
             r.to_string(),
             "the object weakens the required hardening: spec.hostNetwork is true: remove it"
+        );
+        let r = Reason::TokenCopy(vec![Violation {
+            field: "spec.containers[0].env[1].value".into(),
+            problem: "holds a copy of the submitter token".into(),
+            fix: "remove it".into(),
+        }]);
+        assert_eq!((r.code(), r.status_code()), ("token_copy", 403));
+        assert_eq!(
+            r.to_string(),
+            "the object would store a bearer token: spec.containers[0].env[1].value holds a copy \
+             of the submitter token: remove it"
         );
     }
 }

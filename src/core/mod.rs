@@ -14,3 +14,4 @@ pub mod objects;
 pub mod ownership;
 pub mod policy;
 pub mod stamp;
+pub mod tokens;

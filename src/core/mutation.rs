@@ -18,7 +18,7 @@ use crate::core::hardening::{
     inspect_host_namespaces, inspect_pod_context, inspect_template, inspect_volumes,
     plan_writable_mounts, plan_writable_volumes,
 };
-use crate::core::labels::PREFIX;
+use crate::core::labels::{self, PREFIX, SUBMITTER_ANNOTATION, USER_LABEL};
 use crate::core::objects::{Meta, Pod, SparkAppSpec, SparkPodSpec};
 
 /// The labels and annotations sparkward writes on one object.
@@ -74,6 +74,35 @@ pub fn conflicting_claims(
         }
     }
     out
+}
+
+/// The labels an arriving object carries, without a `sparkward.io/user` label that holds the
+/// previous scheme's value (`labels::legacy_user_label`) for the submitter `stamp` records;
+/// `None` when there is no such label.
+///
+/// Objects admitted before an upgrade carry that value, and it is copied onto the objects
+/// created from them: spark-operator puts a SparkApplication's driver and executor labels on its
+/// pods, and a schedule's labels on its runs. Such a label names the same subject, so it is not
+/// a conflicting claim; `plan_metadata` replaces it with the current value, and no new object is
+/// stored with the old one. Only the mutating pass uses this: a validating call reads an
+/// object whose labels sparkward has just written and stamped.
+pub fn without_superseded_user_label(
+    labels: Option<&BTreeMap<String, String>>,
+    stamp: &Stamp,
+) -> Option<BTreeMap<String, String>> {
+    let labels = labels?;
+    let present = labels.get(USER_LABEL)?;
+    let subject = stamp.annotations.get(SUBMITTER_ANNOTATION)?;
+    let superseded = stamp
+        .labels
+        .get(USER_LABEL)
+        .is_some_and(|want| want != present)
+        && *present == labels::legacy_user_label(subject);
+    superseded.then(|| {
+        let mut rest = labels.clone();
+        rest.remove(USER_LABEL);
+        rest
+    })
 }
 
 /// Operations that make `map` (at `loc`, absent when `None`) contain every entry of `wanted`.
@@ -157,8 +186,8 @@ pub fn token_present(meta: &Meta, token_annotation: &str) -> bool {
 }
 
 /// Removes the token from kubectl's last-applied configuration (`map` is updated to match):
-/// rewritten without the token annotation when it parses, removed entirely when it does not.
-/// Without this, `kubectl apply` would store the bearer token in etcd after all.
+/// rewritten by `rewrite_last_applied`, or removed entirely when it cannot be. Without this,
+/// `kubectl apply` would store the bearer token in etcd after all.
 fn scrub_last_applied(
     map: &mut BTreeMap<String, String>,
     token_annotation: &str,
@@ -169,17 +198,7 @@ fn scrub_last_applied(
         return None;
     }
     let path = annotations.key(LAST_APPLIED_ANNOTATION).pointer();
-    let rewritten = serde_json::from_str::<Value>(text)
-        .ok()
-        .and_then(|mut applied| {
-            applied
-                .pointer_mut("/metadata/annotations")?
-                .as_object_mut()?
-                .remove(token_annotation);
-            let again = serde_json::to_string(&applied).ok()?;
-            (!again.contains(token_annotation)).then_some(again)
-        });
-    Some(match rewritten {
+    Some(match rewrite_last_applied(text, token_annotation) {
         Some(clean) => {
             map.insert(LAST_APPLIED_ANNOTATION.to_string(), clean.clone());
             PatchOperation::Replace(ReplaceOperation {
@@ -194,8 +213,32 @@ fn scrub_last_applied(
     })
 }
 
-/// The Spark properties that carry the token from `spark-submit --conf` into pod annotations.
-fn token_properties(token_annotation: &str) -> [String; 2] {
+/// kubectl's last-applied configuration `text` without the token: the token annotation and the
+/// spark-submit properties that carry it (`spec.sparkConf`, `spec.template.sparkConf`) removed.
+/// `None` when that is not possible (the text does not parse, or still mentions the token
+/// annotation afterwards): the annotation must then go entirely.
+pub fn rewrite_last_applied(text: &str, token_annotation: &str) -> Option<String> {
+    let mut applied = serde_json::from_str::<Value>(text).ok()?;
+    if let Some(map) = applied
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        map.remove(token_annotation);
+    }
+    for conf in ["/spec/sparkConf", "/spec/template/sparkConf"] {
+        if let Some(map) = applied.pointer_mut(conf).and_then(Value::as_object_mut) {
+            for key in token_properties(token_annotation) {
+                map.remove(&key);
+            }
+        }
+    }
+    let again = serde_json::to_string(&applied).ok()?;
+    (!again.contains(token_annotation)).then_some(again)
+}
+
+/// The Spark properties that carry the token from `spark-submit --conf` (or a
+/// SparkApplication's `spec.sparkConf`) into pod annotations.
+pub fn token_properties(token_annotation: &str) -> [String; 2] {
     [
         format!("spark.kubernetes.driver.annotation.{token_annotation}"),
         format!("spark.kubernetes.executor.annotation.{token_annotation}"),
@@ -609,6 +652,81 @@ mod tests {
         assert_eq!(
             finish(inspect_app_spec(&spec, &app2.spec, &cfg()), again).unwrap(),
             vec![]
+        );
+    }
+
+    #[test]
+    fn the_previous_schemes_user_label_is_replaced_not_refused() {
+        let subject = "alice@example.com";
+        let current = crate::core::labels::user_label(subject);
+        let old = crate::core::labels::legacy_user_label(subject);
+        let stamp = Stamp {
+            labels: BTreeMap::from([(USER_LABEL, current.clone())]),
+            annotations: BTreeMap::from([(SUBMITTER_ANNOTATION, subject.to_string())]),
+        };
+        let meta = |user: &str| Meta {
+            labels: Some(BTreeMap::from([
+                (USER_LABEL.to_string(), user.to_string()),
+                ("app".to_string(), "etl".to_string()),
+            ])),
+            ..Meta::default()
+        };
+        // Copied from an object admitted before the upgrade: tolerated, then replaced.
+        let arriving = meta(&old);
+        let rest = without_superseded_user_label(arriving.labels.as_ref(), &stamp).unwrap();
+        assert_eq!(
+            rest,
+            BTreeMap::from([("app".to_string(), "etl".to_string())])
+        );
+        let loc = Loc::root().key("metadata");
+        assert!(conflicting_claims(&loc, Some(&rest), None, &stamp, "").is_empty());
+        let ops = plan_metadata(&arriving, &stamp, TOKEN_ANNOTATION);
+        assert_eq!(
+            serde_json::to_value(&ops[0]).unwrap(),
+            json!({"op": "replace", "path": "/metadata/labels/sparkward.io~1user", "value": current})
+        );
+        // The current value needs nothing; anything else stays a conflicting claim.
+        assert!(without_superseded_user_label(meta(&current).labels.as_ref(), &stamp).is_none());
+        for other in [
+            "mallory",
+            &crate::core::labels::legacy_user_label("bob@example.com"),
+        ] {
+            let m = meta(other);
+            assert!(without_superseded_user_label(m.labels.as_ref(), &stamp).is_none());
+            assert_eq!(
+                conflicting_claims(&loc, m.labels.as_ref(), None, &stamp, "").len(),
+                1
+            );
+        }
+        // Without a subject in the stamp (spec labels), nothing is tolerated.
+        let bare = Stamp {
+            labels: stamp.labels.clone(),
+            annotations: BTreeMap::new(),
+        };
+        assert!(without_superseded_user_label(arriving.labels.as_ref(), &bare).is_none());
+    }
+
+    #[test]
+    fn the_last_applied_rewrite_drops_the_spark_submit_properties_too() {
+        let driver = format!("spark.kubernetes.driver.annotation.{TOKEN_ANNOTATION}");
+        let executor = format!("spark.kubernetes.executor.annotation.{TOKEN_ANNOTATION}");
+        let applied = json!({"kind": "SparkApplication",
+            "metadata": {"annotations": {TOKEN_ANNOTATION: "tok", "keep": "me"}},
+            "spec": {"sparkConf": {driver.clone(): "tok", executor.clone(): "tok", "spark.app.name": "pi"}}});
+        let out: Value = serde_json::from_str(
+            &rewrite_last_applied(&applied.to_string(), TOKEN_ANNOTATION).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(out["metadata"]["annotations"], json!({"keep": "me"}));
+        assert_eq!(out["spec"]["sparkConf"], json!({"spark.app.name": "pi"}));
+        let scheduled = json!({"spec": {"template": {"sparkConf": {driver: "tok"}}}});
+        let out = rewrite_last_applied(&scheduled.to_string(), TOKEN_ANNOTATION).unwrap();
+        assert!(!out.contains("tok"), "{out}");
+        // Still mentioned elsewhere: the annotation must go entirely.
+        let elsewhere = json!({"spec": {"driver": {"annotations": {TOKEN_ANNOTATION: "tok"}}}});
+        assert_eq!(
+            rewrite_last_applied(&elsewhere.to_string(), TOKEN_ANNOTATION),
+            None
         );
     }
 

@@ -23,7 +23,8 @@ use crate::core::labels::{
 pub struct PolicyInput<'a> {
     pub job_id: &'a str,
     pub namespace: &'a str,
-    /// Label-safe user (`labels::user_label`).
+    /// Label-safe user (`labels::user_label`, the injective scheme): the policy's
+    /// `sparkward.io/user` label. Selection is by job id only, so a policy never depends on it.
     pub user_label: &'a str,
     /// Granted scopes as they came from the token, in any order, possibly repeated.
     pub scopes: &'a [String],

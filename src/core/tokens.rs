@@ -1,0 +1,720 @@
+//! Bearer tokens in objects about to be stored. The submitter's token is read from its
+//! annotation and removed (`mutation::plan_metadata`); no other copy of it, and no other token
+//! of the identity provider, may reach etcd either.
+//!
+//! - The mutating pass knows the token (the annotation's value). `find_token_copies` finds every
+//!   other occurrence of it, or of its signature (the third segment: with header and payload
+//!   public or guessable, the signature alone is what makes a leak usable), in any string or key
+//!   of the object. The copies spark-submit and kubectl make themselves are scrubbed (`Remedy`);
+//!   every other copy is denied, with its field.
+//! - The validating pass no longer knows the token. `find_issuer_jwts` finds JWT-shaped strings
+//!   (three base64url segments, the header starting `eyJ`, i.e. `{"`) whose payload is JSON with
+//!   `iss` equal to the configured issuer: a bearer token of the identity provider, whoever's.
+//!
+//! Both search the raw JSON text first and parse and walk the object only on a hit, because every
+//! pod review passes through here. That shortcut relies on the token's characters (base64url and
+//! `.`) appearing verbatim in the text: kube-apiserver re-encodes every object it sends and never
+//! escapes them, and a review whose text escapes any of them (hand-made, offline) is walked
+//! whole. No message ever contains a token: a copy in a key is reported at the key's parent.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::Value;
+
+use crate::core::hardening::{Loc, Violation};
+use crate::core::mutation::{LAST_APPLIED_ANNOTATION, rewrite_last_applied, token_properties};
+
+/// A signature shorter than this is not searched for on its own (every algorithm sparkward
+/// accepts signs with at least 256 bits, 43 characters); the whole token still is.
+const MIN_SIGNATURE_CHARS: usize = 16;
+/// What every JWT header starts with: base64url of `{"`.
+const JWT_PREFIX: &str = "eyJ";
+
+/// What happens to one copy of the submitter's token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remedy {
+    /// A spark-submit property that would put the token on the driver or executor pods
+    /// (`spec.sparkConf["spark.kubernetes.driver.annotation.<token annotation>"]`, and the same
+    /// under `spec.template` of a ScheduledSparkApplication): removed with a JSON Patch
+    /// `remove` at the copy's location.
+    Remove,
+    /// kubectl's last-applied configuration: `plan_metadata` rewrites it without the token
+    /// annotation and those properties, which leaves no copy (checked here).
+    LastApplied,
+    /// Anywhere else: the object is denied and the user removes the copy.
+    Deny,
+}
+
+/// Where a token was found: the string at `loc`, or (`in_key`) a key of the map at `loc`.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub loc: Loc,
+    pub in_key: bool,
+}
+
+impl Found {
+    /// The field for messages: the string's path, or the map whose key holds the token (a path
+    /// through that key would print the token).
+    pub fn field(&self) -> &str {
+        match self.loc.human() {
+            "" => "(the object)",
+            human => human,
+        }
+    }
+}
+
+/// One copy of the submitter's token.
+#[derive(Debug, Clone)]
+pub struct TokenCopy {
+    pub found: Found,
+    pub remedy: Remedy,
+}
+
+/// The needle `find_token_copies` searches for: the signature when it is long enough to stand
+/// for the token, else the whole token.
+fn token_needle(token: &str) -> &str {
+    token
+        .rsplit('.')
+        .next()
+        .filter(|s| s.len() >= MIN_SIGNATURE_CHARS)
+        .unwrap_or(token)
+}
+
+/// Whether `text` (the object's JSON text, or any text that contains it) may hold a copy of
+/// `token` beside the annotation: the cheap test that decides whether `find_token_copies` has
+/// anything to find.
+pub fn may_hold_token_copy(text: &str, token: &str) -> bool {
+    let token = token.trim();
+    // The annotation holds one occurrence; anything beyond it may be a copy.
+    !token.is_empty()
+        && (text.matches(token_needle(token)).nth(1).is_some() || escapes_token_characters(text))
+}
+
+/// Whether `text` may hold a JWT: the cheap test that decides whether `find_issuer_jwts` has
+/// anything to find.
+pub fn may_hold_jwt(text: &str) -> bool {
+    text.contains(JWT_PREFIX) || escapes_token_characters(text)
+}
+
+/// Every copy of `token` in the object `raw` (its JSON text) other than the token annotation
+/// itself. The object's `kind` decides which spark-submit properties are known forms.
+pub fn find_token_copies(
+    raw: &str,
+    token: &str,
+    token_annotation: &str,
+) -> Result<Vec<TokenCopy>, serde_json::Error> {
+    if !may_hold_token_copy(raw, token) {
+        return Ok(Vec::new());
+    }
+    // The signature is part of the token: searching for it finds both.
+    let needle = token_needle(token.trim());
+    let object: Value = serde_json::from_str(raw)?;
+    let spark_conf: &[&str] = match object.get("kind").and_then(Value::as_str) {
+        Some("SparkApplication") => &["spec", "sparkConf"],
+        Some("ScheduledSparkApplication") => &["spec", "template", "sparkConf"],
+        _ => &[],
+    };
+    let properties = token_properties(token_annotation);
+    let mut copies = Vec::new();
+    walk(&object, &mut Vec::new(), &mut |path, text, in_key| {
+        if !text.contains(needle) {
+            return false;
+        }
+        let value_at = |prefix: &[&str]| {
+            !in_key
+                && path.len() == prefix.len() + 1
+                && path.iter().zip(prefix).all(|(a, b)| *a == Seg::Key(b))
+        };
+        let key = match path.last() {
+            Some(Seg::Key(k)) => *k,
+            _ => "",
+        };
+        let annotation = value_at(&["metadata", "annotations"]);
+        let remedy = if annotation && key == token_annotation {
+            // The token itself: removed by `plan_metadata`.
+            return true;
+        } else if annotation && key == LAST_APPLIED_ANNOTATION {
+            // `plan_metadata` rewrites it when it mentions the token annotation; whatever copy
+            // that leaves is the user's to remove.
+            let scrubbed = text.contains(token_annotation)
+                && rewrite_last_applied(text, token_annotation)
+                    .is_none_or(|rewritten| !rewritten.contains(needle));
+            if scrubbed {
+                Remedy::LastApplied
+            } else {
+                Remedy::Deny
+            }
+        } else if !spark_conf.is_empty()
+            && value_at(spark_conf)
+            && properties.iter().any(|p| p == key)
+        {
+            Remedy::Remove
+        } else {
+            Remedy::Deny
+        };
+        copies.push(TokenCopy {
+            found: Found {
+                loc: to_loc(path),
+                in_key,
+            },
+            remedy,
+        });
+        true
+    });
+    Ok(copies)
+}
+
+/// The denial for the copies that cannot be scrubbed (`Remedy::Deny`), one violation each.
+pub fn copy_violations(copies: &[TokenCopy], token_annotation: &str) -> Vec<Violation> {
+    copies
+        .iter()
+        .filter(|c| c.remedy == Remedy::Deny)
+        .map(|c| Violation {
+            field: c.found.field().to_string(),
+            problem: if c.found.in_key {
+                "has a key that holds a copy of the submitter token".into()
+            } else {
+                "holds a copy of the submitter token".into()
+            },
+            fix: format!(
+                "remove it: sparkward reads the token only from the {token_annotation} annotation \
+                 and removes it there, so that no bearer token is stored; a job that needs \
+                 credentials gets them from a Secret"
+            ),
+        })
+        .collect()
+}
+
+/// Every JWT in the object `raw` whose payload names `issuer` as `iss`. With `already_stored`
+/// (the JSON text of the object an update replaces), a token that object already holds is not
+/// reported: an update is refused for what it adds, not for what was stored before.
+pub fn find_issuer_jwts(
+    raw: &str,
+    issuer: &str,
+    already_stored: Option<&str>,
+) -> Result<Vec<Found>, serde_json::Error> {
+    if issuer.is_empty() || !may_hold_jwt(raw) {
+        return Ok(Vec::new());
+    }
+    let object: Value = serde_json::from_str(raw)?;
+    let mut found = Vec::new();
+    walk(&object, &mut Vec::new(), &mut |path, text, in_key| {
+        let mut jwts = issuer_jwts(text, issuer).peekable();
+        let any = jwts.peek().is_some();
+        if jwts.any(|jwt| already_stored.is_none_or(|old| !old.contains(jwt))) {
+            found.push(Found {
+                loc: to_loc(path),
+                in_key,
+            });
+        }
+        any
+    });
+    Ok(found)
+}
+
+/// The denial for tokens `find_issuer_jwts` found.
+pub fn issuer_jwt_violations(found: &[Found], issuer: &str) -> Vec<Violation> {
+    found
+        .iter()
+        .map(|f| Violation {
+            field: f.field().to_string(),
+            problem: format!(
+                "{} a bearer token issued by {issuer}, which would be stored",
+                if f.in_key {
+                    "has a key that holds"
+                } else {
+                    "holds"
+                }
+            ),
+            fix: "remove it: a submitter token is given only in sparkward's token annotation, \
+                  which sparkward removes; a job that needs credentials gets them from a Secret"
+                .into(),
+        })
+        .collect()
+}
+
+/// The JWTs in `text` whose payload names `issuer`.
+fn issuer_jwts<'t>(text: &'t str, issuer: &'t str) -> impl Iterator<Item = &'t str> + 't {
+    let mut from = 0;
+    std::iter::from_fn(move || {
+        while let Some(at) = text.get(from..)?.find(JWT_PREFIX) {
+            let start = from + at;
+            let rest = &text[start..];
+            let len = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+                .unwrap_or(rest.len());
+            let candidate = &rest[..len];
+            from = start + JWT_PREFIX.len();
+            if let Some(jwt) = jwt_of_issuer(candidate, issuer) {
+                from = start + jwt.len();
+                return Some(jwt);
+            }
+        }
+        None
+    })
+}
+
+/// The JWT at the start of `run` (a run of base64url characters and dots starting `eyJ`) when
+/// its header decodes to a JSON object and its payload to one with `iss` equal to `issuer`.
+fn jwt_of_issuer<'r>(run: &'r str, issuer: &str) -> Option<&'r str> {
+    let mut parts = run.splitn(4, '.');
+    let (header, payload, signature) = (parts.next()?, parts.next()?, parts.next()?);
+    if header.is_empty() || payload.is_empty() || signature.is_empty() {
+        return None;
+    }
+    let json_object = |segment: &str| {
+        let bytes = URL_SAFE_NO_PAD.decode(segment).ok()?;
+        serde_json::from_slice::<serde_json::Map<String, Value>>(&bytes).ok()
+    };
+    json_object(header)?;
+    let claims = json_object(payload)?;
+    (claims.get("iss").and_then(Value::as_str) == Some(issuer))
+        .then(|| &run[..header.len() + payload.len() + signature.len() + 2])
+}
+
+/// Whether the JSON text escapes a character a token is made of (`\u0041` for `A`): standard
+/// encoders, kube-apiserver's included, never do, so only then can a substring search miss a
+/// token.
+fn escapes_token_characters(raw: &str) -> bool {
+    raw.match_indices("\\u00").any(|(at, _)| {
+        raw.get(at + 4..at + 6)
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            .is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    })
+}
+
+/// One step of a path through the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seg<'v> {
+    Key(&'v str),
+    Index(usize),
+}
+
+fn to_loc(path: &[Seg<'_>]) -> Loc {
+    path.iter().fold(Loc::root(), |loc, seg| match seg {
+        Seg::Key(k) => loc.key(k),
+        Seg::Index(i) => loc.index(*i),
+    })
+}
+
+/// Calls `visit(path, text, in_key)` for every string in `value` and every key of its maps
+/// (`path` is then the map's). `visit` answers whether the text holds what it looks for; such a
+/// key is not descended into, since a path through it would have to name it.
+fn walk<'v>(
+    value: &'v Value,
+    path: &mut Vec<Seg<'v>>,
+    visit: &mut dyn FnMut(&[Seg<'v>], &str, bool) -> bool,
+) {
+    match value {
+        Value::String(s) => {
+            visit(path, s, false);
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                path.push(Seg::Index(i));
+                walk(item, path, visit);
+                path.pop();
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                if visit(path, key, true) {
+                    continue;
+                }
+                path.push(Seg::Key(key));
+                walk(item, path, visit);
+                path.pop();
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::labels::TOKEN_ANNOTATION;
+    use serde_json::json;
+
+    const ISSUER: &str = "https://idp.example.com/realms/data";
+
+    /// A JWT-shaped token: a real header and payload, a made-up 43-character signature.
+    fn mk_jwt(iss: &str, signature_seed: char) -> String {
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT","kid":"k1"}"#);
+        let claims = json!({"iss": iss, "sub": "alice", "aud": "sparkward", "exp": 1_900_000_000});
+        let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let signature: String = std::iter::repeat_n(signature_seed, 43).collect();
+        format!("{header}.{payload}.{signature}")
+    }
+
+    fn token() -> String {
+        mk_jwt(ISSUER, 'S')
+    }
+
+    fn signature(token: &str) -> &str {
+        token.rsplit('.').next().unwrap()
+    }
+
+    fn mk_app(token: &str) -> Value {
+        json!({
+            "apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "SparkApplication",
+            "metadata": {"name": "a", "annotations": {TOKEN_ANNOTATION: token}},
+            "spec": {"type": "Scala", "sparkConf": {"spark.app.name": "pi"},
+                "driver": {"cores": 1}, "executor": {"instances": 1}}
+        })
+    }
+
+    fn mk_pod(token: &str) -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "annotations": {TOKEN_ANNOTATION: token}},
+            "spec": {"containers": [{"name": "spark", "image": "apache/spark",
+                "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+                "args": ["driver"]}],
+                "volumes": [{"name": "v", "emptyDir": {}}]}
+        })
+    }
+
+    /// (field, remedy) of every copy.
+    fn copies(object: &Value, token: &str) -> Vec<(String, Remedy)> {
+        find_token_copies(&object.to_string(), token, TOKEN_ANNOTATION)
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.found.field().to_string(), c.remedy))
+            .collect()
+    }
+
+    #[test]
+    fn the_token_annotation_alone_is_no_copy() {
+        let t = token();
+        assert!(copies(&mk_app(&t), &t).is_empty());
+        assert!(copies(&mk_pod(&t), &t).is_empty());
+        assert!(!may_hold_token_copy(&mk_pod(&t).to_string(), &t));
+    }
+
+    #[test]
+    fn spark_submit_properties_are_scrubbed_from_the_spark_conf() {
+        let t = token();
+        let driver = format!("spark.kubernetes.driver.annotation.{TOKEN_ANNOTATION}");
+        let executor = format!("spark.kubernetes.executor.annotation.{TOKEN_ANNOTATION}");
+        let mut app = mk_app(&t);
+        app["spec"]["sparkConf"][&driver] = json!(t);
+        app["spec"]["sparkConf"][&executor] = json!(t);
+        let found = find_token_copies(&app.to_string(), &t, TOKEN_ANNOTATION).unwrap();
+        let fields: Vec<(&str, Remedy)> =
+            found.iter().map(|c| (c.found.field(), c.remedy)).collect();
+        assert_eq!(
+            fields,
+            vec![
+                (
+                    "spec.sparkConf[\"spark.kubernetes.driver.annotation.sparkward.io/submitter-token\"]",
+                    Remedy::Remove
+                ),
+                (
+                    "spec.sparkConf[\"spark.kubernetes.executor.annotation.sparkward.io/submitter-token\"]",
+                    Remedy::Remove
+                ),
+            ]
+        );
+        // The pointer escapes the `/` of the key: applied, the rest of sparkConf stays.
+        let ops: Vec<json_patch::PatchOperation> = found
+            .iter()
+            .map(|c| {
+                json_patch::PatchOperation::Remove(json_patch::RemoveOperation {
+                    path: c.found.loc.pointer(),
+                })
+            })
+            .collect();
+        let mut patched = app.clone();
+        json_patch::patch(&mut patched, &ops).unwrap();
+        assert_eq!(
+            patched["spec"]["sparkConf"],
+            json!({"spark.app.name": "pi"})
+        );
+        assert!(copy_violations(&found, TOKEN_ANNOTATION).is_empty());
+
+        // The same under a ScheduledSparkApplication's template.
+        let scheduled = json!({
+            "apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "ScheduledSparkApplication",
+            "metadata": {"name": "s", "annotations": {TOKEN_ANNOTATION: t}},
+            "spec": {"schedule": "@every 1h", "template": {"sparkConf": {driver.clone(): t}}}
+        });
+        assert_eq!(
+            copies(&scheduled, &t),
+            vec![(
+                format!("spec.template.sparkConf[\"{driver}\"]"),
+                Remedy::Remove
+            )]
+        );
+    }
+
+    #[test]
+    fn other_properties_and_other_kinds_are_not_known_forms() {
+        let t = token();
+        let driver = format!("spark.kubernetes.driver.annotation.{TOKEN_ANNOTATION}");
+        let mut app = mk_app(&t);
+        app["spec"]["sparkConf"]["spark.kubernetes.driverEnv.TOKEN"] = json!(t);
+        assert_eq!(
+            copies(&app, &t),
+            vec![(
+                "spec.sparkConf[\"spark.kubernetes.driverEnv.TOKEN\"]".to_string(),
+                Remedy::Deny
+            )]
+        );
+        // A Pod has no sparkConf: the same key there is just a copy.
+        let mut pod = mk_pod(&t);
+        pod["spec"]["sparkConf"] = json!({driver.clone(): t});
+        assert_eq!(copies(&pod, &t)[0].1, Remedy::Deny);
+        // And a SparkApplication's property at another depth is not the known form.
+        let mut app = mk_app(&t);
+        app["spec"]["driver"]["sparkConf"] = json!({driver: t});
+        assert_eq!(copies(&app, &t)[0].1, Remedy::Deny);
+    }
+
+    #[test]
+    fn copies_anywhere_else_are_denied_with_their_field() {
+        let t = token();
+        type Place = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(&str, Place)> = vec![
+            (
+                "spec.containers[0].env[1].value",
+                Box::new(|p: &mut Value| {
+                    p["spec"]["containers"][0]["env"][1]["value"] = json!(token())
+                }),
+            ),
+            (
+                "spec.containers[0].args[1]",
+                Box::new(|p: &mut Value| {
+                    p["spec"]["containers"][0]["args"] =
+                        json!(["driver", format!("--token={}", token())])
+                }),
+            ),
+            (
+                "metadata.annotations.note",
+                Box::new(|p: &mut Value| {
+                    p["metadata"]["annotations"]["note"] = json!(format!("Bearer {}", token()))
+                }),
+            ),
+            (
+                "metadata.labels.t",
+                // Labels cannot hold a whole token (63 characters), but the signature fits.
+                Box::new(|p: &mut Value| {
+                    p["metadata"]["labels"] = json!({"t": signature(&token())})
+                }),
+            ),
+            (
+                "spec.volumes[1].csi.volumeAttributes.token",
+                Box::new(|p: &mut Value| {
+                    let volumes = p["spec"]["volumes"].as_array_mut().unwrap();
+                    volumes.push(json!({"name": "s3", "csi": {"driver": "x",
+                        "volumeAttributes": {"token": token()}}}));
+                }),
+            ),
+            (
+                "spec.containers[0].env[0].value",
+                // The signature alone is a usable leak.
+                Box::new(|p: &mut Value| {
+                    p["spec"]["containers"][0]["env"][0]["value"] = json!(signature(&token()))
+                }),
+            ),
+        ];
+        for (field, place) in cases {
+            let mut pod = mk_pod(&t);
+            place(&mut pod);
+            let found = find_token_copies(&pod.to_string(), &t, TOKEN_ANNOTATION).unwrap();
+            let violations = copy_violations(&found, TOKEN_ANNOTATION);
+            assert_eq!(violations.len(), 1, "{field}: {found:?}");
+            assert_eq!(violations[0].field, field);
+            assert_eq!(violations[0].problem, "holds a copy of the submitter token");
+            assert!(violations[0].fix.starts_with("remove it"));
+            assert!(!violations[0].to_string().contains(signature(&t)));
+        }
+    }
+
+    #[test]
+    fn a_copy_in_a_key_is_reported_at_its_map_without_the_token() {
+        let t = token();
+        let mut pod = mk_pod(&t);
+        pod["metadata"]["annotations"][format!("x/{}", signature(&t))] = json!("1");
+        let found = find_token_copies(&pod.to_string(), &t, TOKEN_ANNOTATION).unwrap();
+        let v = copy_violations(&found, TOKEN_ANNOTATION);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].field, "metadata.annotations");
+        assert_eq!(
+            v[0].problem,
+            "has a key that holds a copy of the submitter token"
+        );
+        assert!(!v[0].to_string().contains(signature(&t)));
+    }
+
+    #[test]
+    fn kubectls_last_applied_copy_is_left_to_the_metadata_plan_when_that_cleans_it() {
+        let t = token();
+        let driver = format!("spark.kubernetes.driver.annotation.{TOKEN_ANNOTATION}");
+        let mut app = mk_app(&t);
+        app["spec"]["sparkConf"][&driver] = json!(t);
+        let applied = app.to_string();
+        app["metadata"]["annotations"][LAST_APPLIED_ANNOTATION] = json!(applied);
+        let found = copies(&app, &t);
+        assert_eq!(
+            found,
+            vec![
+                (
+                    format!("metadata.annotations[\"{LAST_APPLIED_ANNOTATION}\"]"),
+                    Remedy::LastApplied
+                ),
+                (format!("spec.sparkConf[\"{driver}\"]"), Remedy::Remove),
+            ]
+        );
+        let rewritten = rewrite_last_applied(&applied, TOKEN_ANNOTATION).unwrap();
+        assert!(!rewritten.contains(signature(&t)), "{rewritten}");
+        assert!(rewritten.contains("spark.app.name"));
+
+        // A copy the rewrite cannot remove is the user's to remove: denied.
+        let mut pod = mk_pod(&t);
+        let mut applied = pod.clone();
+        applied["spec"]["containers"][0]["env"][0]["value"] = json!(t);
+        pod["metadata"]["annotations"][LAST_APPLIED_ANNOTATION] = json!(applied.to_string());
+        assert_eq!(
+            copies(&pod, &t),
+            vec![(
+                format!("metadata.annotations[\"{LAST_APPLIED_ANNOTATION}\"]"),
+                Remedy::Deny
+            )]
+        );
+    }
+
+    #[test]
+    fn a_copy_hidden_behind_json_escapes_is_still_found() {
+        let t = token();
+        // The copy's signature starts `S`, written `\u0053` in the JSON text: a substring
+        // search of the text sees the signature only once (in the annotation).
+        let (head, sig) = t.rsplit_once('.').unwrap();
+        let hidden = format!("{head}.\\u0053{}", &sig[1..]);
+        let text = mk_pod(&t).to_string().replacen(
+            "\"args\":[\"driver\"]",
+            &format!("\"args\":[\"{hidden}\"]"),
+            1,
+        );
+        assert_eq!(text.matches(sig).count(), 1, "{text}");
+        let found = find_token_copies(&text, &t, TOKEN_ANNOTATION).unwrap();
+        assert_eq!(found.len(), 1, "{text}");
+        assert_eq!(found[0].found.field(), "spec.containers[0].args[0]");
+        // Escapes of characters no token holds (kube-apiserver writes `&` as \u0026) do not
+        // make every review a walk.
+        assert!(!escapes_token_characters(
+            r#"{"args":["a \u0026\u0026 b"]}"#
+        ));
+        assert!(escapes_token_characters(r#"{"args":["\u0041"]}"#));
+    }
+
+    #[test]
+    fn a_configmap_copy_is_found_by_either_rule() {
+        let t = token();
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c",
+            "annotations": {TOKEN_ANNOTATION: t}},
+            "data": {"spark.properties": format!("spark.app.name=pi\nspark.hadoop.token={t}\n")}});
+        assert_eq!(
+            copies(&cm, &t),
+            vec![("data[\"spark.properties\"]".to_string(), Remedy::Deny)]
+        );
+        let found = find_issuer_jwts(&cm.to_string(), ISSUER, None).unwrap();
+        let fields: Vec<&str> = found.iter().map(Found::field).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "data[\"spark.properties\"]",
+                "metadata.annotations[\"sparkward.io/submitter-token\"]"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_validating_pass_finds_tokens_of_the_issuer_only() {
+        let mine = mk_jwt(ISSUER, 'S');
+        let foreign = mk_jwt("https://other.example.com", 'F');
+        let mut pod = mk_pod("");
+        pod["metadata"]["annotations"] =
+            json!({"foreign": foreign, "mine": format!("Bearer {mine}")});
+        pod["spec"]["containers"][0]["env"][0]["value"] = json!(mine);
+        pod["spec"]["containers"][0]["args"] = json!([format!("{foreign},{mine}")]);
+        let found = find_issuer_jwts(&pod.to_string(), ISSUER, None).unwrap();
+        let violations = issuer_jwt_violations(&found, ISSUER);
+        let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "metadata.annotations.mine",
+                "spec.containers[0].args[0]",
+                "spec.containers[0].env[0].value",
+            ]
+        );
+        assert_eq!(
+            violations[0].problem,
+            format!("holds a bearer token issued by {ISSUER}, which would be stored")
+        );
+        assert!(
+            !violations
+                .iter()
+                .any(|v| v.to_string().contains(signature(&mine)))
+        );
+        // Another issuer's token alone is not sparkward's business.
+        let mut other = mk_pod("");
+        other["metadata"]["annotations"] = json!({"foreign": foreign});
+        assert!(
+            find_issuer_jwts(&other.to_string(), ISSUER, None)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn random_base64_and_near_jwts_are_not_tokens() {
+        let payload = URL_SAFE_NO_PAD.encode(json!({"iss": ISSUER}).to_string());
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256"}"#);
+        let not_json = URL_SAFE_NO_PAD.encode(b"{\"iss\": nope");
+        let cases = [
+            // Random base64 that happens to start like a JSON header.
+            "eyJhYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NTY3ODk".to_string(),
+            format!("eyJ{}", "A".repeat(200)),
+            // Two segments, or an empty signature.
+            format!("{header}.{payload}"),
+            format!("{header}.{payload}."),
+            // A payload that is not JSON, a header that is not JSON.
+            format!("{header}.{not_json}.sig"),
+            format!("eyJub3Q.{payload}.sig"),
+            // The issuer only as a prefix of another.
+            mk_jwt(&format!("{ISSUER}-staging"), 'x'),
+            // A base64 blob, e.g. a certificate.
+            URL_SAFE_NO_PAD.encode([7u8; 300]),
+        ];
+        for case in cases {
+            let pod = json!({"metadata": {"annotations": {"x": case}}});
+            let found = find_issuer_jwts(&pod.to_string(), ISSUER, None).unwrap();
+            assert!(found.is_empty(), "{case}");
+        }
+        assert!(!may_hold_jwt(&mk_pod("").to_string()));
+    }
+
+    #[test]
+    fn an_update_is_refused_only_for_tokens_it_adds() {
+        let stored_token = mk_jwt(ISSUER, 'O');
+        let mut old = mk_pod("");
+        old["metadata"]["annotations"] = json!({"old": stored_token});
+        let old_text = old.to_string();
+        // Unchanged, or moved: nothing new is stored.
+        let mut same = old.clone();
+        same["metadata"]["labels"] = json!({"team": "data"});
+        assert!(
+            find_issuer_jwts(&same.to_string(), ISSUER, Some(&old_text))
+                .unwrap()
+                .is_empty()
+        );
+        // A token pasted later is refused.
+        let mut pasted = old.clone();
+        pasted["metadata"]["annotations"]["new"] = json!(mk_jwt(ISSUER, 'N'));
+        let found = find_issuer_jwts(&pasted.to_string(), ISSUER, Some(&old_text)).unwrap();
+        let fields: Vec<&str> = found.iter().map(Found::field).collect();
+        assert_eq!(fields, vec!["metadata.annotations.new"]);
+    }
+}
