@@ -36,6 +36,7 @@ use kube::Client;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use sparkward::core::labels::is_job_id;
+use sparkward::core::policy::cluster_dns_selectors;
 use support::cluster::install::managed_policies;
 use support::cluster::{
     Identity, Installed, RealCluster, SparkwardSetup, TestNamespace, api, api_of, create,
@@ -258,8 +259,11 @@ async fn alices_spark_application_is_admitted_hardened_and_gets_its_policy() {
         json!({"sparkward.io/job-id": job})
     );
     let egress = specs[0]["egress"].to_string();
-    assert!(
-        egress.contains(r#""rules":{"dns":[{"matchPattern":"*"}]}"#),
+    // The DNS proxy rule survived with its allow-list: the cluster's names, no "*".
+    let dns = &specs[0]["egress"][1]["toPorts"][0]["rules"]["dns"];
+    assert_eq!(
+        dns,
+        &json!(cluster_dns_selectors("cluster.local")),
         "{egress}"
     );
     assert!(

@@ -738,7 +738,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::config::{JwksSource, RequesterBinding};
+    use crate::config::{JobAdmins, JwksSource, RequesterBinding};
 
     const NOW: u64 = 1_750_000_000;
     const ISS: &str = "https://idp.example.com/realms/data";
@@ -760,6 +760,7 @@ mod tests {
                 username_prefix: "oidc:".into(),
             }),
             spark_operator: vec![],
+            job_admins: JobAdmins::default(),
         }
     }
 
