@@ -1218,6 +1218,13 @@ fn the_webhook_rules_route_exactly_what_sparkward_handles() {
         "ciliumnetworkpolicies",
         &["CREATE", "UPDATE", "DELETE"],
     ));
+    // Kubernetes NetworkPolicies add allowed traffic too: guarded like unmanaged CNPs.
+    validating.push((
+        "networking.k8s.io",
+        "v1",
+        "networkpolicies",
+        &["CREATE", "UPDATE", "DELETE"],
+    ));
     assert_eq!(
         routes(all.iter().filter(|h| h.config == "validating")),
         expand(&validating)

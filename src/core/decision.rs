@@ -166,7 +166,8 @@ pub enum Reason {
     Stamp(String),
     /// `sparkward.io/` metadata or hardened fields changed by an update.
     Immutable(Vec<Violation>),
-    /// A managed CiliumNetworkPolicy touched by someone other than its managers.
+    /// A network policy in an enforced namespace touched by someone who may not: a job policy
+    /// by anyone but `policy.managers`, any other by anyone but them and the job admins.
     NotManager(String),
     /// Scopes the mapping does not know, with `unknownScopes: deny`.
     UnknownScopes(String),
