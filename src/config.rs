@@ -191,16 +191,6 @@ pub struct FileRequesterIdentity {
     pub groups_prefix: String,
 }
 
-/// `identity.jobAdmins`: who may change, delete and enter any job (besides its submitter).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct FileJobAdmins {
-    #[serde(default)]
-    pub users: Vec<String>,
-    #[serde(default)]
-    pub groups: Vec<String>,
-}
-
 /// The identities of kube-controller-manager's controllers that touch pods and custom
 /// resources: with per-controller service accounts (`--use-service-account-credentials`, the
 /// kubeadm default) and without (`system:kube-controller-manager`).
@@ -296,6 +286,16 @@ fn default_spark_operator() -> Vec<String> {
     vec!["system:serviceaccount:spark-operator:spark-operator-controller".into()]
 }
 
+/// `identity.jobAdmins`: the people who administer jobs beyond their own.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileJobAdmins {
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct FileHardening {
@@ -340,6 +340,14 @@ pub struct FilePolicy {
     pub apply_timeout: HumanDuration,
     #[serde(default = "default_managers")]
     pub managers: Vec<String>,
+    /// The cluster's DNS domain (the kubelet's `clusterDomain`): names below it are answered
+    /// by the cluster DNS and stay resolvable for every job.
+    #[serde(default = "default_cluster_domain")]
+    pub cluster_domain: String,
+    /// DNS selectors every job may resolve besides the cluster's own names and the `toFQDNs`
+    /// of its scopes, kept verbatim (validated like `toFQDNs` entries at load time).
+    #[serde(default)]
+    pub dns_allow: Vec<serde_json::Value>,
     /// scope → Cilium egress rules, kept verbatim (validated by the lint at load time).
     #[serde(default)]
     pub scopes: BTreeMap<String, Vec<serde_json::Value>>,
@@ -353,11 +361,16 @@ impl Default for FilePolicy {
             unknown_scopes: UnknownScopes::default(),
             apply_timeout: default_apply_timeout(),
             managers: default_managers(),
+            cluster_domain: default_cluster_domain(),
+            dns_allow: Vec::new(),
             scopes: BTreeMap::new(),
         }
     }
 }
 
+fn default_cluster_domain() -> String {
+    "cluster.local".into()
+}
 fn default_apply_timeout() -> HumanDuration {
     dur(5)
 }
@@ -637,16 +650,18 @@ pub struct RequesterIdentity {
     pub group_scopes: BTreeMap<String, Vec<String>>,
 }
 
-/// Job administrators: users and groups that may change, delete and enter any job.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// The job administrators (`identity.jobAdmins`): users, and members of groups, who
+/// administer jobs that are not their own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobAdmins {
     pub users: Vec<String>,
     pub groups: Vec<String>,
 }
 
 impl JobAdmins {
+    /// Whether the requester (`userInfo.username` and `userInfo.groups`) is a job admin.
     pub fn contains(&self, username: &str, groups: &[String]) -> bool {
-        self.users.iter().any(|u| u == username) || groups.iter().any(|g| self.groups.contains(g))
+        self.users.iter().any(|u| u == username) || self.groups.iter().any(|g| groups.contains(g))
     }
 }
 
@@ -671,6 +686,10 @@ pub struct PolicyConfig {
     pub unknown_scopes: UnknownScopes,
     pub apply_timeout: Duration,
     pub managers: Vec<String>,
+    /// The cluster's DNS domain, lower case, without a trailing dot.
+    pub cluster_domain: String,
+    /// `policy.dnsAllow`, parsed and linted when the configuration loaded.
+    pub dns_allow: Vec<cilium::FqdnSelector>,
     /// scope → egress rules, parsed and linted when the configuration loaded.
     pub scopes: BTreeMap<String, Vec<cilium::EgressRule>>,
 }
@@ -820,25 +839,10 @@ impl TryFrom<FileIdentity> for IdentityConfig {
         if f.scope_claim.trim().is_empty() {
             return Err(invalid("identity.scopeClaim", "must not be empty"));
         }
-        for (field, list) in [
-            ("identity.jobAdmins.users", &f.job_admins.users),
-            ("identity.jobAdmins.groups", &f.job_admins.groups),
-            ("identity.kubernetesControllers", &f.kubernetes_controllers),
-        ] {
-            if list.iter().any(|e| e.trim().is_empty()) {
-                return Err(invalid(field, "entries must not be empty"));
-            }
-        }
-        if f.job_admins.groups.iter().any(|g| {
-            matches!(
-                g.as_str(),
-                "system:authenticated" | "system:serviceaccounts" | "system:unauthenticated"
-            )
-        }) {
+        if f.kubernetes_controllers.iter().any(|e| e.trim().is_empty()) {
             return Err(invalid(
-                "identity.jobAdmins.groups",
-                "a group every user or service account is in would make everybody a job \
-                 administrator",
+                "identity.kubernetesControllers",
+                "entries must not be empty",
             ));
         }
         let requester_identity = match f.requester_identity {
@@ -893,14 +897,105 @@ impl TryFrom<FileIdentity> for IdentityConfig {
                 username_prefix: f.requester_binding.username_prefix,
             }),
             spark_operator: f.trusted_creators.spark_operator,
-            job_admins: JobAdmins {
-                users: f.job_admins.users,
-                groups: f.job_admins.groups,
-            },
+            job_admins: checked_job_admins(f.job_admins)?,
             kubernetes_controllers: f.kubernetes_controllers,
             requester_identity,
         })
     }
+}
+
+/// Groups that every user, or every workload, belongs to: naming one as job admins would make
+/// everyone (or every Spark driver) an administrator of every job.
+const EVERYONE_GROUPS: [&str; 3] = [
+    "system:authenticated",
+    "system:unauthenticated",
+    "system:serviceaccounts",
+];
+
+fn checked_job_admins(f: FileJobAdmins) -> Result<JobAdmins, ConfigError> {
+    if f.users.iter().any(|u| u.trim().is_empty()) {
+        return Err(invalid(
+            "identity.jobAdmins.users",
+            "names must not be empty",
+        ));
+    }
+    if f.users.iter().any(|u| u == "system:anonymous") {
+        return Err(invalid(
+            "identity.jobAdmins.users",
+            "system:anonymous is every unauthenticated request; name the administrators",
+        ));
+    }
+    for group in &f.groups {
+        // `system:serviceaccounts:<ns>` holds every service account of a namespace, the Spark
+        // drivers' included.
+        let everyone = EVERYONE_GROUPS.contains(&group.as_str())
+            || group.starts_with("system:serviceaccounts:");
+        if group.trim().is_empty() || everyone {
+            return Err(invalid(
+                "identity.jobAdmins.groups",
+                format!(
+                    "'{group}' cannot name job administrators: it is empty or a group every user \
+                     or every service account (Spark drivers included) belongs to; name a group \
+                     of people from your identity provider"
+                ),
+            ));
+        }
+    }
+    Ok(JobAdmins {
+        users: f.users,
+        groups: f.groups,
+    })
+}
+
+/// `policy.clusterDomain` in the form the DNS patterns are built from: lower case, no trailing
+/// dot, a plain DNS name short enough for the deepest pattern (`core::policy`) to stay within
+/// Cilium's 255 characters.
+fn checked_cluster_domain(text: &str) -> Result<String, ConfigError> {
+    let domain = text.trim();
+    let domain = domain
+        .strip_suffix('.')
+        .unwrap_or(domain)
+        .to_ascii_lowercase();
+    if cilium::lint_fqdn_selector(&cilium::FqdnSelector::name(&domain)).is_err() {
+        return Err(invalid(
+            "policy.clusterDomain",
+            format!("'{text}' is not a DNS name such as cluster.local"),
+        ));
+    }
+    let patterns = crate::core::policy::cluster_dns_selectors(&domain);
+    if patterns
+        .iter()
+        .any(|p| cilium::lint_fqdn_selector(p).is_err())
+    {
+        return Err(invalid(
+            "policy.clusterDomain",
+            format!("'{text}' is too long for the DNS patterns built from it"),
+        ));
+    }
+    Ok(domain)
+}
+
+fn checked_dns_allow(
+    entries: &[serde_json::Value],
+) -> Result<Vec<cilium::FqdnSelector>, ConfigError> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let field = format!("policy.dnsAllow[{i}]");
+            let selector = cilium::checked_fqdn_selector(entry)
+                .map_err(|e| invalid(field.clone(), e.to_string()))?;
+            if selector.matches_every_name() {
+                return Err(invalid(
+                    field,
+                    "a pattern of stars lets every job resolve any name, which carries data out \
+                     through DNS queries (DNS tunnelling); list the names or domains jobs need, \
+                     e.g. {matchPattern: \"*.example.com\"}",
+                ));
+            }
+            Ok(selector)
+        })
+        .collect()
 }
 
 impl TryFrom<FileConfig> for Config {
@@ -942,6 +1037,8 @@ impl TryFrom<FileConfig> for Config {
                 "must select the cluster DNS pods (for example k8s-app: kube-dns)",
             ));
         }
+        let cluster_domain = checked_cluster_domain(&p.cluster_domain)?;
+        let dns_allow = checked_dns_allow(&p.dns_allow)?;
         // Parsed and linted once here, so a review clones typed rules instead of parsing JSON.
         let mut scopes = BTreeMap::new();
         for (scope, rules) in p.scopes {
@@ -1006,6 +1103,8 @@ impl TryFrom<FileConfig> for Config {
                 unknown_scopes: p.unknown_scopes,
                 apply_timeout,
                 managers: p.managers,
+                cluster_domain,
+                dns_allow,
                 scopes,
             },
             lifecycle: LifecycleConfig {
@@ -1152,6 +1251,136 @@ audit:
         }
         for bad in ["", "5", "m", "5d", "-1s"] {
             assert!(HumanDuration::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn field_of(err: ConfigError) -> String {
+        match err {
+            ConfigError::Invalid { field, .. } => field,
+            other => panic!("not a field error: {other}"),
+        }
+    }
+
+    const IDENTITY: &str = "identity:\n  issuer: x\n  audiences: [a]\n  jwks: { file: /k.json }\n";
+
+    #[test]
+    fn job_admins_default_to_nobody_and_match_by_user_or_group() {
+        let none = Config::from_yaml(IDENTITY).unwrap().identity.unwrap();
+        assert_eq!(none.job_admins, JobAdmins::default());
+        assert!(!none.job_admins.contains("oidc:ops", &["ops".to_string()]));
+
+        let yaml = format!(
+            "{IDENTITY}  jobAdmins:\n    users: [\"oidc:bob\"]\n    groups: [\"oidc:spark-admins\"]\n"
+        );
+        let admins = Config::from_yaml(&yaml)
+            .unwrap()
+            .identity
+            .unwrap()
+            .job_admins;
+        let groups = |g: &[&str]| g.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(admins.contains("oidc:bob", &[]));
+        assert!(admins.contains(
+            "oidc:carol",
+            &groups(&["system:authenticated", "oidc:spark-admins"])
+        ));
+        assert!(!admins.contains("oidc:alice", &groups(&["system:authenticated"])));
+        // A group name is not a user name, nor the reverse.
+        assert!(!admins.contains("oidc:spark-admins", &[]));
+        assert!(!admins.contains("oidc:carol", &groups(&["oidc:bob"])));
+
+        // Only users or only groups.
+        let yaml = format!("{IDENTITY}  jobAdmins: {{ groups: [ops] }}\n");
+        let admins = Config::from_yaml(&yaml)
+            .unwrap()
+            .identity
+            .unwrap()
+            .job_admins;
+        assert_eq!(admins.users, Vec::<String>::new());
+        assert_eq!(admins.groups, vec!["ops".to_string()]);
+    }
+
+    #[test]
+    fn job_admins_reject_unknown_keys_and_groups_everyone_is_in() {
+        let err =
+            Config::from_yaml(&format!("{IDENTITY}  jobAdmins: {{ user: [bob] }}\n")).unwrap_err();
+        assert!(err.to_string().contains("user"), "{err}");
+        for group in [
+            "system:authenticated",
+            "system:serviceaccounts",
+            "system:serviceaccounts:spark-jobs",
+            "",
+        ] {
+            let yaml = format!("{IDENTITY}  jobAdmins: {{ groups: [\"{group}\"] }}\n");
+            let err = Config::from_yaml(&yaml).unwrap_err();
+            assert_eq!(field_of(err), "identity.jobAdmins.groups", "{group}");
+        }
+        for user in ["system:anonymous", " "] {
+            let yaml = format!("{IDENTITY}  jobAdmins: {{ users: [\"{user}\"] }}\n");
+            let err = Config::from_yaml(&yaml).unwrap_err();
+            assert_eq!(field_of(err), "identity.jobAdmins.users", "{user}");
+        }
+    }
+
+    #[test]
+    fn cluster_domain_defaults_to_cluster_local_and_is_normalised() {
+        assert_eq!(Config::default().policy.cluster_domain, "cluster.local");
+        assert!(Config::default().policy.dns_allow.is_empty());
+        for (written, kept) in [
+            ("k8s.corp.example", "k8s.corp.example"),
+            ("Cluster.Local.", "cluster.local"),
+            ("local", "local"),
+        ] {
+            let c =
+                Config::from_yaml(&format!("policy:\n  clusterDomain: \"{written}\"\n")).unwrap();
+            assert_eq!(c.policy.cluster_domain, kept, "{written}");
+        }
+        let long = format!("{}.example", "a".repeat(240));
+        for bad in [
+            "",
+            "*.local",
+            "cluster..local",
+            ".local",
+            "cluster local",
+            long.as_str(),
+        ] {
+            let err =
+                Config::from_yaml(&format!("policy:\n  clusterDomain: \"{bad}\"\n")).unwrap_err();
+            assert_eq!(field_of(err), "policy.clusterDomain", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn dns_allow_entries_are_checked_like_to_fqdns_selectors() {
+        let c = Config::from_yaml(
+            "policy:\n  dnsAllow:\n    - matchName: repo.maven.apache.org\n    - matchPattern: \"*.pypi.org\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.policy.dns_allow,
+            vec![
+                cilium::FqdnSelector::name("repo.maven.apache.org"),
+                cilium::FqdnSelector::pattern("*.pypi.org"),
+            ]
+        );
+        // (entry, a word the message must contain)
+        for (entry, word) in [
+            (
+                "{ matchName: a.example, matchPattern: \"*.example\" }",
+                "exactly one",
+            ),
+            ("{}", "exactly one"),
+            ("{ matchNam: a.example }", "matchNam"),
+            ("{ matchName: \"*.example\" }", "matchPattern"),
+            ("{ matchPattern: \"a b\" }", "not a DNS pattern"),
+            ("a.example", "mapping"),
+            ("{ matchPattern: \"*\" }", "tunnelling"),
+            ("{ matchPattern: \"**.\" }", "tunnelling"),
+        ] {
+            let yaml = format!("policy:\n  dnsAllow:\n    - {entry}\n");
+            let err = Config::from_yaml(&yaml).unwrap_err();
+            let text = err.to_string();
+            assert_eq!(field_of(err), "policy.dnsAllow[0]", "{entry}: {text}");
+            assert!(text.contains(word), "{entry}: {text}");
         }
     }
 

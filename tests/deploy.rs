@@ -43,6 +43,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sparkward::config::{Config, HumanDuration};
 use sparkward::core::cilium::lint_egress_rule;
+use sparkward::core::policy::cluster_dns_selectors;
 
 // ---------------------------------------------------------------------------------------------
 // What sparkward may do with the Kubernetes API. This table is the contract between the code
@@ -1233,6 +1234,8 @@ fn the_webhook_rules_route_exactly_what_sparkward_handles() {
         ("", "v1", "serviceaccounts/token", &["CREATE"]),
         ("", "v1", "configmaps", CREATE_UPDATE),
         ("cilium.io", "v2", "ciliumnetworkpolicies", CUD),
+        // Kubernetes NetworkPolicies add allowed traffic too: guarded like unmanaged CNPs.
+        ("networking.k8s.io", "v1", "networkpolicies", CUD),
     ];
     assert_eq!(
         routes(all.iter().filter(|h| h.config == "validating")),
@@ -1618,9 +1621,14 @@ fn the_default_deny_policy_isolates_enforced_namespaces_except_for_dns() {
         .map(|p| (p["port"].as_str().unwrap(), p["protocol"].as_str().unwrap()))
         .collect();
     assert_eq!(protocols, BTreeSet::from([("53", "UDP"), ("53", "TCP")]));
+    // The cluster's own names only, exactly the patterns every job policy starts its DNS list
+    // with: the proxy joins the lists of all policies selecting a pod, so anything wider here
+    // would widen every job's list.
+    let cluster = cluster_dns_selectors(&config.policy.cluster_domain);
     assert_eq!(
         ports[0]["rules"],
-        serde_json::json!({"dns": [{"matchPattern": "*"}]})
+        serde_json::json!({ "dns": cluster }),
+        "the default-deny DNS list must be the cluster patterns of policy.clusterDomain"
     );
 }
 

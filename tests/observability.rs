@@ -97,11 +97,12 @@ async fn run_reviews(config_extra: &str) -> Run {
         client.review("/mutate", &pod.build()).await.1["response"]["allowed"],
         false
     );
-    // 4. allowed validation of an unmanaged CiliumNetworkPolicy
+    // 4. allowed validation of an unmanaged CiliumNetworkPolicy written by a policy manager
     let cnp = Review::cnp(
         json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
         "metadata": {"name": "x", "namespace": "spark-jobs"}, "specs": [{"endpointSelector": {}}]}),
-    );
+    )
+    .user("system:serviceaccount:kube-system:namespace-controller");
     assert_eq!(
         client.review("/validate", &cnp.build()).await.1["response"]["allowed"],
         true

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use http::Method;
 use serde_json::{Value, json};
+use sparkward::core::policy::cluster_dns_selectors;
 use support::apiserver::{CNP, FakeApiServer, Fault};
 use support::reviews::{Review, answered_job};
 use support::scenario::{Idp, mk_spark_app};
@@ -104,8 +105,14 @@ async fn a_spark_application_review_stores_exactly_one_policy_before_the_answer(
             .any(|r| r["toEndpoints"] == json!([{"matchLabels": {"sparkward.io/job-id": job}}])),
         "{text}"
     );
-    assert!(
-        text.contains("\"rules\":{\"dns\":[{\"matchPattern\":\"*\"}]}"),
+    // The DNS proxy lets through the cluster's own names only (this scope names no host).
+    let dns = egress
+        .iter()
+        .find_map(|r| r["toPorts"][0]["rules"].get("dns"))
+        .unwrap_or_else(|| panic!("no DNS proxy rule: {text}"));
+    assert_eq!(
+        dns,
+        &json!(cluster_dns_selectors("cluster.local")),
         "{text}"
     );
     assert!(

@@ -36,6 +36,7 @@ use kube::Client;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use sparkward::core::labels::is_job_id;
+use sparkward::core::policy::cluster_dns_selectors;
 use support::cluster::install::managed_policies;
 use support::cluster::{
     Identity, Installed, RealCluster, SparkwardSetup, TestNamespace, api, api_of, create,
@@ -48,6 +49,7 @@ use support::testhook::{Answer, TestHook};
 const EXTRA_CONFIG: &str = "lifecycle:\n  endGrace: 2s\n";
 const SPARK_APP: (&str, &str) = ("sparkoperator.k8s.io/v1beta2", "SparkApplication");
 const CNP: (&str, &str) = ("cilium.io/v2", "CiliumNetworkPolicy");
+const NETWORK_POLICY: (&str, &str) = ("networking.k8s.io/v1", "NetworkPolicy");
 const GARBAGE_COLLECTOR: &str = "system:serviceaccount:kube-system:generic-garbage-collector";
 
 /// One test's view: the shared control plane and sparkward, its own enforced namespace, and
@@ -259,8 +261,11 @@ async fn alices_spark_application_is_admitted_hardened_and_gets_its_policy() {
         json!({"sparkward.io/job-id": job})
     );
     let egress = specs[0]["egress"].to_string();
-    assert!(
-        egress.contains(r#""rules":{"dns":[{"matchPattern":"*"}]}"#),
+    // The DNS proxy rule survived with its allow-list: the cluster's names, no "*".
+    let dns = &specs[0]["egress"][1]["toPorts"][0]["rules"]["dns"];
+    assert_eq!(
+        dns,
+        &json!(cluster_dns_selectors("cluster.local")),
         "{egress}"
     );
     assert!(
@@ -636,16 +641,103 @@ async fn tenants_cannot_delete_edit_or_forge_managed_policies() {
     );
     assert!(w.get(CNP, name).await.is_some());
 
-    // Her own, unmanaged policies are hers.
+    // Without the label it is still a network policy, which tenants do not write either.
     let mut own = managed.clone();
     own["metadata"] = json!({"name": "alice-egress", "namespace": w.ns.name});
-    create(&w.alice, &own, &PostParams::default())
+    denied_by(
+        create(&w.alice, &own, &PostParams::default()).await,
+        webhook,
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_cannot_open_world_egress_with_her_own_cilium_policy() {
+    let Some(w) = world("cnp-tenant").await else {
+        return;
+    };
+    let egress = json!({
+        "apiVersion": CNP.0, "kind": CNP.1,
+        "metadata": {"name": "alice-egress", "namespace": w.ns.name},
+        "specs": [{"endpointSelector": {},
+            "egress": [{"toEntities": ["world"], "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}]}]}],
+    });
+    // RBAC grants her the verbs (tenant-edit); sparkward refuses, and says where to go instead.
+    let message = denied_by(
+        create(&w.alice, &egress, &PostParams::default()).await,
+        "ciliumnetworkpolicies.validate.sparkward.io",
+    );
+    assert!(
+        message.contains("ask the security team for a scope") && message.contains("policy.scopes"),
+        "{message}"
+    );
+    assert!(w.get(CNP, "alice-egress").await.is_none());
+
+    // One that is there already (written by sparkward's account, which RBAC lets create
+    // policies and the webhook skips): she can neither widen nor delete it.
+    let as_sparkward = w
+        .cluster()
+        .client_as(&Identity::service_account("sparkward-system", "sparkward"))
+        .await;
+    create(&as_sparkward, &egress, &PostParams::default())
         .await
-        .expect("an unmanaged policy is the tenant's");
-    policies
+        .expect("sparkward's account writes policies");
+    let policies = api_of(&w.alice, &egress);
+    let widen = policies
+        .patch(
+            "alice-egress",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"specs": [{"endpointSelector": {}, "egress": [{"toEntities": ["all"]}]}]}),
+            ),
+        )
+        .await
+        .map(|o| to_json(&o));
+    denied_by(widen, "ciliumnetworkpolicies.validate.sparkward.io");
+    let delete = policies
         .delete("alice-egress", &DeleteParams::default())
         .await
-        .expect("and so is deleting it");
+        .map(|_| Value::Null);
+    denied_by(delete, "ciliumnetworkpolicies.validate.sparkward.io");
+    assert!(w.get(CNP, "alice-egress").await.is_some());
+}
+
+#[tokio::test]
+async fn a_tenant_cannot_open_ingress_into_another_job_with_a_network_policy() {
+    let Some(w) = world("np-tenant").await else {
+        return;
+    };
+    // bob's job, admitted in the same namespace: its pods carry its job id.
+    let bobs_client = w.cluster().client_as(&w.ns.tenant("oidc:bob").await).await;
+    let bobs_app = create(
+        &bobs_client,
+        &mk_spark_app(
+            "bob-etl",
+            &w.ns.name,
+            &w.token("bob", "data:read:postgres-main"),
+        ),
+        &PostParams::default(),
+    )
+    .await
+    .expect("bob's SparkApplication is admitted");
+    let bobs_job = job_of(&bobs_app);
+    let into_bob = json!({
+        "apiVersion": NETWORK_POLICY.0, "kind": NETWORK_POLICY.1,
+        "metadata": {"name": "into-bob", "namespace": w.ns.name},
+        "spec": {
+            "podSelector": {"matchLabels": {"sparkward.io/job-id": bobs_job}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {}}]}],
+        },
+    });
+    let message = denied_by(
+        create(&w.alice, &into_bob, &PostParams::default()).await,
+        "networkpolicies.validate.sparkward.io",
+    );
+    assert!(
+        message.contains("oidc:alice may not create NetworkPolicy into-bob"),
+        "{message}"
+    );
+    assert!(w.get(NETWORK_POLICY, "into-bob").await.is_none());
 }
 
 // ---------------------------------------------------------------------------------------------

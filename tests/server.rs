@@ -13,14 +13,16 @@ use support::reviews::Review;
 use support::webhook::{HttpVersion, Options, Sparkward, WebhookClient, client_tls};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A review the pipeline decides without any identity provider: a CiliumNetworkPolicy that is
-/// not managed by sparkward, at the validating webhook.
+/// A review the pipeline decides without any identity provider and allows: a
+/// CiliumNetworkPolicy not managed by sparkward, written by one of the default
+/// `policy.managers` (the namespace controller), at the validating webhook.
 fn unmanaged_cnp_review() -> Review {
     Review::cnp(json!({
         "apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
         "metadata": {"name": "team-policy", "namespace": "spark-jobs"},
         "specs": [{"endpointSelector": {}}]
     }))
+    .user("system:serviceaccount:kube-system:namespace-controller")
 }
 
 async fn raw_tls(s: &Sparkward) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {

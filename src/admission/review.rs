@@ -300,6 +300,7 @@ impl Pipeline {
             ("", "Pod") => pod::review(self, ctx).await,
             ("", "ConfigMap") => configmap::review(self, ctx),
             (CILIUM_GROUP, "CiliumNetworkPolicy") => network_policy::review(self, ctx),
+            ("networking.k8s.io", "NetworkPolicy") => network_policy::review(self, ctx),
             _ => Err(unsupported(ctx.req)),
         }
     }

@@ -332,6 +332,34 @@ pub struct FqdnSelector {
     pub match_pattern: Option<String>,
 }
 
+impl FqdnSelector {
+    /// A selector for exactly `name`.
+    pub fn name(name: impl Into<String>) -> Self {
+        Self {
+            match_name: Some(name.into()),
+            match_pattern: None,
+        }
+    }
+
+    /// A selector for the names `pattern` matches (`*` is one DNS label or part of one;
+    /// a leading `**.` any number of labels on Cilium 1.19 and later).
+    pub fn pattern(pattern: impl Into<String>) -> Self {
+        Self {
+            match_name: None,
+            match_pattern: Some(pattern.into()),
+        }
+    }
+
+    /// Whether the selector matches every DNS name: a pattern of stars only (`*`, `**`,
+    /// `**.`), which Cilium reads as "all names".
+    pub fn matches_every_name(&self) -> bool {
+        self.match_pattern.as_deref().is_some_and(|p| {
+            let stars = p.strip_suffix('.').unwrap_or(p);
+            !stars.is_empty() && stars.bytes().all(|b| b == b'*')
+        })
+    }
+}
+
 /// `toGroups` entry (cloud provider groups; only AWS exists).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -732,6 +760,31 @@ pub fn parse_egress_rule(rule: &Value) -> Result<EgressRule, LintError> {
             message: e.into_inner().to_string(),
         }
     })
+}
+
+/// Parses and checks one DNS selector written outside a rule (`policy.dnsAllow`): exactly
+/// one of `matchName` and `matchPattern`, valid the way a `toFQDNs` entry must be.
+pub fn checked_fqdn_selector(selector: &Value) -> Result<FqdnSelector, LintError> {
+    if !selector.is_object() {
+        return fail(
+            "",
+            "a DNS selector must be a mapping: {matchName: api.example.com} or {matchPattern: \"*.example.com\"}",
+        );
+    }
+    let parsed: FqdnSelector = serde_path_to_error::deserialize(selector).map_err(|e| {
+        let path = e.path().to_string();
+        LintError {
+            path: if path == "." { String::new() } else { path },
+            message: e.into_inner().to_string(),
+        }
+    })?;
+    lint_fqdn_selector(&parsed)?;
+    Ok(parsed)
+}
+
+/// Checks one typed DNS selector the way a `toFQDNs` entry is checked.
+pub fn lint_fqdn_selector(selector: &FqdnSelector) -> Result<(), LintError> {
+    lint_fqdn(selector, &FieldPath::Root(""))
 }
 
 /// Checks one egress rule from the scope mapping: it must parse as a CRD egress rule and pass
@@ -1699,6 +1752,39 @@ mod tests {
                 "{rule}: {err} should mention {word:?}"
             );
         }
+    }
+
+    #[test]
+    fn dns_selectors_outside_rules_are_checked_like_to_fqdns_entries() {
+        assert_eq!(
+            checked_fqdn_selector(&json!({"matchName": "api.example.com"})),
+            Ok(FqdnSelector::name("api.example.com"))
+        );
+        assert_eq!(
+            checked_fqdn_selector(&json!({"matchPattern": "**.example.com"})),
+            Ok(FqdnSelector::pattern("**.example.com"))
+        );
+        for (bad, path) in [
+            (json!({"matchName": "*.example.com"}), "matchName"),
+            (json!({"matchPattern": "a b"}), "matchPattern"),
+            (json!({"matchName": "a.com", "matchPattern": "*.a.com"}), ""),
+            (json!({"matchNames": "a.com"}), "matchNames"),
+            (json!(["a.com"]), ""),
+        ] {
+            let err = checked_fqdn_selector(&bad).unwrap_err();
+            assert_eq!(err.path, path, "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn only_patterns_of_stars_match_every_name() {
+        for every in ["*", "**", "**.", "***."] {
+            assert!(FqdnSelector::pattern(every).matches_every_name(), "{every}");
+        }
+        for some in ["*.com", "**.cluster.local", "a*", "."] {
+            assert!(!FqdnSelector::pattern(some).matches_every_name(), "{some}");
+        }
+        assert!(!FqdnSelector::name("example.com").matches_every_name());
     }
 
     #[test]

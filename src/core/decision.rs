@@ -174,7 +174,8 @@ pub enum Reason {
     /// A bearer token that would be stored: a copy of the submitter token (mutation), or a
     /// token of the identity provider (validation). Never holds the token itself.
     TokenCopy(Vec<Violation>),
-    /// A managed CiliumNetworkPolicy touched by someone other than its managers.
+    /// A network policy in an enforced namespace touched by someone who may not: a job policy
+    /// by anyone but `policy.managers`, any other by anyone but them and the job admins.
     NotManager(String),
     /// A job's object changed, deleted or entered by someone who may not.
     NotOwner(String),

@@ -100,16 +100,18 @@ pub fn render_policy(
     }
 
     let job = EndpointSelector::labels([(JOB_ID_LABEL, input.job_id)]);
+    let scope_rules: Vec<&EgressRule> = mapped
+        .iter()
+        .flat_map(|scope| cfg.scopes.get(*scope).into_iter().flatten())
+        .collect();
     let mut egress = vec![
         EgressRule {
             to_endpoints: Some(vec![job.clone()]),
             ..EgressRule::default()
         },
-        dns_rule(cfg),
+        dns_rule(cfg, dns_allow_list(cfg, &scope_rules)),
     ];
-    for scope in &mapped {
-        egress.extend(cfg.scopes.get(*scope).into_iter().flatten().cloned());
-    }
+    egress.extend(scope_rules.into_iter().cloned());
 
     let mut specs = vec![Rule {
         endpoint_selector: Some(job.clone()),
@@ -178,10 +180,65 @@ pub fn render_policy(
     })
 }
 
+/// How many labels in front of the cluster domain the single-label patterns of
+/// [`cluster_dns_selectors`] reach. With Kubernetes' `ndots:5`, a name with up to four dots
+/// goes through the search list, whose deepest entry inside the cluster domain is
+/// `<namespace>.svc.<domain>`: at most 5 + 2 labels. The cluster's own records are shallower
+/// (`_port._proto.<service>.<namespace>.svc` has 5).
+const CLUSTER_NAME_DEPTH: usize = 7;
+
+/// The names below the cluster domain, as DNS patterns: every job may resolve them.
+///
+/// Cilium's DNS proxy answers a name no pattern allows with REFUSED (the agent's default
+/// `--tofqdns-dns-reject-response-code`), and resolvers take REFUSED for a failure, not for
+/// "no such name": they stop walking the search list there (musl gives up the lookup, glibc
+/// does not try the remaining search domains). With `ndots:5` the expansions come first, so
+/// they must be allowed or Spark's own names break: the driver's `kubernetes.default.svc` is
+/// first asked as `kubernetes.default.svc.<ns>.svc.cluster.local`, an executor's
+/// `<app>-driver-svc.<ns>.svc` as `<app>-driver-svc.<ns>.svc.<ns>.svc.cluster.local`, and an
+/// external `api.example.com` as `api.example.com.<ns>.svc.cluster.local` (then below
+/// `svc.cluster.local` and `cluster.local`) before `api.example.com` itself. Allowing the whole
+/// cluster domain covers all of them. The cluster DNS answers those names itself (NXDOMAIN for
+/// expansions that do not exist, after which the resolver moves on), so none of these queries
+/// leaves the cluster and they cannot carry data out.
+///
+/// `*` in a Cilium pattern never crosses a dot. `**.` as a leading label matches any number
+/// of labels since Cilium 1.19; older agents read it as a single label. The single-label
+/// patterns for 2 to [`CLUSTER_NAME_DEPTH`] labels make the same names resolvable there.
+pub fn cluster_dns_selectors(cluster_domain: &str) -> Vec<FqdnSelector> {
+    let mut selectors = Vec::with_capacity(CLUSTER_NAME_DEPTH);
+    selectors.push(FqdnSelector::pattern(format!("**.{cluster_domain}")));
+    for depth in 2..=CLUSTER_NAME_DEPTH {
+        selectors.push(FqdnSelector::pattern(format!(
+            "{}{cluster_domain}",
+            "*.".repeat(depth)
+        )));
+    }
+    selectors
+}
+
+/// What the job may resolve: the cluster's names, `policy.dnsAllow`, and every `toFQDNs`
+/// selector of its scope rules (a name it may connect to is a name it must be able to look
+/// up), in that order without repeats. Nothing else: a job that could resolve any name could
+/// send data out through the queries themselves (DNS tunnelling).
+fn dns_allow_list(cfg: &PolicyConfig, scope_rules: &[&EgressRule]) -> Vec<FqdnSelector> {
+    let mut allowed = cluster_dns_selectors(&cfg.cluster_domain);
+    let scope_fqdns = scope_rules
+        .iter()
+        .flat_map(|rule| rule.to_fqdns.iter().flatten());
+    for selector in cfg.dns_allow.iter().chain(scope_fqdns) {
+        if !allowed.contains(selector) {
+            allowed.push(selector.clone());
+        }
+    }
+    allowed
+}
+
 /// Egress to the cluster DNS pods on 53/UDP and 53/TCP through Cilium's DNS proxy
-/// (`rules.dns: [{matchPattern: "*"}]`), so that `toFQDNs` rules learn addresses. The DNS pods
-/// live in another namespace, which a namespaced policy must name with Cilium's namespace label.
-fn dns_rule(cfg: &PolicyConfig) -> EgressRule {
+/// (`rules.dns`), which lets the lookups in `allowed` through, refuses the rest, and teaches
+/// `toFQDNs` rules the addresses it saw. The DNS pods live in another namespace, which a
+/// namespaced policy must name with Cilium's namespace label.
+fn dns_rule(cfg: &PolicyConfig, allowed: Vec<FqdnSelector>) -> EgressRule {
     let mut labels = cfg.dns_match_labels.clone();
     // The configured namespace wins over a namespace label in matchLabels.
     labels.insert(POD_NAMESPACE_LABEL.to_string(), cfg.dns_namespace.clone());
@@ -196,10 +253,7 @@ fn dns_rule(cfg: &PolicyConfig) -> EgressRule {
                 PortProtocol::new(53, Protocol::Tcp),
             ]),
             rules: Some(L7Rules {
-                dns: Some(vec![FqdnSelector {
-                    match_name: None,
-                    match_pattern: Some("*".to_string()),
-                }]),
+                dns: Some(allowed),
                 ..L7Rules::default()
             }),
             ..PortRule::default()
@@ -230,6 +284,8 @@ mod tests {
             unknown_scopes,
             apply_timeout: Duration::from_secs(5),
             managers: vec![],
+            cluster_domain: "cluster.local".into(),
+            dns_allow: vec![],
             scopes: BTreeMap::from([
                 (
                     "data:read:postgres-main".to_string(),
@@ -271,6 +327,25 @@ mod tests {
         }
     }
 
+    /// The cluster-domain patterns as they appear in a rendered DNS rule.
+    fn cluster_patterns(domain: &str) -> Vec<Value> {
+        let mut patterns = vec![json!({"matchPattern": format!("**.{domain}")})];
+        let mut prefix = String::from("*.");
+        for _ in 2..=7 {
+            prefix.push_str("*.");
+            patterns.push(json!({"matchPattern": format!("{prefix}{domain}")}));
+        }
+        patterns
+    }
+
+    /// The `rules.dns` list of the rendered job policy.
+    fn dns_list(rendered: &RenderedPolicy) -> Vec<Value> {
+        egress_json(rendered)[1]["toPorts"][0]["rules"]["dns"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
     fn egress_json(rendered: &RenderedPolicy) -> Vec<Value> {
         rendered.policy.specs[0]
             .egress
@@ -308,7 +383,7 @@ mod tests {
                             {"toEndpoints": [job]},
                             {"toEndpoints": [{"matchLabels": {"k8s:io.kubernetes.pod.namespace": "kube-system", "k8s-app": "kube-dns"}}],
                              "toPorts": [{"ports": [{"port": "53", "protocol": "UDP"}, {"port": "53", "protocol": "TCP"}],
-                                          "rules": {"dns": [{"matchPattern": "*"}]}}]},
+                                          "rules": {"dns": cluster_patterns("cluster.local")}}]},
                             cfg.scopes["data:read:postgres-main"][0]
                         ],
                         "description": format!("sparkward job {JOB}: traffic within the job, cluster DNS and the granted scopes")
@@ -489,6 +564,110 @@ mod tests {
             render_policy(&mk_input(&granted), &broken),
             Err(PolicyError::Lint { .. })
         ));
+    }
+
+    #[test]
+    fn cluster_patterns_reach_every_depth_a_search_list_expansion_has() {
+        let patterns = cluster_dns_selectors("cluster.local");
+        let json: Vec<Value> = patterns
+            .iter()
+            .map(|p| serde_json::to_value(p).unwrap())
+            .collect();
+        assert_eq!(json, cluster_patterns("cluster.local"));
+        assert_eq!(patterns[0], FqdnSelector::pattern("**.cluster.local"));
+        assert_eq!(
+            patterns.last(),
+            Some(&FqdnSelector::pattern("*.*.*.*.*.*.*.cluster.local"))
+        );
+        // Names the resolver sends for Spark (ndots:5, namespace spark-jobs), by label count
+        // in front of the cluster domain: each has a single-label pattern of that depth.
+        for name in [
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.svc",
+            "kubernetes.default.svc.spark-jobs.svc",
+            "etl-driver-svc.spark-jobs.svc.spark-jobs.svc",
+            "lakehouse-prod.s3.eu-central-1.amazonaws.com.spark-jobs.svc",
+        ] {
+            let depth = name.split('.').count();
+            let want = format!("{}cluster.local", "*.".repeat(depth));
+            assert!(
+                patterns.contains(&FqdnSelector::pattern(want.clone())),
+                "{name}: {want}"
+            );
+        }
+        for p in &patterns {
+            assert!(!p.matches_every_name(), "{p:?}");
+            assert_eq!(cilium::lint_fqdn_selector(p), Ok(()), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn the_dns_rule_allows_the_cluster_the_allow_list_and_the_scopes_names_only() {
+        let mut cfg = mk_config(UnknownScopes::Ignore);
+        cfg.scopes.insert(
+            "api:partner".into(),
+            vec![
+                rule(json!({"toFQDNs": [{"matchName": "api.partner.example"}, {"matchPattern": "*.s3.amazonaws.com"}],
+                       "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}]})),
+                rule(json!({"toFQDNs": [{"matchName": "sts.amazonaws.com"}],
+                       "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}]})),
+            ],
+        );
+        let with = |extra: Vec<Value>| {
+            let mut want = cluster_patterns("cluster.local");
+            want.extend(extra);
+            want
+        };
+        // (granted scopes, dnsAllow, expected list after the cluster patterns)
+        let allow = vec![FqdnSelector::name("repo.maven.apache.org")];
+        let cases: Vec<(Vec<&str>, Vec<FqdnSelector>, Vec<Value>)> = vec![
+            (vec![], vec![], vec![]),
+            // A scope without toFQDNs adds no name.
+            (vec!["data:read:postgres-main"], vec![], vec![]),
+            (
+                vec!["s3:read"],
+                vec![],
+                vec![json!({"matchPattern": "*.s3.amazonaws.com"})],
+            ),
+            (
+                vec!["data:read:postgres-main"],
+                allow.clone(),
+                vec![json!({"matchName": "repo.maven.apache.org"})],
+            ),
+            // dnsAllow first, then the scopes in name order; a selector two scopes share once.
+            (
+                vec!["s3:read", "api:partner", "stream:kafka"],
+                allow.clone(),
+                vec![
+                    json!({"matchName": "repo.maven.apache.org"}),
+                    json!({"matchName": "api.partner.example"}),
+                    json!({"matchPattern": "*.s3.amazonaws.com"}),
+                    json!({"matchName": "sts.amazonaws.com"}),
+                ],
+            ),
+        ];
+        for (granted, dns_allow, extra) in cases {
+            cfg.dns_allow = dns_allow;
+            let granted = scopes(&granted);
+            let out = render_policy(&mk_input(&granted), &cfg).unwrap();
+            assert_eq!(dns_list(&out), with(extra), "{granted:?}");
+            let text = serde_json::to_string(&out.policy).unwrap();
+            assert!(!text.contains(r#""matchPattern":"*""#), "{text}");
+            assert_eq!(cilium::lint_policy(&out.policy), Ok(()));
+        }
+    }
+
+    #[test]
+    fn the_cluster_domain_is_configurable() {
+        let mut cfg = mk_config(UnknownScopes::Ignore);
+        cfg.cluster_domain = "k8s.corp.example".into();
+        let out = render_policy(&mk_input(&[]), &cfg).unwrap();
+        assert_eq!(dns_list(&out), cluster_patterns("k8s.corp.example"));
+        assert!(
+            !serde_json::to_string(&out.policy)
+                .unwrap()
+                .contains("cluster.local")
+        );
     }
 
     #[test]
