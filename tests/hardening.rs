@@ -18,6 +18,12 @@ use support::upstream::{Crd, crd_validator, example_files, load_yaml_documents};
 
 const WRITABLE: &[&str] = &["/tmp", "/opt/spark/work-dir"];
 
+/// The ids the project's own fixtures set, allowed the way a platform team would allow them:
+/// the notebook's `users` group (GID 100, which owns the home directory in Jupyter's
+/// docker-stacks images), and the sidecar UID 1000 and shared fsGroup 2000 of
+/// `apps/sidecars-and-init.yaml`. Upstream examples use only 185 and run with the defaults.
+const FIXTURE_IDS: &str = "hardening:\n  allowedIds: [{min: 100, max: 100}, {min: 1000, max: 1000}, {min: 2000, max: 2000}]\n";
+
 fn fixtures(dir: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -101,11 +107,15 @@ fn operator_pod(app: &Value, role: &str) -> Value {
     pod
 }
 
-fn spark_documents() -> Vec<(String, Value)> {
+/// Every SparkApplication and ScheduledSparkApplication of the upstream examples and the
+/// project's fixtures: (name, document, whether it is a project fixture).
+fn spark_documents() -> Vec<(String, Value, bool)> {
     let mut docs = Vec::new();
-    let mut files = example_files();
-    files.extend(fixtures("apps"));
-    for file in files {
+    let files = example_files()
+        .into_iter()
+        .map(|f| (f, false))
+        .chain(fixtures("apps").into_iter().map(|f| (f, true)));
+    for (file, own) in files {
         // Upstream's Prometheus example is a template whose image placeholders the user fills in
         // before applying it; fill them the same way.
         let text = std::fs::read_to_string(&file)
@@ -122,7 +132,7 @@ fn spark_documents() -> Vec<(String, Value)> {
                     file.file_name().unwrap().to_string_lossy(),
                     doc["metadata"]["name"]
                 );
-                docs.push((name, doc));
+                docs.push((name, doc, own));
             }
         }
     }
@@ -131,13 +141,14 @@ fn spark_documents() -> Vec<(String, Value)> {
 
 #[test]
 fn every_spark_application_example_and_fixture_is_admitted_hardened_and_schema_valid() {
-    let setup = OfflineSetup::new("");
+    let defaults = OfflineSetup::new("");
+    let with_fixture_ids = OfflineSetup::new(FIXTURE_IDS);
     let docs = spark_documents();
     assert!(docs.len() >= 4, "too few documents: {}", docs.len());
     let mut upstream_seen = 0;
-    for (name, doc) in docs {
-        upstream_seen +=
-            usize::from(!name.contains("fixtures") && support::upstream::upstream_dir().is_some());
+    for (name, doc, own) in docs {
+        let setup = if own { &with_fixture_ids } else { &defaults };
+        upstream_seen += usize::from(!own && support::upstream::upstream_dir().is_some());
         let kind = doc["kind"].as_str().unwrap().to_string();
         let obj = with_token(doc, &setup.token("alice", "data:read:postgres-main"));
         let review = if kind == "SparkApplication" {
@@ -212,7 +223,7 @@ fn every_spark_application_example_and_fixture_is_admitted_hardened_and_schema_v
 
 #[test]
 fn every_pod_fixture_is_admitted_and_meets_the_restricted_profile() {
-    let setup = OfflineSetup::new("");
+    let setup = OfflineSetup::new(FIXTURE_IDS);
     // spark-submit in cluster mode: a new job started by its token.
     let driver_req = Review::pod(with_token(
         fixture("pods/spark-submit-driver.yaml"),
@@ -292,7 +303,7 @@ fn every_pod_fixture_is_admitted_and_meets_the_restricted_profile() {
     assert!(run.allowed(), "{}", run.message());
     let notebook = applied(&request, &run);
     assert_restricted("notebook", &notebook);
-    // The user's fsGroup is kept; what was unset is set.
+    // The user's fsGroup (allowed by the config) is kept; what was unset is set.
     assert_eq!(notebook["spec"]["securityContext"]["fsGroup"], 100);
     assert_eq!(notebook["spec"]["securityContext"]["runAsUser"], 185);
 
@@ -466,9 +477,41 @@ fn each_explicitly_weaker_setting_is_denied_naming_the_field_and_the_fix() {
     }
 }
 
+/// The fixtures' own ids are admitted above only because the config lists them: under the
+/// defaults (only 185) the same manifests are denied, naming each field.
+#[test]
+fn fixture_ids_outside_the_defaults_are_denied_without_allowed_ids() {
+    let setup = OfflineSetup::new("");
+    let token = setup.token("alice", "x");
+    for (review, fields) in [
+        (
+            Review::pod(with_token(
+                fixture("pods/notebook-client-mode.yaml"),
+                &token,
+            )),
+            vec!["spec.securityContext.fsGroup is 100, which is not an allowed GID"],
+        ),
+        (
+            Review::spark_app(with_token(fixture("apps/sidecars-and-init.yaml"), &token)),
+            vec![
+                "spec.driver.podSecurityContext.fsGroup is 2000, which is not an allowed GID",
+                "spec.driver.sidecars[0].securityContext.runAsUser is 1000, which is not an allowed UID",
+            ],
+        ),
+    ] {
+        let run = setup.review(&review.user("oidc:alice").build(), None, false);
+        assert!(!run.allowed());
+        let message = run.message();
+        for field in fields {
+            assert!(message.contains(field), "{field}: {message}");
+        }
+        assert!(message.contains("hardening.allowedIds"), "{message}");
+    }
+}
+
 #[test]
 fn mutating_an_admitted_object_again_changes_nothing() {
-    let setup = OfflineSetup::new("");
+    let setup = OfflineSetup::new(FIXTURE_IDS);
     let token = setup.token("alice", "x");
     for (review, name) in [
         (
