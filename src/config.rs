@@ -2,10 +2,12 @@
 //! keys rejected with their line) and the validated form the rest of the program uses (`Config`).
 //!
 //! Invariants of a `Config`: durations are positive, the algorithm allow-list holds only asymmetric
-//! algorithms, exactly one JWKS source is set, and every scope rule passed the Cilium lint. A
-//! `Config` is immutable; hot reload swaps a whole new one in (see `app.rs`).
+//! algorithms, exactly one JWKS source is set, every scope rule passed the Cilium lint, and the
+//! hardening ids (configured and `allowedIds`) are all non-root. A `Config` is immutable; hot
+//! reload swaps a whole new one in (see `app.rs`).
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -307,6 +309,9 @@ pub struct FileHardening {
     pub fs_group: i64,
     #[serde(default = "default_writable_dirs")]
     pub writable_dirs: Vec<String>,
+    /// UIDs/GIDs a pod may set explicitly besides the configured ones.
+    #[serde(default, deserialize_with = "id_ranges")]
+    pub allowed_ids: Vec<FileIdRange>,
 }
 
 impl Default for FileHardening {
@@ -316,8 +321,62 @@ impl Default for FileHardening {
             run_as_group: default_uid(),
             fs_group: default_uid(),
             writable_dirs: default_writable_dirs(),
+            allowed_ids: Vec::new(),
         }
     }
+}
+
+/// One entry of `hardening.allowedIds`: `{min: 1000, max: 1999}`, or `{min: 100, max: 100}` for
+/// a single id. Both bounds are required, so an entry never means "everything".
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileIdRange {
+    pub min: i64,
+    pub max: i64,
+}
+
+/// What an `allowedIds` entry must look like, for the error on anything that is not a mapping
+/// (the YAML parser's own "expected mapping start" does not say it).
+const ID_RANGE_SHAPE: &str = "each hardening.allowedIds entry is a range such as \
+                              {min: 1000, max: 1999}; write a single id as {min: 100, max: 100}";
+
+/// `hardening.allowedIds`: a list of `FileIdRange`, with a clear error for a bare id.
+fn id_ranges<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<FileIdRange>, D::Error> {
+    /// One entry: a mapping goes to `FileIdRange`'s derived (strict) parser, anything else is
+    /// refused with `ID_RANGE_SHAPE`.
+    struct Entry(FileIdRange);
+
+    impl<'de> Deserialize<'de> for Entry {
+        fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Entry;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str(ID_RANGE_SHAPE)
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    map: A,
+                ) -> Result<Entry, A::Error> {
+                    FileIdRange::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                        .map(Entry)
+                }
+                fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Entry, E> {
+                    Err(E::custom(ID_RANGE_SHAPE))
+                }
+                fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Entry, E> {
+                    Err(E::custom(ID_RANGE_SHAPE))
+                }
+                fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Entry, E> {
+                    Err(E::custom(ID_RANGE_SHAPE))
+                }
+            }
+            de.deserialize_any(V)
+        }
+    }
+
+    let entries = Vec::<Entry>::deserialize(de)?;
+    Ok(entries.into_iter().map(|e| e.0).collect())
 }
 
 fn default_uid() -> i64 {
@@ -676,6 +735,71 @@ pub struct HardeningConfig {
     pub run_as_group: i64,
     pub fs_group: i64,
     pub writable_dirs: Vec<String>,
+    /// Further UIDs/GIDs a pod may set explicitly (validated: non-empty, never 0).
+    pub allowed_ids: Vec<IdRange>,
+}
+
+/// The largest UID/GID the Kubernetes API accepts in a security context (2^31 - 1).
+pub const MAX_ID: i64 = i32::MAX as i64;
+
+/// An inclusive, non-empty range of non-root ids (`min >= 1`, `min <= max <= MAX_ID`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdRange {
+    pub min: i64,
+    pub max: i64,
+}
+
+impl IdRange {
+    pub fn contains(&self, id: i64) -> bool {
+        (self.min..=self.max).contains(&id)
+    }
+}
+
+impl fmt::Display for IdRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.min == self.max {
+            write!(f, "{}", self.min)
+        } else {
+            write!(f, "{}-{}", self.min, self.max)
+        }
+    }
+}
+
+/// Checks one `hardening.allowedIds` entry.
+fn id_range(i: usize, r: &FileIdRange) -> Result<IdRange, ConfigError> {
+    let field = format!("hardening.allowedIds[{i}]");
+    if r.min <= 0 {
+        return Err(invalid(
+            field,
+            format!(
+                "min is {}: ids start at 1 (0 is root, which is never allowed)",
+                r.min
+            ),
+        ));
+    }
+    if r.min > r.max {
+        return Err(invalid(
+            field,
+            format!(
+                "min {} is greater than max {}: the range is empty (for one id write the same \
+                 number twice)",
+                r.min, r.max
+            ),
+        ));
+    }
+    if r.max > MAX_ID {
+        return Err(invalid(
+            field,
+            format!(
+                "max {} is above {MAX_ID}, the largest id Kubernetes accepts",
+                r.max
+            ),
+        ));
+    }
+    Ok(IdRange {
+        min: r.min,
+        max: r.max,
+    })
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -1020,6 +1144,24 @@ impl TryFrom<FileConfig> for Config {
         if h.fs_group <= 0 {
             return Err(invalid("hardening.fsGroup", "must be a non-root GID (> 0)"));
         }
+        for (field, id) in [
+            ("hardening.runAsUser", h.run_as_user),
+            ("hardening.runAsGroup", h.run_as_group),
+            ("hardening.fsGroup", h.fs_group),
+        ] {
+            if id > MAX_ID {
+                return Err(invalid(
+                    field,
+                    format!("{id} is above {MAX_ID}, the largest id Kubernetes accepts"),
+                ));
+            }
+        }
+        let allowed_ids = h
+            .allowed_ids
+            .iter()
+            .enumerate()
+            .map(|(i, r)| id_range(i, r))
+            .collect::<Result<Vec<_>, _>>()?;
         for dir in &h.writable_dirs {
             if !dir.starts_with('/') || dir.contains("..") || dir.len() < 2 {
                 return Err(invalid(
@@ -1095,6 +1237,7 @@ impl TryFrom<FileConfig> for Config {
                 run_as_group: h.run_as_group,
                 fs_group: h.fs_group,
                 writable_dirs: h.writable_dirs,
+                allowed_ids,
             },
             policy: PolicyConfig {
                 dns_namespace: p.dns.namespace,
@@ -1235,6 +1378,81 @@ audit:
     fn rejects_root_uid() {
         let err = Config::from_yaml("hardening:\n  runAsUser: 0\n").unwrap_err();
         assert!(err.to_string().contains("hardening.runAsUser"), "{err}");
+    }
+
+    #[test]
+    fn allowed_ids_parse_as_inclusive_ranges() {
+        let c = Config::from_yaml(
+            "hardening:\n  allowedIds: [{min: 1000, max: 1999}, {min: 100, max: 100}]\n",
+        )
+        .unwrap();
+        let ids = &c.hardening.allowed_ids;
+        assert_eq!(
+            ids,
+            &vec![
+                IdRange {
+                    min: 1000,
+                    max: 1999
+                },
+                IdRange { min: 100, max: 100 }
+            ]
+        );
+        assert_eq!(ids[0].to_string(), "1000-1999");
+        assert_eq!(ids[1].to_string(), "100");
+        for (id, inside) in [(999, false), (1000, true), (1999, true), (2000, false)] {
+            assert_eq!(ids[0].contains(id), inside, "{id}");
+        }
+        // Default: no further ids, only the configured ones.
+        assert!(
+            Config::from_yaml("")
+                .unwrap()
+                .hardening
+                .allowed_ids
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn bad_allowed_ids_are_rejected_with_the_entry_and_the_reason() {
+        let cases = [
+            (
+                "[{min: 0, max: 10}]",
+                "hardening.allowedIds[0]",
+                "0 is root",
+            ),
+            (
+                "[{min: 5, max: 9}, {min: -3, max: 9}]",
+                "hardening.allowedIds[1]",
+                "ids start at 1",
+            ),
+            (
+                "[{min: 2000, max: 1999}]",
+                "hardening.allowedIds[0]",
+                "greater than max",
+            ),
+            (
+                "[{min: 1, max: 4294967295}]",
+                "hardening.allowedIds[0]",
+                "2147483647",
+            ),
+        ];
+        for (list, field, reason) in cases {
+            let yaml = format!("hardening:\n  allowedIds: {list}\n");
+            let err = Config::from_yaml(&yaml).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Invalid { field: f, .. } if f == field),
+                "{list}: {err}"
+            );
+            assert!(err.to_string().contains(reason), "{list}: {err}");
+        }
+        // Shapes that are not a range: a bare id, a missing bound, an unknown key.
+        for list in ["[1000]", "[{min: 1000}]", "[{min: 1, max: 2, step: 1}]"] {
+            let yaml = format!("hardening:\n  allowedIds: {list}\n");
+            let err = Config::from_yaml(&yaml).unwrap_err();
+            assert!(matches!(err, ConfigError::Parse(_)), "{list}: {err}");
+        }
+        let err = Config::from_yaml("hardening:\n  allowedIds: [1000]\n").unwrap_err();
+        assert!(err.to_string().contains("{min: 1000, max: 1999}"), "{err}");
     }
 
     #[test]

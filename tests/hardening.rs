@@ -1,7 +1,10 @@
 //! Hardening through the offline `sparkward review` command (the same pipeline as the server):
 //! every upstream SparkApplication example and every project fixture is admitted, the patch
 //! applies to the original, SparkApplications validate against the real CRD schema, and every
-//! resulting pod meets the Pod Security Standard "restricted" profile.
+//! resulting pod meets the Pod Security Standard "restricted" profile. Then the id, group,
+//! capability and process-namespace rules end to end: sparkward as a process over TLS behind
+//! the stand-in API server, which runs sparkward's own webhook configurations the way
+//! kube-apiserver does.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -10,13 +13,21 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
+use support::apiserver::{CNP, FakeApiServer, POD, Resource, SCHEDULED_SPARK_APP, SPARK_APP, User};
 use support::cli::{OfflineSetup, ReviewRun};
 use support::pss::{restricted_violations, writable_dirs_missing};
 use support::reviews::{Review, patch_of};
-use support::scenario::OPERATOR;
+use support::scenario::{Idp, OPERATOR, mk_spark_app};
 use support::upstream::{Crd, crd_validator, example_files, load_yaml_documents};
+use support::webhook::{Options, Sparkward};
 
 const WRITABLE: &[&str] = &["/tmp", "/opt/spark/work-dir"];
+
+/// The ids the project's own fixtures set, allowed the way a platform team would allow them:
+/// the notebook's `users` group (GID 100, which owns the home directory in Jupyter's
+/// docker-stacks images), and the sidecar UID 1000 and shared fsGroup 2000 of
+/// `apps/sidecars-and-init.yaml`. Upstream examples use only 185 and run with the defaults.
+const FIXTURE_IDS: &str = "hardening:\n  allowedIds: [{min: 100, max: 100}, {min: 1000, max: 1000}, {min: 2000, max: 2000}]\n";
 
 fn fixtures(dir: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -101,11 +112,15 @@ fn operator_pod(app: &Value, role: &str) -> Value {
     pod
 }
 
-fn spark_documents() -> Vec<(String, Value)> {
+/// Every SparkApplication and ScheduledSparkApplication of the upstream examples and the
+/// project's fixtures: (name, document, whether it is a project fixture).
+fn spark_documents() -> Vec<(String, Value, bool)> {
     let mut docs = Vec::new();
-    let mut files = example_files();
-    files.extend(fixtures("apps"));
-    for file in files {
+    let files = example_files()
+        .into_iter()
+        .map(|f| (f, false))
+        .chain(fixtures("apps").into_iter().map(|f| (f, true)));
+    for (file, own) in files {
         // Upstream's Prometheus example is a template whose image placeholders the user fills in
         // before applying it; fill them the same way.
         let text = std::fs::read_to_string(&file)
@@ -122,7 +137,7 @@ fn spark_documents() -> Vec<(String, Value)> {
                     file.file_name().unwrap().to_string_lossy(),
                     doc["metadata"]["name"]
                 );
-                docs.push((name, doc));
+                docs.push((name, doc, own));
             }
         }
     }
@@ -131,13 +146,14 @@ fn spark_documents() -> Vec<(String, Value)> {
 
 #[test]
 fn every_spark_application_example_and_fixture_is_admitted_hardened_and_schema_valid() {
-    let setup = OfflineSetup::new("");
+    let defaults = OfflineSetup::new("");
+    let with_fixture_ids = OfflineSetup::new(FIXTURE_IDS);
     let docs = spark_documents();
     assert!(docs.len() >= 4, "too few documents: {}", docs.len());
     let mut upstream_seen = 0;
-    for (name, doc) in docs {
-        upstream_seen +=
-            usize::from(!name.contains("fixtures") && support::upstream::upstream_dir().is_some());
+    for (name, doc, own) in docs {
+        let setup = if own { &with_fixture_ids } else { &defaults };
+        upstream_seen += usize::from(!own && support::upstream::upstream_dir().is_some());
         let kind = doc["kind"].as_str().unwrap().to_string();
         let obj = with_token(doc, &setup.token("alice", "data:read:postgres-main"));
         let review = if kind == "SparkApplication" {
@@ -212,7 +228,7 @@ fn every_spark_application_example_and_fixture_is_admitted_hardened_and_schema_v
 
 #[test]
 fn every_pod_fixture_is_admitted_and_meets_the_restricted_profile() {
-    let setup = OfflineSetup::new("");
+    let setup = OfflineSetup::new(FIXTURE_IDS);
     // spark-submit in cluster mode: a new job started by its token.
     let driver_req = Review::pod(with_token(
         fixture("pods/spark-submit-driver.yaml"),
@@ -292,7 +308,7 @@ fn every_pod_fixture_is_admitted_and_meets_the_restricted_profile() {
     assert!(run.allowed(), "{}", run.message());
     let notebook = applied(&request, &run);
     assert_restricted("notebook", &notebook);
-    // The user's fsGroup is kept; what was unset is set.
+    // The user's fsGroup (allowed by the config) is kept; what was unset is set.
     assert_eq!(notebook["spec"]["securityContext"]["fsGroup"], 100);
     assert_eq!(notebook["spec"]["securityContext"]["runAsUser"], 185);
 
@@ -401,6 +417,14 @@ fn each_explicitly_weaker_setting_is_denied_naming_the_field_and_the_fix() {
             Box::new(|p| p["spec"]["containers"][0]["ports"][0]["hostPort"] = json!(7078)),
         ),
         (
+            "spec.securityContext.supplementalGroups[1]",
+            Box::new(|p| p["spec"]["securityContext"] = json!({"supplementalGroups": [185, 0]})),
+        ),
+        (
+            "spec.shareProcessNamespace",
+            Box::new(|p| p["spec"]["shareProcessNamespace"] = json!(true)),
+        ),
+        (
             "spec.initContainers[0].securityContext.privileged",
             Box::new(
                 |p| p["spec"]["initContainers"] = json!([{"name": "setup", "image": "busybox", "securityContext": {"privileged": true}}]),
@@ -449,6 +473,14 @@ fn each_explicitly_weaker_setting_is_denied_naming_the_field_and_the_fix() {
             json!({"volumes": [{"name": "checkpoints", "persistentVolumeClaim": {"claimName": "c"}}, {"name": "job-settings", "configMap": {"name": "x"}}, {"name": "h", "hostPath": {"path": "/"}}]}),
         ),
         (
+            "spec.driver.securityContext.runAsGroup",
+            json!({"driver": {"securityContext": {"runAsGroup": 0}}}),
+        ),
+        (
+            "spec.driver.template.spec.shareProcessNamespace",
+            json!({"driver": {"template": {"spec": {"shareProcessNamespace": true}}}}),
+        ),
+        (
             "spec.executor.template.spec.containers[0].securityContext.runAsUser",
             json!({"executor": {"template": {"spec": {"containers": [{"name": "spark-kubernetes-executor", "securityContext": {"runAsUser": 0}}]}}}}),
         ),
@@ -466,9 +498,41 @@ fn each_explicitly_weaker_setting_is_denied_naming_the_field_and_the_fix() {
     }
 }
 
+/// The fixtures' own ids are admitted above only because the config lists them: under the
+/// defaults (only 185) the same manifests are denied, naming each field.
+#[test]
+fn fixture_ids_outside_the_defaults_are_denied_without_allowed_ids() {
+    let setup = OfflineSetup::new("");
+    let token = setup.token("alice", "x");
+    for (review, fields) in [
+        (
+            Review::pod(with_token(
+                fixture("pods/notebook-client-mode.yaml"),
+                &token,
+            )),
+            vec!["spec.securityContext.fsGroup is 100, which is not an allowed GID"],
+        ),
+        (
+            Review::spark_app(with_token(fixture("apps/sidecars-and-init.yaml"), &token)),
+            vec![
+                "spec.driver.podSecurityContext.fsGroup is 2000, which is not an allowed GID",
+                "spec.driver.sidecars[0].securityContext.runAsUser is 1000, which is not an allowed UID",
+            ],
+        ),
+    ] {
+        let run = setup.review(&review.user("oidc:alice").build(), None, false);
+        assert!(!run.allowed());
+        let message = run.message();
+        for field in fields {
+            assert!(message.contains(field), "{field}: {message}");
+        }
+        assert!(message.contains("hardening.allowedIds"), "{message}");
+    }
+}
+
 #[test]
 fn mutating_an_admitted_object_again_changes_nothing() {
-    let setup = OfflineSetup::new("");
+    let setup = OfflineSetup::new(FIXTURE_IDS);
     let token = setup.token("alice", "x");
     for (review, name) in [
         (
@@ -538,4 +602,327 @@ fn a_security_context_replaced_by_another_webhook_is_hardened_again_on_reinvocat
     assert!(!ops.is_empty());
     let fixed = applied(&request, &second);
     assert_restricted("re-hardened driver", &fixed);
+}
+
+/// A manifest whose `spark-role: driver` pod has a lower-case `all` that another mutating
+/// webhook wrote after sparkward's last call: the validating pass refuses it, naming the entry.
+#[test]
+fn a_lower_case_all_that_reaches_the_validating_webhook_is_refused() {
+    let setup = OfflineSetup::new("");
+    let review = Review::pod(with_token(
+        fixture("pods/spark-submit-driver.yaml"),
+        &setup.token("alice", "x"),
+    ))
+    .user("oidc:alice");
+    let request = review.build();
+    let first = setup.review(&request, None, false);
+    assert!(first.allowed(), "{}", first.message());
+    let mut pod = applied(&request, &first);
+    assert_eq!(
+        pod["spec"]["containers"][0]["securityContext"]["capabilities"]["drop"],
+        json!(["ALL"])
+    );
+    pod["spec"]["containers"][0]["securityContext"]["capabilities"]["drop"] = json!(["all"]);
+    let mut again = review.clone();
+    again.object = pod;
+    let v = setup.review(&again.build(), None, true);
+    assert!(!v.allowed());
+    let message = v.message();
+    assert!(
+        message.contains(
+            "spec.containers[0].securityContext.capabilities.drop[0] is 'all' (container \"spark-kubernetes-driver\"): Pod Security \"restricted\" accepts only upper-case ALL"
+        ),
+        "{message}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// End to end: the stand-in API server runs sparkward's webhook configurations.
+// ---------------------------------------------------------------------------------------------
+
+const NS: &str = "spark-jobs";
+
+/// sparkward (its config: the scenario's plus `extra`) behind the stand-in API server, with
+/// its own webhook configurations installed and `spark-jobs` enforced.
+struct Chain {
+    api: FakeApiServer,
+    idp: Idp,
+    _server: Sparkward,
+    _dir: tempfile::TempDir,
+}
+
+async fn chain(extra: &str) -> Chain {
+    let api = FakeApiServer::start().await;
+    api.ensure_namespace(NS, json!({ "sparkward.io/enforce": "true" }));
+    let idp = Idp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Sparkward::start(Options {
+        config: Some(idp.config(extra)),
+        kubeconfig: Some(api.write_kubeconfig(dir.path())),
+        ..Options::default()
+    })
+    .await;
+    api.install_sparkward_webhooks(&server.base_url(), &server.certs.ca_pem);
+    Chain {
+        api,
+        idp,
+        _server: server,
+        _dir: dir,
+    }
+}
+
+impl Chain {
+    /// alice's spark-submit driver pod `name` with her token, after `edit`.
+    fn pod(&self, name: &str, edit: impl FnOnce(&mut Value)) -> Value {
+        let mut pod = support::reviews::mk_pod(name, NS);
+        pod["metadata"]["annotations"] =
+            json!({"sparkward.io/submitter-token": self.idp.token("alice", "x")});
+        edit(&mut pod);
+        pod
+    }
+
+    /// alice's SparkApplication `name` with her token, with `spec` merged into its spec.
+    fn app(&self, name: &str, spec: Value) -> Value {
+        let mut app = mk_spark_app(name, NS, &self.idp.token("alice", "x"));
+        json_patch::merge(&mut app["spec"], &spec);
+        app
+    }
+
+    /// alice's ScheduledSparkApplication `name` running `app`'s spec every hour.
+    fn scheduled(&self, name: &str, spec: Value) -> Value {
+        let app = self.app(name, spec);
+        json!({
+            "apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "ScheduledSparkApplication",
+            "metadata": app["metadata"],
+            "spec": {"schedule": "@every 1h", "template": app["spec"]},
+        })
+    }
+
+    async fn create(&self, object: Value) -> Result<Value, Value> {
+        self.api.create_as(&User::new("oidc:alice"), object).await
+    }
+
+    /// Creates `object` and expects it admitted; the stored object.
+    async fn admitted(&self, resource: Resource, object: Value) -> Value {
+        let name = object["metadata"]["name"].as_str().unwrap().to_string();
+        self.create(object)
+            .await
+            .unwrap_or_else(|status| panic!("{name} was not admitted: {status}"));
+        self.api
+            .get(resource, NS, &name)
+            .unwrap_or_else(|| panic!("{name} was not stored"))
+    }
+
+    /// Creates `object` and expects sparkward's `webhook` to deny it; the message.
+    async fn denied(&self, resource: Resource, object: Value, webhook: &str) -> String {
+        let name = object["metadata"]["name"].as_str().unwrap().to_string();
+        let status = self
+            .create(object)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{name} was admitted"));
+        assert_eq!(status["code"], 403, "{name}: {status}");
+        let message = status["message"].as_str().unwrap().to_string();
+        assert!(
+            message.starts_with(&format!(
+                "admission webhook \"{webhook}\" denied the request"
+            )),
+            "{name}: {message}"
+        );
+        assert!(self.api.get(resource, NS, &name).is_none(), "{name} stored");
+        message
+    }
+}
+
+#[tokio::test]
+async fn root_groups_unlisted_ids_and_shared_process_namespaces_are_denied_through_the_api_server()
+{
+    let c = chain("").await;
+    const PODS: &str = "pods.mutate.sparkward.io";
+    const APPS: &str = "sparkapplications.mutate.sparkward.io";
+    type Edit = Box<dyn FnOnce(&mut Value)>;
+    let pod_attacks: Vec<(&str, Edit, &str)> = vec![
+        (
+            "pod-run-as-group",
+            Box::new(|p| p["spec"]["securityContext"] = json!({"runAsGroup": 0})),
+            "spec.securityContext.runAsGroup is 0 (the root group): remove it (sparkward sets 185)",
+        ),
+        (
+            "container-run-as-group",
+            Box::new(|p| p["spec"]["containers"][0]["securityContext"] = json!({"runAsGroup": 0})),
+            "spec.containers[0].securityContext.runAsGroup is 0 (the root group) (container \"spark-kubernetes-driver\"): remove it",
+        ),
+        (
+            "fs-group",
+            Box::new(|p| p["spec"]["securityContext"] = json!({"fsGroup": 0})),
+            "spec.securityContext.fsGroup is 0 (the root group): remove it (sparkward sets 185)",
+        ),
+        (
+            "supplemental-groups",
+            Box::new(|p| p["spec"]["securityContext"] = json!({"supplementalGroups": [0]})),
+            "spec.securityContext.supplementalGroups[0] is 0 (the root group): remove it",
+        ),
+        (
+            "run-as-user-1000",
+            Box::new(|p| p["spec"]["securityContext"] = json!({"runAsUser": 1000})),
+            "spec.securityContext.runAsUser is 1000, which is not an allowed UID: remove it (sparkward sets 185) or use an allowed UID (185; the platform team can allow others in hardening.allowedIds)",
+        ),
+        (
+            "share-process-namespace",
+            Box::new(|p| p["spec"]["shareProcessNamespace"] = json!(true)),
+            "spec.shareProcessNamespace is true: remove it",
+        ),
+    ];
+    for (name, edit, expected) in pod_attacks {
+        let message = c.denied(POD, c.pod(name, edit), PODS).await;
+        assert!(message.contains(expected), "{name}: {message}");
+    }
+    let message = c
+        .denied(
+            SPARK_APP,
+            c.app(
+                "driver-root-group",
+                json!({"driver": {"podSecurityContext": {"runAsGroup": 0}}}),
+            ),
+            APPS,
+        )
+        .await;
+    assert!(
+        message.contains("spec.driver.podSecurityContext.runAsGroup is 0 (the root group)"),
+        "{message}"
+    );
+    let message = c
+        .denied(
+            SPARK_APP,
+            c.app(
+                "executor-shared-pids",
+                json!({"executor": {"shareProcessNamespace": true}}),
+            ),
+            APPS,
+        )
+        .await;
+    assert!(
+        message.contains("spec.executor.shareProcessNamespace is true"),
+        "{message}"
+    );
+    let message = c
+        .denied(
+            SCHEDULED_SPARK_APP,
+            c.scheduled(
+                "nightly-root-group",
+                json!({"executor": {"podSecurityContext": {"fsGroup": 0}}}),
+            ),
+            APPS,
+        )
+        .await;
+    assert!(
+        message.contains("spec.template.executor.podSecurityContext.fsGroup is 0 (the root group)"),
+        "{message}"
+    );
+    // No denied job left a policy behind.
+    assert!(c.api.list(CNP, Some(NS)).is_empty());
+}
+
+#[tokio::test]
+async fn legitimate_ids_and_a_lower_case_drop_all_are_admitted_through_the_api_server() {
+    let c = chain("hardening:\n  allowedIds: [{min: 1000, max: 1999}]\n").await;
+
+    // A lower-case `all` is stored as `ALL`, in place; the pod meets the restricted profile.
+    let pod = c
+        .admitted(
+            POD,
+            c.pod("drop-lower-case", |p| {
+                p["spec"]["containers"][0]["securityContext"] =
+                    json!({"capabilities": {"drop": ["all"]}});
+                p["spec"]["initContainers"] = json!([{"name": "init", "image": "busybox",
+                    "securityContext": {"capabilities": {"drop": ["NET_RAW", "All"]}}}]);
+            }),
+        )
+        .await;
+    assert_eq!(
+        pod["spec"]["containers"][0]["securityContext"]["capabilities"]["drop"],
+        json!(["ALL"])
+    );
+    assert_eq!(
+        pod["spec"]["initContainers"][0]["securityContext"]["capabilities"]["drop"],
+        json!(["NET_RAW", "ALL"])
+    );
+    assert_restricted("pod with a lower-case all", &pod);
+
+    // Ids inside allowedIds are admitted and kept, at pod and container level.
+    let pod = c
+        .admitted(
+            POD,
+            c.pod("allowed-ids", |p| {
+                p["spec"]["securityContext"] = json!({"runAsUser": 1500, "runAsGroup": 1999,
+                    "fsGroup": 1000, "supplementalGroups": [1000, 185]});
+                p["spec"]["containers"][0]["securityContext"] = json!({"runAsUser": 1000});
+            }),
+        )
+        .await;
+    assert_eq!(
+        pod["spec"]["securityContext"],
+        json!({"runAsUser": 1500, "runAsGroup": 1999, "fsGroup": 1000,
+            "supplementalGroups": [1000, 185], "runAsNonRoot": true,
+            "seccompProfile": {"type": "RuntimeDefault"}})
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["securityContext"]["runAsUser"],
+        1000
+    );
+
+    // The configured ids, set explicitly, are admitted unchanged.
+    let pod = c
+        .admitted(
+            POD,
+            c.pod("configured-ids", |p| {
+                p["spec"]["securityContext"] =
+                    json!({"runAsUser": 185, "runAsGroup": 185, "fsGroup": 185});
+            }),
+        )
+        .await;
+    assert_eq!(pod["spec"]["securityContext"]["runAsGroup"], 185);
+
+    // Unset ids get the configured ones.
+    let pod = c.admitted(POD, c.pod("no-ids", |_| {})).await;
+    for key in ["runAsUser", "runAsGroup", "fsGroup"] {
+        assert_eq!(pod["spec"]["securityContext"][key], 185, "{key}");
+    }
+
+    // One past the range is not.
+    let message = c
+        .denied(
+            POD,
+            c.pod("outside-allowed-ids", |p| {
+                p["spec"]["securityContext"] = json!({"runAsUser": 2000});
+            }),
+            "pods.mutate.sparkward.io",
+        )
+        .await;
+    assert!(
+        message.contains("spec.securityContext.runAsUser is 2000, which is not an allowed UID: remove it (sparkward sets 185) or use an allowed UID (185, or 1000-1999 from hardening.allowedIds)"),
+        "{message}"
+    );
+
+    // A SparkApplication: allowed ids kept, a lower-case `all` rewritten, groups set.
+    let app = c
+        .admitted(
+            SPARK_APP,
+            c.app(
+                "allowed-app",
+                json!({"executor": {"podSecurityContext": {"runAsUser": 1200}},
+                    "driver": {"securityContext": {"capabilities": {"drop": ["all"]}}}}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        app["spec"]["executor"]["podSecurityContext"]["runAsUser"],
+        1200
+    );
+    assert_eq!(
+        app["spec"]["driver"]["securityContext"]["capabilities"]["drop"],
+        json!(["ALL"])
+    );
+    assert_eq!(app["spec"]["driver"]["securityContext"]["runAsGroup"], 185);
+    assert_eq!(app["spec"]["driver"]["podSecurityContext"]["fsGroup"], 185);
 }

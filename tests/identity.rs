@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use sparkward::config::{Algorithm, IdentityConfig, JobAdmins, JwksSource, RequesterBinding};
+use sparkward::config::{Algorithm, IdentityConfig, JwksSource, RequesterBinding};
 use sparkward::core::identity::{IdentityError, VerifiedIdentity, check_requester, verify_token};
 use sparkward::core::keys::KeySet;
 use sparkward::k8s::jwks::{JwksCache, JwksError};

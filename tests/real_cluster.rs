@@ -740,6 +740,100 @@ async fn a_tenant_cannot_open_ingress_into_another_job_with_a_network_policy() {
     assert!(w.get(NETWORK_POLICY, "into-bob").await.is_none());
 }
 
+/// alice's spark-submit driver pod `name` with her token for `w`, its spec merged with `spec`.
+fn alices_pod(w: &World, name: &str, spec: Value) -> Value {
+    let mut pod = support::reviews::mk_pod(name, &w.ns.name);
+    pod["metadata"]["annotations"] = json!({"sparkward.io/submitter-token": w.token("alice", "x")});
+    json_patch::merge(&mut pod["spec"], &spec);
+    pod
+}
+
+#[tokio::test]
+async fn the_root_group_is_denied_through_the_real_api_server_naming_the_field() {
+    let Some(w) = world("root-group").await else {
+        return;
+    };
+    let pod = alices_pod(
+        &w,
+        "root-group",
+        json!({"securityContext": {"runAsGroup": 0}}),
+    );
+    let message = denied_by(
+        create(&w.alice, &pod, &PostParams::default()).await,
+        "pods.mutate.sparkward.io",
+    );
+    assert!(
+        message.contains(
+            "spec.securityContext.runAsGroup is 0 (the root group): remove it (sparkward sets 185)"
+        ),
+        "{message}"
+    );
+    let mut app = w.alices_app("root-fs-group", "data:read:postgres-main");
+    app["spec"]["driver"]["podSecurityContext"] = json!({"fsGroup": 0});
+    let message = denied_by(
+        create(&w.alice, &app, &PostParams::default()).await,
+        "sparkapplications.mutate.sparkward.io",
+    );
+    assert!(
+        message.contains("spec.driver.podSecurityContext.fsGroup is 0 (the root group)"),
+        "{message}"
+    );
+    assert!(w.get(SPARK_APP, "root-fs-group").await.is_none());
+    assert!(w.policies().await.is_empty());
+}
+
+/// kube-apiserver's own PodSecurity admission (restricted) accepts only `drop: ["ALL"]`; a
+/// lower-case `all` passes it only because sparkward's mutating webhook rewrote it, and the
+/// object is stored with `ALL`.
+#[tokio::test]
+async fn a_lower_case_drop_all_is_stored_as_all_and_passes_pod_security_restricted() {
+    let Some(w) = world("drop-all").await else {
+        return;
+    };
+    let restricted = json!({"pod-security.kubernetes.io/enforce": "restricted"});
+    // Without sparkward (a namespace it does not enforce), the API server refuses `all`...
+    let plain = w.cluster().namespace("psa-only", restricted.clone()).await;
+    let mut pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "lower-case-all", "namespace": plain.name},
+        "spec": {"securityContext": {"runAsNonRoot": true, "runAsUser": 185,
+                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{"name": "c", "image": "docker.io/apache/spark:4.0.4",
+                "securityContext": {"allowPrivilegeEscalation": false,
+                    "capabilities": {"drop": ["all"]}}}]},
+    });
+    let (code, message) = rejection(create(&w.admin, &pod, &PostParams::default()).await);
+    assert_eq!(code, 403, "{message}");
+    assert!(
+        message.contains("violates PodSecurity \"restricted")
+            && message.contains("capabilities.drop=[\"ALL\"]"),
+        "{message}"
+    );
+    // ... and accepts the same pod with `ALL`.
+    pod["spec"]["containers"][0]["securityContext"]["capabilities"]["drop"] = json!(["ALL"]);
+    create(&w.admin, &pod, &PostParams::default())
+        .await
+        .expect("the restricted profile accepts drop ALL");
+
+    // In an enforced namespace that is also restricted, alice's pod with `all` is admitted.
+    let labels = json!({"sparkward.io/enforce": "true",
+        "pod-security.kubernetes.io/enforce": "restricted"});
+    let ns = w.cluster().namespace("drop-all-psa", labels).await;
+    let alice = w.cluster().client_as(&ns.tenant("oidc:alice").await).await;
+    let mut pod = support::reviews::mk_pod("lower-case-all", &ns.name);
+    pod["metadata"]["annotations"] = json!({"sparkward.io/submitter-token": w.token("alice", "x")});
+    pod["spec"]["containers"][0]["securityContext"] = json!({"capabilities": {"drop": ["all"]}});
+    let stored = create(&alice, &pod, &PostParams::default())
+        .await
+        .expect("sparkward rewrites all to ALL and the restricted profile admits the pod");
+    assert_eq!(
+        stored["spec"]["containers"][0]["securityContext"]["capabilities"]["drop"],
+        json!(["ALL"]),
+        "{stored}"
+    );
+    assert_hardened_pod(&stored);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Lifecycle
 // ---------------------------------------------------------------------------------------------

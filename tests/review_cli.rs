@@ -215,6 +215,15 @@ fn check_config_accepts_good_files_and_names_the_problem_in_bad_ones() {
     let (code, out, _) = sparkward(&["check-config", setup.config.to_str().unwrap()], None);
     assert_eq!(code, Some(0));
     assert!(out.contains("valid"), "{out}");
+    let good = setup.dir.path().join("allowed-ids.yaml");
+    std::fs::write(
+        &good,
+        "hardening:\n  allowedIds: [{min: 1000, max: 1999}, {min: 100, max: 100}]\n",
+    )
+    .unwrap();
+    let (code, out, err) = sparkward(&["check-config", good.to_str().unwrap()], None);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("valid"), "{out}");
     let bad = setup.dir.path().join("bad.yaml");
     for (text, expect) in [
         (
@@ -234,6 +243,19 @@ fn check_config_accepts_good_files_and_names_the_problem_in_bad_ones() {
             "protocol",
         ),
         ("server:\n  reviewDeadlin: 8s\n", "reviewDeadlin"),
+        // hardening.allowedIds: root, empty ranges, and a bare id instead of a range.
+        (
+            "hardening:\n  allowedIds: [{min: 0, max: 99}]\n",
+            "hardening.allowedIds[0]: min is 0",
+        ),
+        (
+            "hardening:\n  allowedIds:\n    - {min: 1000, max: 1999}\n    - {min: 9, max: 1}\n",
+            "hardening.allowedIds[1]: min 9 is greater than max 1",
+        ),
+        (
+            "hardening:\n  allowedIds: [1000]\n",
+            "write a single id as {min: 100, max: 100}",
+        ),
     ] {
         std::fs::write(&bad, text).unwrap();
         let (code, _, err) = sparkward(&["check-config", bad.to_str().unwrap()], None);

@@ -1,17 +1,19 @@
-//! The hardening rules: what a Spark pod must look like (non-root UID, read-only root filesystem,
-//! no capabilities, seccomp RuntimeDefault, no privilege escalation, nothing from the host) and
-//! how an object falls short of it.
+//! The hardening rules: what a Spark pod must look like (non-root UID, no root group, only the
+//! configured or allowed UIDs/GIDs, read-only root filesystem, no capabilities, seccomp
+//! RuntimeDefault, no privilege escalation, nothing from the host, no shared process namespace)
+//! and how an object falls short of it.
 //!
 //! Inspection produces `Findings`: *missing* settings (with the JSON Patch operation that sets
-//! them) and *weaker* settings (explicitly set to something less safe, which sparkward never
-//! overrides silently: they are denied with the field and the fix). The mutating webhook turns
-//! missing settings into a patch; the validating webhook treats both as violations. One set of
-//! rules serves both, so what is admitted is exactly what is later accepted as hardened.
+//! them, or that rewrites a value into the one spelling the restricted profile accepts) and
+//! *weaker* settings (explicitly set to something less safe, which sparkward never overrides
+//! silently: they are denied with the field and the fix). The mutating webhook turns missing
+//! settings into a patch; the validating webhook treats both as violations. One set of rules
+//! serves both, so what is admitted is exactly what is later accepted as hardened.
 
 use std::fmt;
 
 use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, PatchOperation};
+use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
 use k8s_openapi::api::core::v1::{
     AppArmorProfile, PodSecurityContext, SELinuxOptions, SeccompProfile, SecurityContext,
     WindowsSecurityContextOptions,
@@ -149,13 +151,16 @@ pub struct Findings {
     pub weaker: Vec<Violation>,
 }
 
-/// A missing setting and the operation that adds it.
+/// A missing setting and the operation that adds it (or rewrites the value in place).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Missing {
     pub op: PatchOperation,
     pub field: String,
     /// False for conveniences (writable emptyDirs): the validating webhook does not require them.
     pub security: bool,
+    /// How the validating webhook describes it when it is still there: `is not set`, or what is
+    /// wrong with the value the operation replaces.
+    pub problem: String,
 }
 
 impl Findings {
@@ -175,6 +180,21 @@ impl Findings {
             }),
             field: loc.human().to_string(),
             security,
+            problem: "is not set".into(),
+        });
+    }
+
+    /// A present value that sparkward rewrites (the same meaning, in the form the restricted
+    /// profile accepts): a `replace` of exactly that value.
+    fn rewrite(&mut self, loc: &Loc, value: Value, problem: String) {
+        self.missing.push(Missing {
+            op: PatchOperation::Replace(ReplaceOperation {
+                path: loc.pointer(),
+                value,
+            }),
+            field: loc.human().to_string(),
+            security: true,
+            problem,
         });
     }
 
@@ -193,7 +213,7 @@ impl Findings {
             .filter(|m| m.security)
             .map(|m| Violation {
                 field: m.field.clone(),
-                problem: "is not set".into(),
+                problem: m.problem.clone(),
                 fix: "sparkward's mutating webhook sets it; check that the webhook \
                       configurations cover this namespace and resubmit"
                     .into(),
@@ -267,23 +287,25 @@ pub fn inspect_container(
         Some(true) => {}
         None => out.add(&loc.key("runAsNonRoot"), json!(true)),
     }
-    match sc.run_as_user {
-        Some(0) => out.weaker(
-            &loc.key("runAsUser"),
-            format!("is 0 (root){who}"),
-            format!(
-                "remove it or use a non-root UID such as {}",
-                cfg.run_as_user
-            ),
+    // A container of a pod inherits the pod's ids, so sparkward sets none there; the Spark main
+    // context of a SparkApplication becomes the whole container context and carries them.
+    let spark_main = profile == ContainerProfile::SparkMain;
+    let ids = [
+        (
+            IdField::user(spark_main.then_some(cfg.run_as_user)),
+            sc.run_as_user,
         ),
-        Some(_) => {}
-        None if profile == ContainerProfile::SparkMain => {
-            out.add(&loc.key("runAsUser"), json!(cfg.run_as_user))
+        (
+            IdField::group("runAsGroup", spark_main.then_some(cfg.run_as_group)),
+            sc.run_as_group,
+        ),
+    ];
+    for (field, value) in ids {
+        match (value, field.default) {
+            (Some(id), _) => inspect_id(&loc, &field, id, &who, cfg, out),
+            (None, Some(default)) => out.add(&loc.key(field.key), json!(default)),
+            (None, None) => {}
         }
-        None => {}
-    }
-    if profile == ContainerProfile::SparkMain && sc.run_as_group.is_none() {
-        out.add(&loc.key("runAsGroup"), json!(cfg.run_as_group));
     }
     inspect_capabilities(&loc, sc, &who, out);
     inspect_seccomp(
@@ -305,6 +327,128 @@ pub fn inspect_container(
     inspect_selinux(&loc, sc.se_linux_options.as_ref(), &who, out);
     inspect_windows(&loc, sc.windows_options.as_ref(), &who, out);
     inspect_apparmor(&loc, sc.app_armor_profile.as_ref(), &who, out);
+}
+
+/// Whether an id field holds a user or a group id: each kind has its own configured ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdKind {
+    User,
+    Group,
+}
+
+/// An id field of a security context: its key, what it holds, and what sparkward sets when it
+/// is absent (`None` where it sets nothing: a container inherits the pod's ids, and
+/// `supplementalGroups` entries have no default).
+#[derive(Debug, Clone, Copy)]
+struct IdField {
+    key: &'static str,
+    kind: IdKind,
+    default: Option<i64>,
+}
+
+impl IdField {
+    fn user(default: Option<i64>) -> Self {
+        Self {
+            key: "runAsUser",
+            kind: IdKind::User,
+            default,
+        }
+    }
+
+    fn group(key: &'static str, default: Option<i64>) -> Self {
+        Self {
+            key,
+            kind: IdKind::Group,
+            default,
+        }
+    }
+}
+
+/// Whether `id` may be set explicitly in a field of `kind`: the configured UID for user fields;
+/// the configured GID or fsGroup for group fields (a process of a hardened pod holds both
+/// already: the fsGroup is added to every container's supplementary groups); any id of
+/// `hardening.allowedIds` for both. 0 never is: `allowedIds` cannot hold it.
+fn id_allowed(cfg: &HardeningConfig, kind: IdKind, id: i64) -> bool {
+    let configured = match kind {
+        IdKind::User => id == cfg.run_as_user,
+        IdKind::Group => id == cfg.run_as_group || id == cfg.fs_group,
+    };
+    id != 0 && (configured || cfg.allowed_ids.iter().any(|r| r.contains(id)))
+}
+
+/// The ids a field of `kind` may use, for messages: `185; the platform team can allow others in
+/// hardening.allowedIds`, or `185, or 1000-1999, 100 from hardening.allowedIds`.
+fn allowed_ids_text(cfg: &HardeningConfig, kind: IdKind) -> String {
+    let configured = match kind {
+        IdKind::User => cfg.run_as_user.to_string(),
+        IdKind::Group if cfg.run_as_group == cfg.fs_group => cfg.run_as_group.to_string(),
+        IdKind::Group => format!("{}, {}", cfg.run_as_group, cfg.fs_group),
+    };
+    if cfg.allowed_ids.is_empty() {
+        return format!("{configured}; the platform team can allow others in hardening.allowedIds");
+    }
+    let ranges: Vec<String> = cfg.allowed_ids.iter().map(ToString::to_string).collect();
+    format!(
+        "{configured}, or {} from hardening.allowedIds",
+        ranges.join(", ")
+    )
+}
+
+/// Checks an explicitly set UID or GID at `parent.<field.key>` (or at `parent` itself for list
+/// entries such as `supplementalGroups[i]`, when `field.key` is empty).
+fn inspect_id(
+    parent: &Loc,
+    field: &IdField,
+    id: i64,
+    who: &str,
+    cfg: &HardeningConfig,
+    out: &mut Findings,
+) {
+    let loc = if field.key.is_empty() {
+        parent.clone()
+    } else {
+        parent.key(field.key)
+    };
+    let remove = match field.default {
+        Some(default) => format!("remove it (sparkward sets {default})"),
+        None => "remove it".to_string(),
+    };
+    let noun = match field.kind {
+        IdKind::User => "UID",
+        IdKind::Group => "GID",
+    };
+    match (field.kind, id) {
+        (IdKind::User, 0) => out.weaker(
+            &loc,
+            format!("is 0 (root){who}"),
+            format!(
+                "remove it or use a non-root UID such as {}",
+                cfg.run_as_user
+            ),
+        ),
+        // Pod Security "restricted" (Kubernetes 1.33) restricts no group ids, only
+        // runAsUser 0 (since 1.23); the optional "non-root groups" control of its first
+        // drafts was dropped. Group 0 opens every file the image or a volume leaves to the
+        // root group, so sparkward denies it wherever a pod can set it.
+        (IdKind::Group, 0) => out.weaker(
+            &loc,
+            format!("is 0 (the root group){who}"),
+            format!(
+                "{remove} or use an allowed GID ({}): the root group can read and write \
+                 every file the image or a volume gives to group root",
+                allowed_ids_text(cfg, IdKind::Group)
+            ),
+        ),
+        (kind, id) if id_allowed(cfg, kind, id) => {}
+        (kind, id) => out.weaker(
+            &loc,
+            format!("is {id}, which is not an allowed {noun}{who}"),
+            format!(
+                "{remove} or use an allowed {noun} ({})",
+                allowed_ids_text(cfg, kind)
+            ),
+        ),
+    }
 }
 
 fn container_note(name: &str) -> String {
@@ -345,12 +489,26 @@ fn inspect_capabilities(loc: &Loc, sc: &SecurityContext, who: &str, out: &mut Fi
             "remove capabilities.add: Spark needs no Linux capabilities",
         );
     }
+    // Container runtimes (containerd, CRI-O) match `ALL` case-insensitively, so a lower-case
+    // `all` does drop everything; but Pod Security "restricted" requires the exact string
+    // `ALL` in `capabilities.drop` (and PodSecurity admission compares case-sensitively), so
+    // such a pod fails the profile. It is rewritten in place, never denied; the validating
+    // pass, seeing only this finding, reports a lower-case `all` that is still there.
+    let drop_loc = caps_loc.key("drop");
     match caps.drop.as_ref() {
-        None => out.add(&caps_loc.key("drop"), json!(["ALL"])),
-        Some(drop) if !drop.iter().any(|c| c.eq_ignore_ascii_case("ALL")) => {
-            out.add(&caps_loc.key("drop").append(), json!("ALL"))
-        }
-        Some(_) => {}
+        None => out.add(&drop_loc, json!(["ALL"])),
+        Some(drop) if drop.iter().any(|c| c == "ALL") => {}
+        Some(drop) => match drop.iter().position(|c| c.eq_ignore_ascii_case("ALL")) {
+            Some(i) => out.rewrite(
+                &drop_loc.index(i),
+                json!("ALL"),
+                format!(
+                    "is '{}'{who}: Pod Security \"restricted\" accepts only upper-case ALL",
+                    drop[i]
+                ),
+            ),
+            None => out.add(&drop_loc.append(), json!("ALL")),
+        },
     }
 }
 
@@ -458,23 +616,31 @@ pub fn inspect_pod_context(
         Some(true) => {}
         None => out.add(&loc.key("runAsNonRoot"), json!(true)),
     }
-    match psc.run_as_user {
-        Some(0) => out.weaker(
-            &loc.key("runAsUser"),
-            "is 0 (root)",
-            format!(
-                "remove it or use a non-root UID such as {}",
-                cfg.run_as_user
-            ),
+    let ids = [
+        (IdField::user(Some(cfg.run_as_user)), psc.run_as_user),
+        (
+            IdField::group("runAsGroup", Some(cfg.run_as_group)),
+            psc.run_as_group,
         ),
-        Some(_) => {}
-        None => out.add(&loc.key("runAsUser"), json!(cfg.run_as_user)),
+        (IdField::group("fsGroup", Some(cfg.fs_group)), psc.fs_group),
+    ];
+    for (field, value) in ids {
+        match (value, field.default) {
+            (Some(id), _) => inspect_id(&loc, &field, id, "", cfg, out),
+            (None, Some(default)) => out.add(&loc.key(field.key), json!(default)),
+            (None, None) => {}
+        }
     }
-    if psc.run_as_group.is_none() {
-        out.add(&loc.key("runAsGroup"), json!(cfg.run_as_group));
-    }
-    if psc.fs_group.is_none() {
-        out.add(&loc.key("fsGroup"), json!(cfg.fs_group));
+    let groups_loc = loc.key("supplementalGroups");
+    for (i, gid) in psc.supplemental_groups.iter().flatten().enumerate() {
+        inspect_id(
+            &groups_loc.index(i),
+            &IdField::group("", None),
+            *gid,
+            "",
+            cfg,
+            out,
+        );
     }
     inspect_seccomp(
         &loc.key("seccompProfile"),
@@ -507,6 +673,19 @@ pub fn inspect_host_namespaces(spec: &Loc, flags: [(&str, Option<bool>); 3], out
                 "remove it: Spark pods must not share the host's namespaces",
             );
         }
+    }
+}
+
+/// Denies `shareProcessNamespace: true` on a pod (or on what becomes one).
+pub fn inspect_process_namespace(spec: &Loc, share: Option<bool>, out: &mut Findings) {
+    if share == Some(true) {
+        out.weaker(
+            &spec.key("shareProcessNamespace"),
+            "is true",
+            "remove it: in a shared process namespace every container sees the others' \
+             processes and can read their environment and files through /proc, the Spark \
+             container's credentials included",
+        );
     }
 }
 
@@ -658,7 +837,12 @@ pub fn inspect_containers(
 /// Reads a pod template (`spec.driver.template`, kept loosely typed by the CRD) and denies the
 /// settings that are explicitly weaker. Spark merges the template into the pods it creates, and
 /// the pod webhook would deny those pods later; denying here tells the user at submission.
-pub fn inspect_template(template_loc: &Loc, template: &Value, out: &mut Findings) {
+pub fn inspect_template(
+    template_loc: &Loc,
+    template: &Value,
+    cfg: &HardeningConfig,
+    out: &mut Findings,
+) {
     let spec_loc = template_loc.key("spec");
     let Some(spec) = template.get("spec") else {
         return;
@@ -666,8 +850,41 @@ pub fn inspect_template(template_loc: &Loc, template: &Value, out: &mut Findings
     let flags =
         ["hostNetwork", "hostPID", "hostIPC"].map(|k| (k, spec.get(k).and_then(Value::as_bool)));
     inspect_host_namespaces(&spec_loc, flags, out);
+    inspect_process_namespace(
+        &spec_loc,
+        spec.get("shareProcessNamespace").and_then(Value::as_bool),
+        out,
+    );
     if let Some(psc) = spec.get("securityContext") {
-        loose_context(&spec_loc.key("securityContext"), psc, "", out);
+        let loc = spec_loc.key("securityContext");
+        loose_context(&loc, psc, "", out);
+        let ids = [
+            IdField::user(Some(cfg.run_as_user)),
+            IdField::group("runAsGroup", Some(cfg.run_as_group)),
+            IdField::group("fsGroup", Some(cfg.fs_group)),
+        ];
+        loose_ids(&loc, psc, &ids, "", cfg, out);
+        match psc.get("supplementalGroups") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(groups)) => {
+                let groups_loc = loc.key("supplementalGroups");
+                for (i, gid) in groups.iter().enumerate() {
+                    loose_id(
+                        &groups_loc.index(i),
+                        &IdField::group("", None),
+                        gid,
+                        "",
+                        cfg,
+                        out,
+                    );
+                }
+            }
+            Some(other) => out.weaker(
+                &loc.key("supplementalGroups"),
+                format!("is {other}, not a list of GIDs"),
+                "write a list of integer GIDs, or remove it",
+            ),
+        }
     }
     for list in ["containers", "initContainers"] {
         for (i, c) in spec
@@ -680,7 +897,11 @@ pub fn inspect_template(template_loc: &Loc, template: &Value, out: &mut Findings
             let loc = spec_loc.key(list).index(i);
             let name = c.get("name").and_then(Value::as_str).unwrap_or_default();
             if let Some(sc) = c.get("securityContext") {
-                loose_context(&loc.key("securityContext"), sc, &container_note(name), out);
+                let sc_loc = loc.key("securityContext");
+                let who = container_note(name);
+                loose_context(&sc_loc, sc, &who, out);
+                let ids = [IdField::user(None), IdField::group("runAsGroup", None)];
+                loose_ids(&sc_loc, sc, &ids, &who, cfg, out);
             }
             if let Some(ports) = c.get("ports")
                 && let Ok(ports) = serde_json::from_value::<Vec<ContainerPort>>(ports.clone())
@@ -723,13 +944,6 @@ fn loose_context(loc: &Loc, sc: &Value, who: &str, out: &mut Findings) {
             "remove it",
         );
     }
-    if sc.get("runAsUser").and_then(Value::as_i64) == Some(0) {
-        out.weaker(
-            &loc.key("runAsUser"),
-            format!("is 0 (root){who}"),
-            "remove it or use a non-root UID",
-        );
-    }
     if sc
         .pointer("/capabilities/add")
         .and_then(Value::as_array)
@@ -747,6 +961,53 @@ fn loose_context(loc: &Loc, sc: &Value, who: &str, out: &mut Findings) {
             format!("is Unconfined{who}"),
             "remove it or use RuntimeDefault",
         );
+    }
+}
+
+/// The id checks of typed contexts, on a loosely typed one: each of `fields` present in `sc`.
+fn loose_ids(
+    loc: &Loc,
+    sc: &Value,
+    fields: &[IdField],
+    who: &str,
+    cfg: &HardeningConfig,
+    out: &mut Findings,
+) {
+    for field in fields {
+        if let Some(value) = sc.get(field.key) {
+            loose_id(
+                &loc.key(field.key),
+                &IdField { key: "", ..*field },
+                value,
+                who,
+                cfg,
+                out,
+            );
+        }
+    }
+}
+
+/// One loosely typed id at `loc`. Anything but an integer is denied: the template is read by
+/// Spark's Kubernetes client, not by the API server, and a lenient reader may turn a string
+/// "0" into root; only a plain integer can be checked.
+fn loose_id(
+    loc: &Loc,
+    field: &IdField,
+    value: &Value,
+    who: &str,
+    cfg: &HardeningConfig,
+    out: &mut Findings,
+) {
+    if value.is_null() {
+        return;
+    }
+    match value.as_i64() {
+        Some(id) => inspect_id(loc, field, id, who, cfg, out),
+        None => out.weaker(
+            loc,
+            format!("is {value}, not an integer id{who}"),
+            "write the id as a plain integer, or remove it",
+        ),
     }
 }
 
@@ -939,6 +1200,7 @@ mod tests {
         inspect_template(
             &Loc::root().key("spec").key("driver").key("template"),
             &t,
+            &cfg(),
             &mut f,
         );
         let fields: Vec<&str> = f.weaker.iter().map(|v| v.field.as_str()).collect();
@@ -952,5 +1214,473 @@ mod tests {
                 "spec.driver.template.spec.volumes[0].hostPath",
             ]
         );
+    }
+
+    /// (allowedIds as (min, max) pairs, the id set, whether it is admitted).
+    type IdCase = (&'static [(i64, i64)], i64, bool);
+    /// (capabilities.drop, capabilities.add, the expected operation, the denied field).
+    type CapCase = (
+        Option<Value>,
+        Option<Value>,
+        Option<Value>,
+        Option<&'static str>,
+    );
+
+    fn cfg_allowing(ranges: &[(i64, i64)]) -> HardeningConfig {
+        HardeningConfig {
+            allowed_ids: ranges
+                .iter()
+                .map(|&(min, max)| crate::config::IdRange { min, max })
+                .collect(),
+            ..cfg()
+        }
+    }
+
+    /// Where an id can be set, as (level, field path prefix, how to inspect it).
+    #[derive(Clone, Copy, Debug)]
+    enum Level {
+        /// `spec.securityContext` of a pod (or `podSecurityContext` of a SparkApplication).
+        Pod,
+        /// A container of a pod.
+        Container,
+        /// `spec.driver.securityContext` of a SparkApplication.
+        SparkMain,
+        /// `spec.securityContext` of a pod template.
+        TemplatePod,
+        /// A container of a pod template.
+        TemplateContainer,
+    }
+
+    /// Inspects `context` (JSON) at `level` and returns the findings.
+    fn inspect_at(level: Level, context: Value, cfg: &HardeningConfig) -> Findings {
+        let mut f = Findings::default();
+        let spec = Loc::root().key("spec");
+        match level {
+            Level::Pod => {
+                let psc: PodSecurityContext = serde_json::from_value(context).unwrap();
+                inspect_pod_context(&spec, "securityContext", Some(&psc), cfg, &mut f);
+            }
+            Level::Container | Level::SparkMain => {
+                let sc: SecurityContext = serde_json::from_value(context).unwrap();
+                let (loc, profile) = match level {
+                    Level::Container => (spec.key("containers").index(0), ContainerProfile::Pod),
+                    _ => (spec.key("driver"), ContainerProfile::SparkMain),
+                };
+                inspect_container(&loc, "", Some(&sc), profile, cfg, &mut f);
+            }
+            Level::TemplatePod => {
+                let t = json!({"spec": {"securityContext": context}});
+                inspect_template(&spec.key("template"), &t, cfg, &mut f);
+            }
+            Level::TemplateContainer => {
+                let t =
+                    json!({"spec": {"containers": [{"name": "c", "securityContext": context}]}});
+                inspect_template(&spec.key("template"), &t, cfg, &mut f);
+            }
+        }
+        f
+    }
+
+    fn prefix(level: Level) -> &'static str {
+        match level {
+            Level::Pod => "spec.securityContext",
+            Level::Container => "spec.containers[0].securityContext",
+            Level::SparkMain => "spec.driver.securityContext",
+            Level::TemplatePod => "spec.template.spec.securityContext",
+            Level::TemplateContainer => "spec.template.spec.containers[0].securityContext",
+        }
+    }
+
+    /// Every field that holds a group id, at every level that has it.
+    fn group_fields() -> Vec<(Level, &'static str)> {
+        let mut out = Vec::new();
+        for level in [Level::Pod, Level::TemplatePod] {
+            out.push((level, "runAsGroup"));
+            out.push((level, "fsGroup"));
+            out.push((level, "supplementalGroups"));
+        }
+        for level in [Level::Container, Level::SparkMain, Level::TemplateContainer] {
+            out.push((level, "runAsGroup"));
+        }
+        out
+    }
+
+    /// `{key: id}`, or `{supplementalGroups: [185, id]}` (so the entry checked is index 1).
+    fn with_id(key: &str, id: Value) -> (Value, String) {
+        if key == "supplementalGroups" {
+            (json!({key: [185, id]}), format!("{key}[1]"))
+        } else {
+            (json!({key: id}), key.to_string())
+        }
+    }
+
+    #[test]
+    fn the_root_group_is_denied_in_every_group_field_at_every_level() {
+        for (level, key) in group_fields() {
+            let (context, field) = with_id(key, json!(0));
+            let f = inspect_at(level, context, &cfg_allowing(&[(1, 65535)]));
+            let want = format!("{}.{field}", prefix(level));
+            let hits: Vec<&Violation> = f.weaker.iter().filter(|v| v.field == want).collect();
+            assert_eq!(hits.len(), 1, "{level:?} {key}: {:?}", f.weaker);
+            assert!(hits[0].problem.contains("root group"), "{}", hits[0]);
+            assert!(hits[0].fix.starts_with("remove it"), "{}", hits[0]);
+            // Nothing else is wrong with these contexts.
+            assert_eq!(f.weaker.len(), 1, "{level:?} {key}: {:?}", f.weaker);
+        }
+    }
+
+    #[test]
+    fn explicit_ids_must_be_configured_or_allowed_at_every_level() {
+        // (allowedIds, id, admitted) for group fields; the configured ids are 185.
+        let group_cases: &[IdCase] = &[
+            (&[], 185, true),
+            (&[], 186, false),
+            (&[], 1000, false),
+            (&[(1000, 1999)], 999, false),
+            (&[(1000, 1999)], 1000, true),
+            (&[(1000, 1999)], 1999, true),
+            (&[(1000, 1999)], 2000, false),
+            (&[(100, 100)], 100, true),
+            (&[(100, 100)], 99, false),
+            (&[(100, 100)], 101, false),
+            (&[(100, 100), (5000, 5001)], 5001, true),
+            (&[(1, 2147483647)], -1, false),
+        ];
+        for (level, key) in group_fields() {
+            for &(ranges, id, admitted) in group_cases {
+                let (context, field) = with_id(key, json!(id));
+                let f = inspect_at(level, context, &cfg_allowing(ranges));
+                let want = format!("{}.{field}", prefix(level));
+                let hit = f.weaker.iter().find(|v| v.field == want);
+                assert_eq!(
+                    hit.is_none(),
+                    admitted,
+                    "{level:?} {key}={id} allowed {ranges:?}: {:?}",
+                    f.weaker
+                );
+                if let Some(v) = hit {
+                    assert!(
+                        v.problem
+                            .starts_with(&format!("is {id}, which is not an allowed GID")),
+                        "{v}"
+                    );
+                    assert!(v.fix.contains("185"), "{v}");
+                    let listed = ranges.iter().all(|r| {
+                        v.fix
+                            .contains(&crate::config::IdRange { min: r.0, max: r.1 }.to_string())
+                    });
+                    assert!(listed && v.fix.contains("hardening.allowedIds"), "{v}");
+                }
+            }
+        }
+        // The same for runAsUser, at every level that has it; 0 keeps its own message.
+        let user_cases: &[IdCase] = &[
+            (&[], 185, true),
+            (&[], 1000, false),
+            (&[(1000, 1999)], 1000, true),
+            (&[(1000, 1999)], 1999, true),
+            (&[(1000, 1999)], 2000, false),
+            (&[(1, 2147483647)], 0, false),
+        ];
+        for level in [
+            Level::Pod,
+            Level::Container,
+            Level::SparkMain,
+            Level::TemplatePod,
+            Level::TemplateContainer,
+        ] {
+            for &(ranges, id, admitted) in user_cases {
+                let f = inspect_at(level, json!({"runAsUser": id}), &cfg_allowing(ranges));
+                let want = format!("{}.runAsUser", prefix(level));
+                let hit = f.weaker.iter().find(|v| v.field == want);
+                assert_eq!(
+                    hit.is_none(),
+                    admitted,
+                    "{level:?} runAsUser={id}: {:?}",
+                    f.weaker
+                );
+                if let Some(v) = hit {
+                    let problem = if id == 0 {
+                        "is 0 (root)".to_string()
+                    } else {
+                        format!("is {id}, which is not an allowed UID")
+                    };
+                    assert!(v.problem.starts_with(&problem), "{v}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn user_and_group_fields_accept_their_own_configured_ids() {
+        let cfg = HardeningConfig {
+            run_as_user: 185,
+            run_as_group: 186,
+            fs_group: 187,
+            ..cfg()
+        };
+        let denied = |context: Value| -> Vec<String> {
+            inspect_at(Level::Pod, context, &cfg)
+                .weaker
+                .into_iter()
+                .map(|v| v.field)
+                .collect()
+        };
+        // A group field may use the configured GID or fsGroup (the process holds both).
+        assert!(
+            denied(json!({"runAsGroup": 187, "fsGroup": 186, "supplementalGroups": [186, 187]}))
+                .is_empty()
+        );
+        // A UID is not a GID, and the other way round.
+        assert_eq!(
+            denied(json!({"runAsUser": 186})),
+            vec!["spec.securityContext.runAsUser"]
+        );
+        assert_eq!(
+            denied(json!({"runAsGroup": 185})),
+            vec!["spec.securityContext.runAsGroup"]
+        );
+    }
+
+    #[test]
+    fn the_fix_names_what_sparkward_sets_where_it_sets_something() {
+        let fix = |level, context| inspect_at(level, context, &cfg()).weaker[0].fix.clone();
+        assert!(fix(Level::Pod, json!({"fsGroup": 7})).starts_with("remove it (sparkward sets 185) or use an allowed GID (185; the platform team can allow others in hardening.allowedIds)"));
+        // A container inherits the pod's ids: nothing is set there.
+        assert!(fix(Level::Container, json!({"runAsGroup": 7})).starts_with("remove it or use"));
+        assert!(
+            fix(Level::Pod, json!({"supplementalGroups": [7]})).starts_with("remove it or use")
+        );
+        let fix = inspect_at(
+            Level::Pod,
+            json!({"runAsUser": 7}),
+            &cfg_allowing(&[(1000, 1999), (100, 100)]),
+        )
+        .weaker[0]
+            .fix
+            .clone();
+        assert_eq!(
+            fix,
+            "remove it (sparkward sets 185) or use an allowed UID (185, or 1000-1999, 100 from hardening.allowedIds)"
+        );
+    }
+
+    #[test]
+    fn template_ids_that_are_not_integers_are_denied() {
+        for (level, key) in [
+            (Level::TemplatePod, "runAsUser"),
+            (Level::TemplatePod, "fsGroup"),
+            (Level::TemplateContainer, "runAsGroup"),
+        ] {
+            for bad in [json!("0"), json!(0.5), json!(true)] {
+                let f = inspect_at(level, json!({key: bad}), &cfg());
+                assert_eq!(f.weaker.len(), 1, "{key}={bad}");
+                assert_eq!(f.weaker[0].field, format!("{}.{key}", prefix(level)));
+                assert!(
+                    f.weaker[0].problem.contains("not an integer id"),
+                    "{}",
+                    f.weaker[0]
+                );
+            }
+        }
+        let f = inspect_at(Level::TemplatePod, json!({"supplementalGroups": 0}), &cfg());
+        assert_eq!(
+            f.weaker[0].field,
+            "spec.template.spec.securityContext.supplementalGroups"
+        );
+        // Absent or null ids in a template are left to the pod webhook.
+        let f = inspect_at(
+            Level::TemplatePod,
+            json!({"runAsUser": null, "supplementalGroups": null}),
+            &cfg(),
+        );
+        assert!(f.weaker.is_empty(), "{:?}", f.weaker);
+    }
+
+    #[test]
+    fn unset_groups_get_the_configured_ids() {
+        let f = inspect_at(Level::Pod, json!({"runAsUser": 185}), &cfg());
+        assert!(f.weaker.is_empty());
+        let added: Vec<Value> = ops_json(&f);
+        assert!(
+            added.contains(
+                &json!({"op": "add", "path": "/spec/securityContext/runAsGroup", "value": 185})
+            ),
+            "{added:?}"
+        );
+        assert!(
+            added.contains(
+                &json!({"op": "add", "path": "/spec/securityContext/fsGroup", "value": 185})
+            ),
+            "{added:?}"
+        );
+        let f = inspect_at(Level::SparkMain, json!({"runAsUser": 185}), &cfg());
+        assert!(ops_json(&f).contains(
+            &json!({"op": "add", "path": "/spec/driver/securityContext/runAsGroup", "value": 185})
+        ));
+        // A pod's container gets no ids of its own: the pod's apply.
+        let f = inspect_at(Level::Container, json!({}), &cfg());
+        assert!(
+            ops_json(&f)
+                .iter()
+                .all(|o| !o["path"].as_str().unwrap().contains("runAsUser")
+                    && !o["path"].as_str().unwrap().contains("runAsGroup")),
+            "{:?}",
+            ops_json(&f)
+        );
+    }
+
+    #[test]
+    fn capability_names_are_compared_case_insensitively_and_all_is_written_upper_case() {
+        // (drop, add, expected operation, denied field)
+        let cases: Vec<CapCase> = vec![
+            (Some(json!(["ALL"])), None, None, None),
+            (
+                Some(json!(["all"])),
+                None,
+                Some(
+                    json!({"op": "replace", "path": "/c/securityContext/capabilities/drop/0", "value": "ALL"}),
+                ),
+                None,
+            ),
+            (
+                Some(json!(["NET_RAW", "All"])),
+                None,
+                Some(
+                    json!({"op": "replace", "path": "/c/securityContext/capabilities/drop/1", "value": "ALL"}),
+                ),
+                None,
+            ),
+            // Only the first spelling is rewritten: one ALL is enough.
+            (
+                Some(json!(["aLL", "all"])),
+                None,
+                Some(
+                    json!({"op": "replace", "path": "/c/securityContext/capabilities/drop/0", "value": "ALL"}),
+                ),
+                None,
+            ),
+            (Some(json!(["all", "ALL"])), None, None, None),
+            (
+                Some(json!(["net_raw"])),
+                None,
+                Some(
+                    json!({"op": "add", "path": "/c/securityContext/capabilities/drop/-", "value": "ALL"}),
+                ),
+                None,
+            ),
+            (
+                None,
+                Some(json!([])),
+                Some(
+                    json!({"op": "add", "path": "/c/securityContext/capabilities/drop", "value": ["ALL"]}),
+                ),
+                None,
+            ),
+            (
+                Some(json!(["all"])),
+                Some(json!(["net_raw"])),
+                None,
+                Some("c.securityContext.capabilities.add"),
+            ),
+            (
+                Some(json!(["ALL"])),
+                Some(json!(["Net_Bind_Service"])),
+                None,
+                Some("c.securityContext.capabilities.add"),
+            ),
+        ];
+        for (drop, add, op, denied) in cases {
+            let mut caps = json!({});
+            if let Some(d) = &drop {
+                caps["drop"] = d.clone();
+            }
+            if let Some(a) = &add {
+                caps["add"] = a.clone();
+            }
+            let sc: SecurityContext = serde_json::from_value(json!({
+                "capabilities": caps, "allowPrivilegeEscalation": false,
+                "readOnlyRootFilesystem": true, "runAsNonRoot": true,
+            }))
+            .unwrap();
+            let mut f = Findings::default();
+            inspect_container(
+                &Loc::root().key("c"),
+                "",
+                Some(&sc),
+                ContainerProfile::Pod,
+                &cfg(),
+                &mut f,
+            );
+            let fields: Vec<&str> = f.weaker.iter().map(|v| v.field.as_str()).collect();
+            assert_eq!(
+                fields,
+                denied.into_iter().collect::<Vec<_>>(),
+                "{drop:?} {add:?}"
+            );
+            if denied.is_none() {
+                assert_eq!(
+                    ops_json(&f),
+                    op.into_iter().collect::<Vec<_>>(),
+                    "{drop:?} {add:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_lower_case_all_that_survived_is_a_violation_of_the_validating_pass() {
+        let sc: SecurityContext =
+            serde_json::from_value(json!({"capabilities": {"drop": ["all"]}})).unwrap();
+        let mut f = Findings::default();
+        let c = Loc::root().key("spec").key("containers").index(0);
+        inspect_container(
+            &c,
+            "spark",
+            Some(&sc),
+            ContainerProfile::Pod,
+            &cfg(),
+            &mut f,
+        );
+        let v: Vec<Violation> = f
+            .missing_as_violations()
+            .into_iter()
+            .filter(|v| v.field.contains("capabilities"))
+            .collect();
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(
+            v[0].field,
+            "spec.containers[0].securityContext.capabilities.drop[0]"
+        );
+        assert!(
+            v[0].problem.contains("'all'") && v[0].problem.contains("upper-case ALL"),
+            "{}",
+            v[0]
+        );
+        assert!(v[0].problem.contains("container \"spark\""), "{}", v[0]);
+    }
+
+    #[test]
+    fn a_shared_process_namespace_is_denied_in_pods_and_templates() {
+        let mut f = Findings::default();
+        inspect_process_namespace(&Loc::root().key("spec"), Some(true), &mut f);
+        inspect_process_namespace(&Loc::root().key("spec"), Some(false), &mut f);
+        inspect_process_namespace(&Loc::root().key("spec"), None, &mut f);
+        let t = json!({"spec": {"shareProcessNamespace": true}});
+        inspect_template(
+            &Loc::root().key("spec").key("executor").key("template"),
+            &t,
+            &cfg(),
+            &mut f,
+        );
+        let fields: Vec<&str> = f.weaker.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "spec.shareProcessNamespace",
+                "spec.executor.template.spec.shareProcessNamespace"
+            ]
+        );
+        assert!(f.weaker[0].fix.contains("/proc"), "{}", f.weaker[0]);
     }
 }

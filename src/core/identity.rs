@@ -777,7 +777,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::config::{JobAdmins, JwksSource, RequesterBinding};
+    use crate::config::{JwksSource, RequesterBinding};
 
     const NOW: u64 = 1_750_000_000;
     const ISS: &str = "https://idp.example.com/realms/data";

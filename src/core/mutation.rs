@@ -15,8 +15,8 @@ use serde_json::Value;
 use crate::config::HardeningConfig;
 use crate::core::hardening::{
     self, ContainerProfile, Findings, Loc, Violation, inspect_container, inspect_containers,
-    inspect_host_namespaces, inspect_pod_context, inspect_template, inspect_volumes,
-    plan_writable_mounts, plan_writable_volumes,
+    inspect_host_namespaces, inspect_pod_context, inspect_process_namespace, inspect_template,
+    inspect_volumes, plan_writable_mounts, plan_writable_volumes,
 };
 use crate::core::labels::{self, PREFIX, SUBMITTER_ANNOTATION, USER_LABEL};
 use crate::core::objects::{Meta, Pod, SparkAppSpec, SparkPodSpec};
@@ -308,6 +308,7 @@ pub fn inspect_pod(pod: &Pod, cfg: &HardeningConfig, only_ephemeral: Option<&[&s
             ],
             &mut f,
         );
+        inspect_process_namespace(&spec, s.share_process_namespace, &mut f);
         if let Some(volumes) = &s.volumes {
             inspect_volumes(&spec.key("volumes"), volumes, &mut f);
         }
@@ -400,6 +401,7 @@ fn inspect_spark_pod(loc: &Loc, pod: &SparkPodSpec, cfg: &HardeningConfig, f: &m
         ],
         f,
     );
+    inspect_process_namespace(loc, pod.share_process_namespace, f);
     hardening::inspect_ports(loc, "", &pod.ports, f);
     plan_writable_mounts(
         &loc.key("volumeMounts"),
@@ -414,7 +416,7 @@ fn inspect_spark_pod(loc: &Loc, pod: &SparkPodSpec, cfg: &HardeningConfig, f: &m
         inspect_containers(&loc.key(key), list, ContainerProfile::Pod, cfg, None, f);
     }
     if let Some(template) = &pod.template {
-        inspect_template(&loc.key("template"), template, f);
+        inspect_template(&loc.key("template"), template, cfg, f);
     }
 }
 
@@ -740,6 +742,165 @@ mod tests {
         assert_eq!(
             err[0].field,
             "spec.ephemeralContainers[0].securityContext.runAsUser"
+        );
+    }
+
+    #[test]
+    fn a_lower_case_drop_all_is_rewritten_to_all_and_the_next_pass_is_empty() {
+        let mut doc = mk_pod();
+        doc["spec"]["containers"][0]["securityContext"] =
+            json!({"capabilities": {"drop": ["NET_RAW", "all"]}});
+        doc["spec"]["initContainers"] =
+            json!([{"name": "init", "securityContext": {"capabilities": {"drop": ["All"]}}}]);
+        let ops = plan_pod(&doc).unwrap();
+        let replaces: Vec<Value> = ops
+            .iter()
+            .map(|o| serde_json::to_value(o).unwrap())
+            .filter(|o| o["op"] == "replace")
+            .collect();
+        assert_eq!(
+            replaces,
+            vec![
+                json!({"op": "replace", "path": "/spec/containers/0/securityContext/capabilities/drop/1", "value": "ALL"}),
+                json!({"op": "replace", "path": "/spec/initContainers/0/securityContext/capabilities/drop/0", "value": "ALL"}),
+            ]
+        );
+        let out = apply(&doc, &ops);
+        assert_eq!(
+            out["spec"]["containers"][0]["securityContext"]["capabilities"]["drop"],
+            json!(["NET_RAW", "ALL"])
+        );
+        assert_eq!(plan_pod(&out).unwrap(), vec![]);
+        // What the validating pass sees on the hardened pod: nothing missing.
+        let pod: Pod = serde_json::from_value(out).unwrap();
+        assert!(
+            inspect_pod(&pod, &cfg(), None)
+                .missing_as_violations()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn root_groups_and_shared_process_namespaces_are_denied_in_every_part_of_a_pod() {
+        let cases: Vec<(Value, &str)> = vec![
+            (
+                json!({"securityContext": {"runAsGroup": 0}}),
+                "spec.securityContext.runAsGroup",
+            ),
+            (
+                json!({"securityContext": {"fsGroup": 0}}),
+                "spec.securityContext.fsGroup",
+            ),
+            (
+                json!({"securityContext": {"supplementalGroups": [185, 0]}}),
+                "spec.securityContext.supplementalGroups[1]",
+            ),
+            (
+                json!({"containers": [{"name": "spark", "securityContext": {"runAsGroup": 0}}]}),
+                "spec.containers[0].securityContext.runAsGroup",
+            ),
+            (
+                json!({"initContainers": [{"name": "i", "securityContext": {"runAsGroup": 0}}]}),
+                "spec.initContainers[0].securityContext.runAsGroup",
+            ),
+            (
+                json!({"ephemeralContainers": [{"name": "e", "securityContext": {"runAsGroup": 0}}]}),
+                "spec.ephemeralContainers[0].securityContext.runAsGroup",
+            ),
+            (
+                json!({"containers": [{"name": "spark", "securityContext": {"runAsUser": 1000}}]}),
+                "spec.containers[0].securityContext.runAsUser",
+            ),
+            (
+                json!({"shareProcessNamespace": true}),
+                "spec.shareProcessNamespace",
+            ),
+        ];
+        for (spec, field) in cases {
+            let mut doc = mk_pod();
+            json_patch::merge(&mut doc["spec"], &spec);
+            let err = plan_pod(&doc).unwrap_err();
+            let fields: Vec<&str> = err.iter().map(|v| v.field.as_str()).collect();
+            assert_eq!(fields, vec![field]);
+        }
+    }
+
+    #[test]
+    fn spark_application_ids_and_process_namespaces_are_checked_everywhere_spark_copies_them() {
+        let cases: Vec<(Value, &str)> = vec![
+            (
+                json!({"driver": {"podSecurityContext": {"runAsGroup": 0}}}),
+                "driver.podSecurityContext.runAsGroup",
+            ),
+            (
+                json!({"executor": {"podSecurityContext": {"fsGroup": 0}}}),
+                "executor.podSecurityContext.fsGroup",
+            ),
+            (
+                json!({"driver": {"podSecurityContext": {"supplementalGroups": [0]}}}),
+                "driver.podSecurityContext.supplementalGroups[0]",
+            ),
+            (
+                json!({"executor": {"securityContext": {"runAsGroup": 0}}}),
+                "executor.securityContext.runAsGroup",
+            ),
+            (
+                json!({"driver": {"securityContext": {"runAsUser": 4242}}}),
+                "driver.securityContext.runAsUser",
+            ),
+            (
+                json!({"driver": {"sidecars": [{"name": "s", "securityContext": {"runAsGroup": 0}}]}}),
+                "driver.sidecars[0].securityContext.runAsGroup",
+            ),
+            (
+                json!({"executor": {"initContainers": [{"name": "i", "securityContext": {"runAsGroup": 0}}]}}),
+                "executor.initContainers[0].securityContext.runAsGroup",
+            ),
+            (
+                json!({"driver": {"template": {"spec": {"securityContext": {"fsGroup": 0}}}}}),
+                "driver.template.spec.securityContext.fsGroup",
+            ),
+            (
+                json!({"executor": {"template": {"spec": {"initContainers": [{"name": "i", "securityContext": {"runAsGroup": 0}}]}}}}),
+                "executor.template.spec.initContainers[0].securityContext.runAsGroup",
+            ),
+            (
+                json!({"executor": {"shareProcessNamespace": true}}),
+                "executor.shareProcessNamespace",
+            ),
+            (
+                json!({"driver": {"template": {"spec": {"shareProcessNamespace": true}}}}),
+                "driver.template.spec.shareProcessNamespace",
+            ),
+        ];
+        // A SparkApplication's `spec`, and a ScheduledSparkApplication's `spec.template`.
+        for root in [
+            Loc::root().key("spec"),
+            Loc::root().key("spec").key("template"),
+        ] {
+            for (patch, field) in &cases {
+                let mut spec =
+                    json!({"type": "Scala", "driver": {"cores": 1}, "executor": {"instances": 1}});
+                json_patch::merge(&mut spec, patch);
+                let spec: SparkAppSpec = serde_json::from_value(spec).unwrap();
+                let err = finish(inspect_app_spec(&root, &spec, &cfg()), vec![]).unwrap_err();
+                let fields: Vec<&str> = err.iter().map(|v| v.field.as_str()).collect();
+                assert_eq!(fields, vec![format!("{}.{field}", root.human())]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_spark_application_with_a_lower_case_all_is_rewritten_not_denied() {
+        let doc =
+            json!({"spec": {"driver": {"securityContext": {"capabilities": {"drop": ["all"]}}}}});
+        let app: SparkApplication = serde_json::from_value(doc.clone()).unwrap();
+        let spec = Loc::root().key("spec");
+        let ops = finish(inspect_app_spec(&spec, &app.spec, &cfg()), vec![]).unwrap();
+        let out = apply(&doc, &ops);
+        assert_eq!(
+            out["spec"]["driver"]["securityContext"]["capabilities"]["drop"],
+            json!(["ALL"])
         );
     }
 }

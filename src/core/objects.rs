@@ -131,6 +131,7 @@ pub struct PodSpec {
     pub host_pid: Option<bool>,
     #[serde(rename = "hostIPC")]
     pub host_ipc: Option<bool>,
+    pub share_process_namespace: Option<bool>,
     pub service_account_name: Option<String>,
     /// The node the pod is bound to (for the kubelet's rights).
     pub node_name: Option<String>,
@@ -163,6 +164,8 @@ pub struct SparkPodSpec {
     pub sidecars: Vec<Container>,
     pub init_containers: Vec<Container>,
     pub host_network: Option<bool>,
+    /// spark-operator copies it onto the pod (v1beta2 has it, unlike hostPID and hostIPC).
+    pub share_process_namespace: Option<bool>,
     pub ports: Vec<ContainerPort>,
     /// A pod template (`x-kubernetes-preserve-unknown-fields` in the CRD): read loosely.
     pub template: Option<serde_json::Value>,
