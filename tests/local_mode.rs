@@ -82,15 +82,7 @@ async fn the_readme_example_admits_a_spark_application_end_to_end_in_local_mode(
         true
     );
     // The audit line (written as the answer goes out; the test reads sparkward's stdout).
-    let mut line = None;
-    for _ in 0..100 {
-        line = s.audit_lines().into_iter().find(|l| l["jobId"] == job.as_str());
-        if line.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let line = line.expect("an audit line for the job");
+    let line = s.audit_line(|l| l["jobId"] == job.as_str()).await;
     assert_eq!(line["allowed"], true);
     assert_eq!(line["identitySource"], "token");
     assert_eq!(line["subject"], "alice");

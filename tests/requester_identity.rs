@@ -163,11 +163,10 @@ async fn a_token_in_the_annotation_still_wins() {
     let ann = &app["metadata"]["annotations"];
     assert_eq!(ann["sparkward.io/scopes"], "stream:kafka-events");
     assert!(ann["sparkward.io/token-id"].as_str().is_some());
+    let job = job_of(&app);
     let line = w
         .server
-        .audit_lines()
-        .into_iter()
-        .find(|l| l["webhook"] == "mutate" && l["jobId"] == job_of(&app).as_str())
-        .unwrap();
+        .audit_line(|l| l["webhook"] == "mutate" && l["jobId"] == job.as_str())
+        .await;
     assert_eq!(line["identitySource"], "token");
 }

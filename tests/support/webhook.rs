@@ -240,6 +240,18 @@ impl Sparkward {
             .collect()
     }
 
+    /// The first audit line matching `pred`, waiting (up to 10 s) for sparkward to write it:
+    /// a line is written as the answer goes out, and stdout is read by another thread.
+    pub async fn audit_line(&self, pred: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..200 {
+            if let Some(line) = self.audit_lines().into_iter().find(|l| pred(l)) {
+                return line;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no matching audit line; have: {:#?}", self.audit_lines());
+    }
+
     pub fn base_url(&self) -> String {
         format!("https://127.0.0.1:{}", self.webhook.port())
     }
