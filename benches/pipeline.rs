@@ -29,6 +29,7 @@ use sparkward::core::policy::{PolicyInput, render_policy};
 use sparkward::core::stamp::StampKeys;
 use sparkward::k8s::jwks::JwksCache;
 use sparkward::k8s::policy::CollectingPolicyStore;
+use sparkward::k8s::secrets::CollectingSecretStore;
 use sparkward::k8s::state::ClusterState;
 
 use inputs::SigningKey;
@@ -72,6 +73,7 @@ fn fixture() -> Fixture {
         verifier: Arc::new(cache),
         lookup: Arc::new(ClusterState::parse(&inputs::cluster_state()).unwrap()),
         policies: Arc::new(CollectingPolicyStore::default()),
+        secrets: Arc::new(CollectingSecretStore::default()),
         stamp_keys: Keyring::new(StampKeys::parse(inputs::STAMP_KEYS).unwrap()),
         metrics: None,
     };

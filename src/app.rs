@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::store::SecretStore;
 use crate::admission::{Keyring, Lookup, Mode, NoIdentity, Pipeline, Verifier};
 use crate::certs;
 use crate::cli::{
@@ -37,6 +38,7 @@ use crate::k8s::lease::holder_identity;
 use crate::k8s::lifecycle::{Lifecycle, LifecycleSettings};
 use crate::k8s::local::LocalPolicyStore;
 use crate::k8s::policy::{CollectingPolicyStore, KubePolicyStore, PolicyStore};
+use crate::k8s::secrets::{CollectingSecretStore, KubeSecretStore, LocalSecretStore};
 use crate::k8s::state::ClusterState;
 use crate::server::service::WebhookState;
 use crate::server::tls::{self, CertPaths, CertStore};
@@ -193,11 +195,13 @@ async fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
             stamp_keys::load(&config.stamp.key_file).or_else(|_| offline_stamp_keys())?,
         ),
     };
+    let secrets = Arc::new(CollectingSecretStore::default());
     let pipeline = Pipeline {
         config,
         verifier,
         lookup: Arc::new(state),
         policies: Arc::new(CollectingPolicyStore::default()),
+        secrets: secrets.clone(),
         stamp_keys,
         metrics: None,
     };
@@ -221,15 +225,20 @@ async fn review(args: ReviewArgs) -> anyhow::Result<ExitCode> {
         }
         _ => Value::Null,
     };
-    let policies = if outcome.facts.dry_run {
-        Vec::new()
+    let (policies, secrets): (_, Vec<Value>) = if outcome.facts.dry_run {
+        (Vec::new(), Vec::new())
     } else {
-        outcome.policies.clone()
+        (
+            outcome.policies.clone(),
+            // Every object the review would create; the Secret without its data.
+            outcome.secrets.iter().map(|s| s.manifest(false)).collect(),
+        )
     };
     let doc = json!({
         "admissionReview": response.into_review(),
         "patchedObject": patched,
         "ciliumNetworkPolicies": policies,
+        "secrets": secrets,
     });
     println!("{}", serde_json::to_string_pretty(&doc)?);
     Ok(ExitCode::SUCCESS)
@@ -406,6 +415,16 @@ struct Components {
 }
 
 impl Components {
+    fn secret_store(&self, config: &Config) -> Arc<dyn SecretStore> {
+        match &self.client {
+            Some(client) => Arc::new(KubeSecretStore::new(
+                client.clone(),
+                config.policy.apply_timeout,
+            )),
+            None => Arc::new(LocalSecretStore::new(self.policy_dir.clone())),
+        }
+    }
+
     fn policy_store(&self, config: &Config) -> Arc<dyn PolicyStore> {
         match &self.client {
             Some(client) => Arc::new(KubePolicyStore::new(
@@ -714,6 +733,7 @@ fn build_pipeline(c: &Components, config: Arc<Config>, jwks: Option<Arc<JwksCach
     };
     Pipeline {
         policies: c.policy_store(&config),
+        secrets: c.secret_store(&config),
         config,
         verifier,
         lookup: c.lookup.clone(),

@@ -113,6 +113,59 @@ pub struct FileConfig {
     pub audit: FileAudit,
     #[serde(default)]
     pub stamp: FileStamp,
+    #[serde(default)]
+    pub spark: FileSpark,
+}
+
+/// `spark:`: the Spark security profiles (RPC authentication with a per-job secret, encryption,
+/// UI ACLs, further enforced properties), chosen per namespace by a label.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileSpark {
+    #[serde(default = "default_profile_label")]
+    pub profile_label: String,
+    #[serde(default = "default_profile_name")]
+    pub default_profile: String,
+    #[serde(default)]
+    pub profiles: BTreeMap<String, FileSparkProfile>,
+}
+
+impl Default for FileSpark {
+    fn default() -> Self {
+        Self {
+            profile_label: default_profile_label(),
+            default_profile: default_profile_name(),
+            profiles: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_profile_label() -> String {
+    "sparkward.io/spark-profile".into()
+}
+fn default_profile_name() -> String {
+    "default".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileSparkProfile {
+    /// A per-job RPC authentication secret, mounted as a file (implies `spark.authenticate`).
+    #[serde(default)]
+    pub rpc_secret: bool,
+    /// Spark properties every job must have, with exactly these values.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+    /// Spark UI ACLs: view and modify for the submitter, admin for these groups.
+    #[serde(default)]
+    pub ui_acls: Option<FileUiAcls>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileUiAcls {
+    #[serde(default)]
+    pub admin_groups: Vec<String>,
 }
 
 /// `stamp:`: the key shared by all replicas that authenticates sparkward's admission stamp
@@ -847,6 +900,147 @@ pub enum AuditOutput {
     File(PathBuf),
 }
 
+/// The Spark security profiles (see `FileSpark`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SparkConfig {
+    /// The namespace label whose value names a namespace's profile.
+    pub profile_label: String,
+    /// The profile of namespaces without the label.
+    pub default_profile: String,
+    pub profiles: BTreeMap<String, SparkProfile>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SparkProfile {
+    pub rpc_secret: bool,
+    pub settings: BTreeMap<String, String>,
+    /// UI ACLs with these admin groups, when enabled.
+    pub ui_acls: Option<Vec<String>>,
+}
+
+/// The profile used when the configuration defines none named `default`: the per-job RPC
+/// secret, authenticated and encrypted RPC, encrypted local storage.
+pub fn builtin_default_profile() -> SparkProfile {
+    SparkProfile {
+        rpc_secret: true,
+        settings: BTreeMap::from([
+            ("spark.authenticate".to_string(), "true".to_string()),
+            (
+                "spark.network.crypto.enabled".to_string(),
+                "true".to_string(),
+            ),
+            (
+                "spark.io.encryption.enabled".to_string(),
+                "true".to_string(),
+            ),
+        ]),
+        ui_acls: None,
+    }
+}
+
+/// Properties a profile may not list: sparkward owns them (the secret file) or they would put
+/// a secret into the job's spec.
+const SPARK_RESERVED: &[&str] = &[
+    "spark.authenticate.secret",
+    "spark.authenticate.secret.file",
+    "spark.authenticate.secret.driver.file",
+    "spark.authenticate.secret.executor.file",
+];
+
+impl SparkConfig {
+    fn try_from_file(f: FileSpark) -> Result<Self, ConfigError> {
+        if !crate::core::labels::is_label_key(&f.profile_label) {
+            return Err(invalid(
+                "spark.profileLabel",
+                format!("'{}' is not a label key", f.profile_label),
+            ));
+        }
+        let mut profiles = BTreeMap::new();
+        profiles.insert("default".to_string(), builtin_default_profile());
+        for (name, p) in f.profiles {
+            let field = format!("spark.profiles[\"{name}\"]");
+            if name.is_empty() || !crate::core::labels::is_label_value(&name) {
+                return Err(invalid(
+                    field,
+                    "profile names must be label values (they are chosen by a namespace label)",
+                ));
+            }
+            for (key, value) in &p.settings {
+                if !key.starts_with("spark.") || key.contains(char::is_whitespace) {
+                    return Err(invalid(
+                        format!("{field}.settings[\"{key}\"]"),
+                        "must be a Spark property (spark.*, no spaces)",
+                    ));
+                }
+                if SPARK_RESERVED.contains(&key.as_str()) {
+                    return Err(invalid(
+                        format!("{field}.settings[\"{key}\"]"),
+                        "is sparkward's to set (rpcSecret: true mounts the job's own secret); \
+                         a secret value in the settings would be stored in every job's spec",
+                    ));
+                }
+                if value.contains('\n') {
+                    return Err(invalid(
+                        format!("{field}.settings[\"{key}\"]"),
+                        "must be one line",
+                    ));
+                }
+            }
+            let auth = p.settings.get("spark.authenticate").map(String::as_str);
+            if p.rpc_secret && auth == Some("false") {
+                return Err(invalid(
+                    format!("{field}.settings[\"spark.authenticate\"]"),
+                    "is false, but rpcSecret needs RPC authentication",
+                ));
+            }
+            if p.settings
+                .get("spark.network.crypto.enabled")
+                .map(String::as_str)
+                == Some("true")
+                && !(p.rpc_secret || auth == Some("true"))
+            {
+                return Err(invalid(
+                    field,
+                    "spark.network.crypto.enabled needs spark.authenticate (set rpcSecret: true)",
+                ));
+            }
+            if let Some(acls) = &p.ui_acls
+                && acls
+                    .admin_groups
+                    .iter()
+                    .any(|g| g.trim().is_empty() || g.contains(','))
+            {
+                return Err(invalid(
+                    format!("{field}.uiAcls.adminGroups"),
+                    "group names must be non-empty and contain no commas",
+                ));
+            }
+            profiles.insert(
+                name,
+                SparkProfile {
+                    rpc_secret: p.rpc_secret,
+                    settings: p.settings,
+                    ui_acls: p.ui_acls.map(|a| a.admin_groups),
+                },
+            );
+        }
+        if !profiles.contains_key(&f.default_profile) {
+            return Err(invalid(
+                "spark.defaultProfile",
+                format!(
+                    "names profile '{}', which is not defined",
+                    f.default_profile
+                ),
+            ));
+        }
+        Ok(Self {
+            profile_label: f.profile_label,
+            default_profile: f.default_profile,
+            profiles,
+        })
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -859,6 +1053,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub audit: AuditOutput,
     pub stamp: StampConfig,
+    pub spark: SparkConfig,
 }
 
 impl Default for Config {
@@ -1266,6 +1461,7 @@ impl TryFrom<FileConfig> for Config {
                 key_file: f.stamp.key_file,
                 validity: stamp_validity,
             },
+            spark: SparkConfig::try_from_file(f.spark)?,
         })
     }
 }

@@ -94,6 +94,18 @@ const RBAC: &[Grant] = &[
         scope: Scope::Cluster,
     },
     Grant {
+        group: "",
+        resource: "secrets",
+        verbs: &["create", "patch", "delete"],
+        scope: Scope::Cluster,
+    },
+    Grant {
+        group: "",
+        resource: "namespaces",
+        verbs: &["list", "watch"],
+        scope: Scope::Cluster,
+    },
+    Grant {
         group: "coordination.k8s.io",
         resource: "leases",
         verbs: &["get", "create", "update"],
@@ -889,14 +901,22 @@ fn rbac_grants_exactly_the_table() {
 }
 
 #[test]
-fn rbac_has_no_wildcards_no_secrets_and_creates_only_policies_and_leases() {
+fn rbac_has_no_wildcards_never_reads_secrets_and_creates_only_policies_secrets_and_leases() {
     for doc in render("deploy/") {
         if !matches!(doc["kind"].as_str(), Some("ClusterRole" | "Role")) {
             continue;
         }
         let text = doc["rules"].to_string();
         assert!(!text.contains('*'), "{}: {text}", describe(&doc));
-        assert!(!text.contains("secrets"), "{}: {text}", describe(&doc));
+        // Secrets: created, adopted and deleted (jobs' RPC Secrets), never read.
+        for rule in doc["rules"].as_array().unwrap() {
+            if rule["resources"].to_string().contains("secrets") {
+                let verbs = rule["verbs"].to_string();
+                for read in ["\"get\"", "\"list\"", "\"watch\""] {
+                    assert!(!verbs.contains(read), "{}: {text}", describe(&doc));
+                }
+            }
+        }
         for rule in doc["rules"].as_array().unwrap() {
             let verbs = rule["verbs"].as_array().unwrap();
             if verbs.iter().any(|v| v == "create") {
@@ -909,7 +929,7 @@ fn rbac_has_no_wildcards_no_secrets_and_creates_only_policies_and_leases() {
                 assert!(
                     resources
                         .iter()
-                        .all(|r| matches!(*r, "ciliumnetworkpolicies" | "leases")),
+                        .all(|r| matches!(*r, "ciliumnetworkpolicies" | "secrets" | "leases")),
                     "{}: create on {resources:?}",
                     describe(&doc)
                 );
@@ -1232,6 +1252,8 @@ fn the_webhook_rules_route_exactly_what_sparkward_handles() {
         ("", "v1", "pods/attach", &["CONNECT"]),
         ("", "v1", "pods/portforward", &["CONNECT"]),
         ("", "v1", "serviceaccounts/token", &["CREATE"]),
+        // Jobs' RPC Secrets only (an objectSelector on managed-by=sparkward).
+        ("", "v1", "secrets", CUD),
         ("", "v1", "configmaps", CREATE_UPDATE),
         ("cilium.io", "v2", "ciliumnetworkpolicies", CUD),
         // Kubernetes NetworkPolicies add allowed traffic too: guarded like unmanaged CNPs.
@@ -1352,7 +1374,14 @@ fn only_the_policy_and_pod_status_webhooks_skip_requests_and_only_their_exempt_o
             );
             continue;
         }
-        if !cnp {
+        let secrets = h.rules.iter().any(|r| {
+            r.resources
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .any(|x| x == "secrets")
+        });
+        if !cnp && !secrets {
             assert!(h.match_conditions.is_empty(), "{}", h.name);
             continue;
         }

@@ -54,6 +54,7 @@ fn mk_job(request_uid: &str) -> JobIdentity {
             token_id: Some(format!("jti-{request_uid}")),
             scopes: vec!["data:read:postgres-main".into()],
         },
+        security: None,
     }
 }
 

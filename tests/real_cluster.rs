@@ -482,10 +482,15 @@ async fn a_token_copied_into_spark_conf_is_scrubbed_and_one_in_an_env_var_is_den
     // (managedFields still lists the keys the request set, the property names among them,
     // but no value.)
     assert!(!text.contains(signature(&token)), "token stored: {text}");
-    assert_eq!(
-        stored["spec"]["sparkConf"],
-        json!({"spark.app.name": "etl"})
+    // The user's own property is kept, the token properties are gone, and the namespace's
+    // Spark security profile added its properties.
+    let conf = stored["spec"]["sparkConf"].as_object().unwrap();
+    assert_eq!(conf["spark.app.name"], "etl");
+    assert!(
+        conf.keys().all(|k| !k.contains("submitter-token")),
+        "{conf:?}"
     );
+    assert_eq!(conf["spark.authenticate"], "true");
     assert_eq!(w.policies().await.len(), 1);
 
     // A copy sparkward cannot scrub is denied, naming the field, before any policy exists.

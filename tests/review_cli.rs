@@ -37,7 +37,12 @@ fn assert_shape(doc: &Value) {
     let keys: Vec<&String> = doc.as_object().unwrap().keys().collect();
     assert_eq!(
         keys,
-        vec!["admissionReview", "ciliumNetworkPolicies", "patchedObject"]
+        vec![
+            "admissionReview",
+            "ciliumNetworkPolicies",
+            "patchedObject",
+            "secrets"
+        ]
     );
     assert_eq!(doc["admissionReview"]["apiVersion"], "admission.k8s.io/v1");
     assert_eq!(doc["admissionReview"]["kind"], "AdmissionReview");

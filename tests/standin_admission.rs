@@ -1337,10 +1337,15 @@ async fn a_token_copied_into_spark_conf_and_last_applied_is_stored_nowhere() {
         assert!(!text.contains(signature(&token)), "{text}");
         assert!(!text.contains("sparkward.io/submitter-token"), "{text}");
     }
-    assert_eq!(
-        stored["spec"]["sparkConf"],
-        json!({ "spark.app.name": "etl" })
+    // The user's own property is kept, the token properties are gone, and the namespace's
+    // Spark security profile added its properties.
+    let conf = stored["spec"]["sparkConf"].as_object().unwrap();
+    assert_eq!(conf["spark.app.name"], "etl");
+    assert!(
+        conf.keys().all(|k| !k.contains("submitter-token")),
+        "{conf:?}"
     );
+    assert_eq!(conf["spark.authenticate"], "true");
     let last: Value = serde_json::from_str(
         stored["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
             .as_str()

@@ -173,6 +173,7 @@ pub fn job() -> JobIdentity {
             token_id: Some("bench-admitted".into()),
             scopes: SCOPES.split(' ').map(String::from).collect(),
         },
+        security: None,
     }
 }
 

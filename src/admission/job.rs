@@ -15,7 +15,8 @@ use json_patch::PatchOperation;
 use crate::admission::decode::{Operation, Request};
 use crate::admission::no_identity;
 use crate::admission::review::{Allowed, Ctx, Decided, Facts, Mode, Pipeline};
-use crate::core::decision::{JobIdentity, Reason, Submitter, spark_role};
+use crate::config::SparkProfile;
+use crate::core::decision::{JobIdentity, JobSecurity, Reason, Submitter, spark_role};
 use crate::core::hardening::{Findings, Loc, Violation};
 use crate::core::identity::{IdentityError, requester_identity};
 use crate::core::labels::{self, JOB_ID_LABEL, PREFIX, STAMP_ANNOTATION};
@@ -25,6 +26,7 @@ use crate::core::mutation::{
 use crate::core::objects::{Meta, SparkAppSpec};
 use crate::core::ownership::{self, Action, JobObject, Refusal, Requester, Trusted};
 use crate::core::policy::{PolicyError, PolicyInput, render_policy};
+use crate::core::spark::{RPC_SECRET_BYTES, RpcSecret};
 use crate::core::stamp::{self, Binding, BoundName, Opened, Source, StampError};
 use crate::telemetry::OutcomeLabels;
 
@@ -237,6 +239,58 @@ impl Pipeline {
         Ok((submitter, Source::Token))
     }
 
+    /// The Spark security a new job in `namespace` gets: the profile its namespace label names
+    /// (or the default one).
+    pub(super) async fn job_security(&self, namespace: &str) -> Result<JobSecurity, Reason> {
+        let spark = &self.config.spark;
+        let labels = self
+            .lookup
+            .namespace_labels(namespace)
+            .await
+            .map_err(|e| lookup_failed("Namespace", "", namespace, e))?
+            .unwrap_or_default();
+        let name = labels
+            .get(&spark.profile_label)
+            .cloned()
+            .unwrap_or_else(|| spark.default_profile.clone());
+        let profile = spark.profiles.get(&name).ok_or_else(|| {
+            Reason::Unavailable(format!(
+                "namespace {namespace} selects the Spark security profile '{name}' (label {}), \
+                 which sparkward's configuration does not define: ask the platform team to fix \
+                 the label or add the profile (spark.profiles)",
+                spark.profile_label
+            ))
+        })?;
+        Ok(JobSecurity {
+            profile: name,
+            rpc_secret: profile.rpc_secret,
+        })
+    }
+
+    /// The profile a job was admitted under, as configured now; `None` for jobs from before
+    /// profiles. A profile removed from the configuration since is a denial: the job's
+    /// settings can no longer be checked.
+    pub(super) fn profile_of<'c>(
+        &'c self,
+        job: &JobIdentity,
+    ) -> Result<Option<&'c SparkProfile>, Reason> {
+        let Some(security) = &job.security else {
+            return Ok(None);
+        };
+        self.config
+            .spark
+            .profiles
+            .get(&security.profile)
+            .map(Some)
+            .ok_or_else(|| {
+                Reason::Unavailable(format!(
+                    "job {} was admitted under the Spark security profile '{}', which \
+                     sparkward's configuration no longer defines: ask the platform team",
+                    job.job_id, security.profile
+                ))
+            })
+    }
+
     /// The allowed answer for a job's object: a new job's policy is applied first.
     pub(super) async fn allow_job(
         &self,
@@ -247,11 +301,53 @@ impl Pipeline {
         patch: Vec<PatchOperation>,
     ) -> Decided {
         let warnings = if new_job {
-            self.apply_policy(ctx, job, namespace).await?
+            let warnings = self.apply_policy(ctx, job, namespace).await?;
+            // After the policy: a Secret whose policy failed would have no owner to be reaped
+            // with (the lifecycle controller finds a job's Secret through its policy).
+            self.create_rpc_secret(ctx, job, namespace).await?;
+            warnings
         } else {
             Vec::new()
         };
         Ok(Allowed { patch, warnings })
+    }
+
+    /// A new job's RPC Secret (when its profile asks for one): 256 fresh random bits, created
+    /// before answering unless this is a dry run.
+    async fn create_rpc_secret(
+        &self,
+        ctx: &mut Ctx<'_>,
+        job: &JobIdentity,
+        namespace: &str,
+    ) -> Result<(), Reason> {
+        let Some(name) = job.rpc_secret() else {
+            return Ok(());
+        };
+        let mut data = vec![0u8; RPC_SECRET_BYTES];
+        getrandom::fill(&mut data).map_err(|e| {
+            Reason::Unavailable(format!(
+                "sparkward could not draw the job's RPC secret ({e}); nothing was admitted, \
+                 retry shortly"
+            ))
+        })?;
+        let secret = RpcSecret {
+            namespace: namespace.to_string(),
+            name,
+            job_id: job.job_id.clone(),
+            user_label: job.user_label(),
+            data,
+        };
+        if !ctx.req.is_dry_run() {
+            self.secrets
+                .create(&secret)
+                .await
+                .map_err(|e| Reason::PolicyApply {
+                    code: e.code(),
+                    message: e.to_string(),
+                })?;
+        }
+        ctx.secrets.push(secret);
+        Ok(())
     }
 
     /// Renders the job's policy and, unless this is a dry run, applies it before answering.

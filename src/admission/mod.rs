@@ -18,6 +18,7 @@ mod pod;
 pub mod respond;
 pub mod review;
 mod scheduled;
+mod secret;
 mod spark_app;
 pub mod store;
 mod token_request;
@@ -112,9 +113,17 @@ pub trait Lookup: Send + Sync {
         namespace: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<PodInfo>, LookupError>>;
+
+    /// A namespace's labels (its Spark security profile is chosen by one). `Ok(None)`: no such
+    /// namespace.
+    fn namespace_labels<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Option<std::collections::BTreeMap<String, String>>, LookupError>>;
 }
 
 /// What lookups know of a pod: its metadata and `spec.nodeName`.
+
 #[derive(Debug, Clone, Default)]
 pub struct PodInfo {
     pub meta: Meta,

@@ -13,11 +13,12 @@ use crate::admission::review::{
     require_namespace, unsupported,
 };
 use crate::core::decision::{JobIdentity, Reason, spark_role};
-use crate::core::hardening::{Loc, Violation};
+use crate::core::hardening::{Findings, Loc, Violation};
 use crate::core::labels::{JOB_ID_LABEL, SPARK_APP_NAME_LABEL, SPARK_ROLE_LABEL, STAMP_ANNOTATION};
 use crate::core::mutation::{finish, inspect_pod, plan_metadata};
 use crate::core::objects::{Meta, Pod};
 use crate::core::ownership::{Action, JobObject};
+use crate::core::spark::{auth_secret_in_env, inspect_rpc_mount};
 use crate::core::stamp::Source;
 
 const KIND: &str = "Pod";
@@ -154,9 +155,23 @@ async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, pod: Pod) -> Decided {
     }
     let mut ops = plan_metadata(&pod.metadata, &stamp, p.token_annotation());
     ops.extend(p.scrub_token_copies(ctx, &pod.metadata)?);
-    let patch =
-        finish(inspect_pod(&pod, &p.config.hardening, None), ops).map_err(Reason::Hardening)?;
+    let mut findings = inspect_pod(&pod, &p.config.hardening, None);
+    spark_pod_security(&job, &pod, &mut findings);
+    let patch = finish(findings, ops).map_err(Reason::Hardening)?;
     p.allow_job(ctx, &job, namespace, new_job, patch).await
+}
+
+/// A job with its own RPC secret: its Spark pods mount it, and no pod of it carries the
+/// secret in clear (`_SPARK_AUTH_SECRET`, which Spark sets only when it generated the secret
+/// itself because the secret file property did not reach the driver).
+fn spark_pod_security(job: &JobIdentity, pod: &Pod, findings: &mut Findings) {
+    let Some(secret) = job.rpc_secret() else {
+        return;
+    };
+    findings.weaker.extend(auth_secret_in_env(pod));
+    if spark_role(&pod.metadata).is_some() {
+        inspect_rpc_mount(pod, &secret, findings);
+    }
 }
 
 /// The job a new pod belongs to, whether this request starts it, and where the identity comes
@@ -273,6 +288,7 @@ async fn pod_job(
         job: JobIdentity {
             job_id: p.new_job_id(ctx, "job-id")?,
             submitter,
+            security: Some(p.job_security(namespace).await?),
         },
         new_job: true,
         source: Some(source),
@@ -349,7 +365,9 @@ async fn validate_create(p: &Pipeline, ctx: &mut Ctx<'_>, pod: &Pod) -> Result<(
     if !claims.is_empty() {
         return Err(Reason::Spoofing(claims));
     }
-    p.require_hardened(inspect_pod(pod, &p.config.hardening, None))
+    let mut findings = inspect_pod(pod, &p.config.hardening, None);
+    spark_pod_security(&job, pod, &mut findings);
+    p.require_hardened(findings)
 }
 
 /// A driver that inherits a SparkApplication's job must, as finally stored, be controlled by

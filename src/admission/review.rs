@@ -16,15 +16,16 @@ use serde_json::value::RawValue;
 
 use crate::admission::decode::{self, DecodeError, Request};
 use crate::admission::respond::Response;
-use crate::admission::store::PolicyStore;
+use crate::admission::store::{PolicyStore, SecretStore};
 use crate::admission::{
-    Keyring, Lookup, Verifier, configmap, connect, network_policy, pod, scheduled, spark_app,
-    token_request,
+    Keyring, Lookup, Verifier, configmap, connect, network_policy, pod, scheduled, secret,
+    spark_app, token_request,
 };
 use crate::config::Config;
 use crate::core::cilium::CiliumNetworkPolicy;
 use crate::core::decision::{Reason, Submitter};
 use crate::core::objects::Pod;
+use crate::core::spark::RpcSecret;
 use crate::telemetry::Metrics;
 
 pub(super) const SPARK_GROUP: &str = "sparkoperator.k8s.io";
@@ -81,6 +82,8 @@ pub struct Outcome {
     pub decision: Result<Allowed, Reason>,
     /// The job policy rendered by this review (applied unless dry run).
     pub policies: Vec<CiliumNetworkPolicy>,
+    /// The job's RPC Secret made by this review (created unless dry run).
+    pub secrets: Vec<RpcSecret>,
 }
 
 impl Outcome {
@@ -212,6 +215,8 @@ pub struct Pipeline {
     pub verifier: Arc<dyn Verifier>,
     pub lookup: Arc<dyn Lookup>,
     pub policies: Arc<dyn PolicyStore>,
+    /// Where new jobs' RPC Secrets are created.
+    pub secrets: Arc<dyn SecretStore>,
     /// The keys admission stamps are made and checked with (shared by all replicas).
     pub stamp_keys: Keyring,
     /// Stage timings (token verification, policy apply); `None` offline.
@@ -226,6 +231,7 @@ pub(super) struct Ctx<'r> {
     pub(super) mode: Mode,
     pub(super) facts: Facts,
     pub(super) policies: Vec<CiliumNetworkPolicy>,
+    pub(super) secrets: Vec<RpcSecret>,
 }
 
 impl Pipeline {
@@ -244,6 +250,7 @@ impl Pipeline {
                     },
                     decision: Err(Reason::Malformed(message)),
                     policies: Vec::new(),
+                    secrets: Vec::new(),
                 });
             }
         };
@@ -262,6 +269,7 @@ impl Pipeline {
             req: &req,
             mode,
             policies: Vec::new(),
+            secrets: Vec::new(),
         };
         let decision = match self.lookup.available() {
             Err(why) => Err(Reason::Unavailable(format!(
@@ -274,6 +282,7 @@ impl Pipeline {
             facts: ctx.facts,
             decision,
             policies: ctx.policies,
+            secrets: ctx.secrets,
         })
     }
 
@@ -298,7 +307,8 @@ impl Pipeline {
             (SPARK_GROUP, "SparkApplication") => spark_app::review(self, ctx).await,
             (SPARK_GROUP, "ScheduledSparkApplication") => scheduled::review(self, ctx).await,
             ("", "Pod") => pod::review(self, ctx).await,
-            ("", "ConfigMap") => configmap::review(self, ctx),
+            ("", "ConfigMap") => configmap::review(self, ctx).await,
+            ("", "Secret") => secret::review(self, ctx),
             (CILIUM_GROUP, "CiliumNetworkPolicy") => network_policy::review(self, ctx),
             ("networking.k8s.io", "NetworkPolicy") => network_policy::review(self, ctx),
             _ => Err(unsupported(ctx.req)),

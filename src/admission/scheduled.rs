@@ -11,6 +11,7 @@ use crate::admission::review::{
     Ctx, Decided, Mode, Pipeline, check_spark_version, parse_object, parse_old_object, pass,
     require_namespace, unsupported,
 };
+use crate::admission::spark_app::spark_security;
 use crate::core::decision::{JobIdentity, Reason, Submitter, schedule_stamp};
 use crate::core::hardening::{Loc, Violation};
 use crate::core::labels::{self, SCHEDULE_ID_ANNOTATION, STAMP_ANNOTATION};
@@ -71,11 +72,12 @@ fn schedule_job(app: &ScheduledSparkApplication) -> Option<JobIdentity> {
     Some(JobIdentity {
         job_id: id.to_string(),
         submitter: Submitter::from_annotations(&app.metadata)?,
+        security: None,
     })
 }
 
 async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: ScheduledSparkApplication) -> Decided {
-    require_namespace(ctx.req)?;
+    let namespace = require_namespace(ctx.req)?;
     let reinvoked = p.open_stamp(ctx, &app.metadata, KIND)?.is_some();
     let mut source = Source::Token;
     let (submitter, schedule_id) = if reinvoked {
@@ -142,11 +144,16 @@ async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: ScheduledSparkAppli
     }
     let mut ops = plan_metadata(&app.metadata, &stamp, p.token_annotation());
     ops.extend(p.scrub_token_copies(ctx, &app.metadata)?);
-    let patch = finish(
-        inspect_app_spec(&template_loc, template, &p.config.hardening),
-        ops,
-    )
-    .map_err(Reason::Hardening)?;
+    let mut findings = inspect_app_spec(&template_loc, template, &p.config.hardening);
+    // The template gets the Spark security of the namespace's profile too; each run is
+    // checked again (and gets its own RPC Secret) when spark-operator creates it.
+    let as_job = JobIdentity {
+        job_id: schedule_id.clone(),
+        submitter: submitter.clone(),
+        security: Some(p.job_security(namespace).await?),
+    };
+    spark_security(p, &as_job, &template_loc, template, &mut findings)?;
+    let patch = finish(findings, ops).map_err(Reason::Hardening)?;
     Ok(crate::admission::review::Allowed {
         patch,
         warnings: Vec::new(),

@@ -16,13 +16,14 @@ use crate::admission::review::{
     require_namespace, unsupported,
 };
 use crate::core::decision::{JobIdentity, Reason, Submitter};
-use crate::core::hardening::Loc;
+use crate::core::hardening::{Findings, Loc};
 use crate::core::labels::{self, PREFIX, SCHEDULE_ID_ANNOTATION};
 use crate::core::mutation::{
     Stamp, conflicting_claims, finish, inspect_app_spec, plan_metadata, plan_spark_pod_labels,
 };
-use crate::core::objects::{Meta, SparkApplication};
+use crate::core::objects::{Meta, SparkAppSpec, SparkApplication};
 use crate::core::ownership::{Action, JobObject};
+use crate::core::spark::{enforced_properties, inspect_spark_conf};
 use crate::core::stamp::Source;
 
 const KIND: &str = "SparkApplication";
@@ -87,6 +88,7 @@ async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: SparkApplication) -
         let job = JobIdentity {
             job_id: p.new_job_id(ctx, "job-id")?,
             submitter,
+            security: Some(p.job_security(namespace).await?),
         };
         (job, true, source)
     };
@@ -148,12 +150,31 @@ async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: SparkApplication) -
         &app.spec,
         &spec_stamp.labels,
     ));
-    let patch = finish(
-        inspect_app_spec(&spec_loc, &app.spec, &p.config.hardening),
-        ops,
-    )
-    .map_err(Reason::Hardening)?;
+    let mut findings = inspect_app_spec(&spec_loc, &app.spec, &p.config.hardening);
+    spark_security(p, &job, &spec_loc, &app.spec, &mut findings)?;
+    let patch = finish(findings, ops).map_err(Reason::Hardening)?;
     p.allow_job(ctx, &job, namespace, new_job, patch).await
+}
+
+/// The Spark properties the job's profile enforces, in the application's `sparkConf`.
+pub(super) fn spark_security(
+    p: &Pipeline,
+    job: &JobIdentity,
+    spec_loc: &Loc,
+    spec: &SparkAppSpec,
+    findings: &mut Findings,
+) -> Result<(), Reason> {
+    if let (Some(profile), Some(security)) = (p.profile_of(job)?, &job.security) {
+        let enforced = enforced_properties(profile, job);
+        inspect_spark_conf(
+            spec_loc,
+            spec.spark_conf.as_ref(),
+            &enforced,
+            &security.profile,
+            findings,
+        );
+    }
+    Ok(())
 }
 
 /// For a SparkApplication created by spark-operator from a ScheduledSparkApplication: the
@@ -244,11 +265,10 @@ fn validate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: &SparkApplication) -> R
     if !claims.is_empty() {
         return Err(Reason::Spoofing(claims));
     }
-    p.require_hardened(inspect_app_spec(
-        &Loc::root().key("spec"),
-        &app.spec,
-        &p.config.hardening,
-    ))
+    let spec_loc = Loc::root().key("spec");
+    let mut findings = inspect_app_spec(&spec_loc, &app.spec, &p.config.hardening);
+    spark_security(p, &job, &spec_loc, &app.spec, &mut findings)?;
+    p.require_hardened(findings)
 }
 
 /// An UPDATE (`sub`: none or `status`): what sparkward set stays, spark-operator's labels
@@ -304,9 +324,10 @@ async fn validate_update(p: &Pipeline, ctx: &mut Ctx<'_>, sub: &str) -> Result<(
     if sub == "status" {
         return Ok(());
     }
-    p.require_hardened(inspect_app_spec(
-        &Loc::root().key("spec"),
-        &new.spec,
-        &p.config.hardening,
-    ))
+    let spec_loc = Loc::root().key("spec");
+    let mut findings = inspect_app_spec(&spec_loc, &new.spec, &p.config.hardening);
+    // An update may not take back the job's Spark security: spark-operator resubmits an
+    // application whose spec changed.
+    spark_security(p, &job, &spec_loc, &new.spec, &mut findings)?;
+    p.require_hardened(findings)
 }

@@ -8,6 +8,13 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use crate::core::cilium::CiliumNetworkPolicy;
+use crate::core::spark::RpcSecret;
+
+/// Where jobs' RPC Secrets go: created once, before the job is admitted; a Secret of that name
+/// that already exists (a retried call of the same request) is left as it is.
+pub trait SecretStore: Send + Sync {
+    fn create<'a>(&'a self, secret: &'a RpcSecret) -> BoxFuture<'a, Result<(), ApplyError>>;
+}
 
 /// Where job policies go. Object-safe so the pipeline can hold an `Arc<dyn PolicyStore>`.
 pub trait PolicyStore: Send + Sync {
@@ -105,9 +112,14 @@ impl ApplyError {
 impl fmt::Display for ApplyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (namespace, name) = self.target();
+        let what = if name.ends_with("-rpc") {
+            "RPC Secret"
+        } else {
+            "CiliumNetworkPolicy"
+        };
         write!(
             f,
-            "the job's CiliumNetworkPolicy {name} in namespace {namespace} could not be created: "
+            "the job's {what} {name} in namespace {namespace} could not be created: "
         )?;
         match self {
             ApplyError::Timeout {

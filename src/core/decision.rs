@@ -12,8 +12,9 @@ use std::fmt;
 use crate::core::hardening::Violation;
 use crate::core::identity::IdentityError;
 use crate::core::labels::{
-    self, ISSUER_ANNOTATION, JOB_ID_LABEL, POLICY_ANNOTATION, ROLE_LABEL, SCHEDULE_ID_ANNOTATION,
-    SCOPES_ANNOTATION, SUBMITTER_ANNOTATION, TOKEN_ID_ANNOTATION, USER_LABEL,
+    self, ISSUER_ANNOTATION, JOB_ID_LABEL, POLICY_ANNOTATION, ROLE_LABEL, RPC_SECRET_ANNOTATION,
+    SCHEDULE_ID_ANNOTATION, SCOPES_ANNOTATION, SPARK_PROFILE_ANNOTATION, SUBMITTER_ANNOTATION,
+    TOKEN_ID_ANNOTATION, USER_LABEL,
 };
 use crate::core::mutation::Stamp;
 use crate::core::objects::Meta;
@@ -72,11 +73,21 @@ impl Submitter {
     }
 }
 
-/// A job: its id and its submitter.
+/// A job: its id, its submitter and the Spark security it was admitted with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobIdentity {
     pub job_id: String,
     pub submitter: Submitter,
+    /// `None` for jobs admitted before Spark security profiles existed.
+    pub security: Option<JobSecurity>,
+}
+
+/// The Spark security a job was admitted with: its profile, and whether it has its own RPC
+/// authentication Secret (`labels::rpc_secret_name`), which every pod of the job mounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSecurity {
+    pub profile: String,
+    pub rpc_secret: bool,
 }
 
 impl JobIdentity {
@@ -86,10 +97,37 @@ impl JobIdentity {
             .label(JOB_ID_LABEL)
             .filter(|id| labels::is_job_id(id))?;
         let submitter = Submitter::from_annotations(meta)?;
+        let security = match (
+            meta.annotation(SPARK_PROFILE_ANNOTATION),
+            meta.annotation(RPC_SECRET_ANNOTATION),
+        ) {
+            (None, None) => None,
+            (Some(profile), secret) if !profile.is_empty() => {
+                // The secret's name follows from the job id; anything else was not written by
+                // sparkward (and the validating webhook forbids edits).
+                if secret.is_some_and(|s| s != labels::rpc_secret_name(job_id)) {
+                    return None;
+                }
+                Some(JobSecurity {
+                    profile: profile.to_string(),
+                    rpc_secret: secret.is_some(),
+                })
+            }
+            _ => return None,
+        };
         Some(Self {
             job_id: job_id.to_string(),
             submitter,
+            security,
         })
+    }
+
+    /// The job's RPC authentication Secret, if it has one.
+    pub fn rpc_secret(&self) -> Option<String> {
+        self.security
+            .as_ref()
+            .filter(|s| s.rpc_secret)
+            .map(|_| labels::rpc_secret_name(&self.job_id))
     }
 
     pub fn user_label(&self) -> String {
@@ -118,6 +156,12 @@ impl JobIdentity {
         let mut annotations = BTreeMap::new();
         self.submitter.annotate(&mut annotations);
         annotations.insert(POLICY_ANNOTATION, self.policy_name());
+        if let Some(security) = &self.security {
+            annotations.insert(SPARK_PROFILE_ANNOTATION, security.profile.clone());
+            if let Some(secret) = self.rpc_secret() {
+                annotations.insert(RPC_SECRET_ANNOTATION, secret);
+            }
+        }
         Stamp {
             labels,
             annotations,
@@ -285,6 +329,7 @@ mod tests {
         let job = JobIdentity {
             job_id: labels::job_id_for_test("uid-1"),
             submitter: submitter(),
+            security: None,
         };
         let stamp = job.stamp(Some("driver"));
         let meta = Meta {
@@ -313,6 +358,7 @@ mod tests {
         let job = JobIdentity {
             job_id: labels::job_id_for_test("uid-1"),
             submitter: submitter(),
+            security: None,
         };
         let stamp = job.stamp(None);
         let mut labels: BTreeMap<String, String> = stamp
@@ -361,6 +407,7 @@ mod tests {
         let job = JobIdentity {
             job_id: labels::job_id_for_test("uid-1"),
             submitter: submitter(),
+            security: None,
         };
         let old = labels::legacy_user_label("alice@example.com");
         assert_ne!(old, job.user_label());

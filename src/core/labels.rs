@@ -22,6 +22,10 @@ pub const POLICY_ANNOTATION: &str = "sparkward.io/policy";
 pub const SCHEDULE_ID_ANNOTATION: &str = "sparkward.io/schedule-id";
 /// The HMAC stamp the mutating webhook writes next to an identity (see `core::stamp`).
 pub const STAMP_ANNOTATION: &str = "sparkward.io/stamp";
+/// On a job's objects: the Spark security profile the job was admitted under.
+pub const SPARK_PROFILE_ANNOTATION: &str = "sparkward.io/spark-profile";
+/// On a job's objects: the name of the job's RPC authentication Secret, when it has one.
+pub const RPC_SECRET_ANNOTATION: &str = "sparkward.io/rpc-secret";
 pub const ENFORCE_LABEL: &str = "sparkward.io/enforce";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "sparkward";
@@ -89,6 +93,34 @@ pub fn is_job_id(value: &str) -> bool {
 /// Name of the CiliumNetworkPolicy of a job.
 pub fn policy_name(job_id: &str) -> String {
     format!("sparkward-{job_id}")
+}
+
+/// Whether `key` is a valid Kubernetes label key: an optional DNS-subdomain prefix and `/`,
+/// then a non-empty name of at most 63 characters with a label value's syntax.
+pub fn is_label_key(key: &str) -> bool {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    let prefix_ok = prefix.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 253
+            && p.split('.').all(|part| {
+                !part.is_empty()
+                    && part.len() <= 63
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && !part.starts_with('-')
+                    && !part.ends_with('-')
+            })
+    });
+    prefix_ok && !name.is_empty() && is_label_value(name)
+}
+
+/// Name of the RPC authentication Secret of a job.
+pub fn rpc_secret_name(job_id: &str) -> String {
+    format!("sparkward-{job_id}-rpc")
 }
 
 /// Whether `value` is a valid Kubernetes label value: at most 63 characters, alphanumerics with

@@ -13,5 +13,6 @@ pub mod mutation;
 pub mod objects;
 pub mod ownership;
 pub mod policy;
+pub mod spark;
 pub mod stamp;
 pub mod tokens;

@@ -60,9 +60,18 @@ pub struct OwnerRef {
 #[serde(rename_all = "camelCase", default)]
 pub struct Container {
     pub name: String,
+    /// Only the names matter (Spark's `_SPARK_AUTH_SECRET` must not be there).
+    pub env: Vec<EnvVar>,
     pub security_context: Option<SecurityContext>,
     pub volume_mounts: Vec<VolumeMount>,
     pub ports: Vec<ContainerPort>,
+}
+
+/// An environment variable of a container: its name (values are not read).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct EnvVar {
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -85,6 +94,8 @@ pub struct ContainerPort {
 pub struct Volume {
     pub name: String,
     pub sources: Vec<String>,
+    /// `secret.secretName` of a Secret volume.
+    pub secret_name: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for Volume {
@@ -100,6 +111,17 @@ impl<'de> Deserialize<'de> for Volume {
                 while let Some(key) = map.next_key::<String>()? {
                     if key == "name" {
                         volume.name = map.next_value()?;
+                    } else if key == "secret" {
+                        #[derive(Deserialize, Default)]
+                        #[serde(rename_all = "camelCase", default)]
+                        struct SecretSource {
+                            secret_name: Option<String>,
+                        }
+                        let source: Option<SecretSource> = map.next_value()?;
+                        if let Some(source) = source {
+                            volume.secret_name = source.secret_name;
+                            volume.sources.push(key);
+                        }
                     } else {
                         // `hostPath: null` sets nothing; only a present source counts. The body
                         // is skipped without building a JSON tree (that was ~17 % of a pod

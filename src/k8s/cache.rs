@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DynamicObject, PartialObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -40,18 +40,21 @@ pub struct KubeLookup {
     pods: Store<Pod>,
     apps: MetaStore<DynamicObject>,
     scheduled: MetaStore<DynamicObject>,
-    synced: Arc<[AtomicBool; 3]>,
+    namespaces: MetaStore<Namespace>,
+    synced: Arc<[AtomicBool; 4]>,
     reachable: Arc<AtomicBool>,
 }
 
 const PODS: usize = 0;
 const APPS: usize = 1;
 const SCHEDULED: usize = 2;
+const NAMESPACES: usize = 3;
 
 impl KubeLookup {
     /// Starts the reflectors (on the current tokio runtime) and returns the lookup.
     pub fn start(client: Client, shutdown: CancellationToken) -> Self {
         let synced = Arc::new([
+            AtomicBool::new(false),
             AtomicBool::new(false),
             AtomicBool::new(false),
             AtomicBool::new(false),
@@ -80,6 +83,14 @@ impl KubeLookup {
             SCHEDULED,
             shutdown.clone(),
         );
+        let namespaces = spawn_reflector::<Namespace>(
+            Api::all(client.clone()),
+            (),
+            watcher::Config::default(),
+            synced.clone(),
+            NAMESPACES,
+            shutdown.clone(),
+        );
         let reachable = Arc::new(AtomicBool::new(false));
         spawn_reachability(client.clone(), reachable.clone(), shutdown);
         Self {
@@ -87,6 +98,7 @@ impl KubeLookup {
             pods,
             apps,
             scheduled,
+            namespaces,
             synced,
             reachable,
         }
@@ -171,7 +183,7 @@ fn spawn_reachability(client: Client, reachable: Arc<AtomicBool>, shutdown: Canc
 fn spawn_pod_reflector(
     api: Api<Pod>,
     config: watcher::Config,
-    synced: Arc<[AtomicBool; 3]>,
+    synced: Arc<[AtomicBool; 4]>,
     shutdown: CancellationToken,
 ) -> Store<Pod> {
     let writer = reflector::store::Writer::<Pod>::default();
@@ -231,7 +243,7 @@ fn spawn_reflector<K>(
     api: Api<PartialObjectMeta<K>>,
     dyntype: K::DynamicType,
     config: watcher::Config,
-    synced: Arc<[AtomicBool; 3]>,
+    synced: Arc<[AtomicBool; 4]>,
     which: usize,
     shutdown: CancellationToken,
 ) -> MetaStore<K>
@@ -297,6 +309,24 @@ where
 }
 
 impl Lookup for KubeLookup {
+    fn namespace_labels<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Option<std::collections::BTreeMap<String, String>>, LookupError>>
+    {
+        Box::pin(async move {
+            // Namespaces exist long before jobs are submitted into them: the synced cache is
+            // the answer (reviews are denied while caches are not synced).
+            if !self.synced[NAMESPACES].load(Ordering::Relaxed) {
+                return Err(LookupError("the namespace cache is not synced yet".into()));
+            }
+            Ok(self
+                .namespaces
+                .get(&ObjectRef::new(namespace))
+                .map(|n| n.metadata.labels.clone().unwrap_or_default()))
+        })
+    }
+
     fn available(&self) -> Result<(), String> {
         if !self.is_reachable() {
             return Err("the Kubernetes API server is not reachable".into());

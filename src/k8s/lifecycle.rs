@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{
@@ -35,7 +36,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LifecycleConfig;
-use crate::core::labels::{JOB_ID_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::core::labels::{self, JOB_ID_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::core::lifecycle::{
     Action, JobObject, LifecycleInput, ManagedPolicy, Owner, TerminalClock, plan_lifecycle,
 };
@@ -368,7 +369,45 @@ impl Inner {
         Api::namespaced_with(self.client.clone(), namespace, &policy::api_resource())
     }
 
+    /// A job's RPC Secret follows its policy: adopted by the same owner, deleted with it. It is
+    /// acted on first, so a failure leaves the policy's action to be planned (and the Secret's
+    /// retried) on the next tick. sparkward never reads Secrets (no get or list): a job without
+    /// a Secret answers 404, which is done.
+    async fn apply_to_secret(&self, action: &Action) -> Result<(), String> {
+        let p = action.policy();
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &p.namespace);
+        let name = labels::rpc_secret_name(&p.job_id);
+        let result = match action {
+            Action::Adopt { owner, .. } => {
+                let patch = json!({"metadata": {"ownerReferences": [{
+                    "apiVersion": owner.api_version, "kind": owner.kind,
+                    "name": owner.name, "uid": owner.uid,
+                    "controller": false, "blockOwnerDeletion": false,
+                }]}});
+                let params = PatchParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..PatchParams::default()
+                };
+                api.patch(&name, &params, &Patch::Merge(&patch))
+                    .await
+                    .map(|_| ())
+            }
+            Action::Delete { .. } => api
+                .delete(&name, &DeleteParams::default())
+                .await
+                .map(|_| ()),
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(format!("the job's RPC Secret {name}: {}", describe(&e))),
+        }
+    }
+
     async fn apply(&self, action: &Action) -> Outcome {
+        if let Err(e) = self.apply_to_secret(action).await {
+            return Outcome::Failure(e);
+        }
         let p = action.policy();
         let api = self.policies_api(&p.namespace);
         match action {

@@ -7,6 +7,7 @@ pub mod lease;
 pub mod lifecycle;
 pub mod local;
 pub mod policy;
+pub mod secrets;
 pub mod state;
 
 use kube::core::ApiResource;

@@ -161,6 +161,23 @@ impl Lookup for ClusterState {
                 .map(|meta| PodInfo { meta, node_name }))
         })
     }
+
+    /// Namespaces missing from the state file have no labels (the default profile applies),
+    /// as local mode and offline reviews have no cluster to ask.
+    fn namespace_labels<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<Option<std::collections::BTreeMap<String, String>>, LookupError>>
+    {
+        Box::pin(async move {
+            Ok(Some(
+                self.meta("Namespace", "default", namespace)?
+                    .or(self.meta("Namespace", "", namespace)?)
+                    .and_then(|m| m.labels)
+                    .unwrap_or_default(),
+            ))
+        })
+    }
 }
 
 #[cfg(test)]
