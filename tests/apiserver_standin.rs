@@ -733,6 +733,44 @@ async fn status_subresource_changes_only_status() {
     assert_eq!(done["status"]["applicationState"]["state"], "COMPLETED");
 }
 
+/// kube-apiserver's pods/status resets only the spec, the deletion timestamp and the
+/// ownerReferences (podStatusStrategy; tests/real_cluster.rs sees sparkward refuse a label
+/// change made through it): labels and annotations go through.
+#[tokio::test]
+async fn pod_status_subresource_writes_status_and_metadata_but_not_spec_or_owners() {
+    let api = FakeApiServer::start().await;
+    let pods: Api<Pod> = Api::default_namespaced(api.client());
+    pods.create(
+        &PostParams::default(),
+        &mk_pod("driver", json!({ "a": "1" })),
+    )
+    .await
+    .unwrap();
+    let patched = pods
+        .patch_status(
+            "driver",
+            &PatchParams::default(),
+            &Patch::Merge(json!({
+                "metadata": { "labels": { "a": "2" }, "annotations": { "note": "x" },
+                    "ownerReferences": [{ "apiVersion": "v1", "kind": "Pod", "name": "other",
+                        "uid": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0" }] },
+                "spec": { "containers": [{ "name": "spark", "image": "evil:1" }] },
+                "status": { "phase": "Running" },
+            })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.status.unwrap().phase.as_deref(), Some("Running"));
+    let meta = &patched.metadata;
+    assert_eq!(meta.labels.as_ref().unwrap()["a"], "2");
+    assert_eq!(meta.annotations.as_ref().unwrap()["note"], "x");
+    assert!(meta.owner_references.is_none(), "{meta:?}");
+    assert_eq!(
+        patched.spec.unwrap().containers[0].image.as_deref(),
+        Some("spark:3.5.3")
+    );
+}
+
 #[tokio::test]
 async fn pods_need_containers_and_a_namespace_that_exists() {
     let api = FakeApiServer::start().await;

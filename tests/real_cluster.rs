@@ -42,7 +42,7 @@ use support::cluster::{
     Identity, Installed, RealCluster, SparkwardSetup, TestNamespace, api, api_of, create,
     rejection, to_json, wait_for,
 };
-use support::scenario::{Idp, mk_spark_app};
+use support::scenario::{Idp, JOB_ADMIN_GROUP, JOB_ADMIN_USER, JOB_ADMINS_YAML, mk_spark_app};
 use support::testhook::{Answer, TestHook};
 
 /// The scenario config plus a short end grace, so a completed job's policy goes quickly.
@@ -63,8 +63,10 @@ struct World {
 
 async fn world(prefix: &str) -> Option<World> {
     let cluster = RealCluster::shared().await?;
+    // Job administrators (`JOB_ADMINS_YAML`) for the tenant-isolation cases; nobody else here
+    // acts under their names.
     let sw = cluster
-        .sparkward(&SparkwardSetup::with_config(EXTRA_CONFIG))
+        .sparkward(&SparkwardSetup::with_config(EXTRA_CONFIG).with_identity(JOB_ADMINS_YAML))
         .await;
     let ns = cluster.enforced_namespace(prefix).await;
     let alice = cluster.client_as(&ns.tenant("oidc:alice").await).await;
@@ -144,14 +146,18 @@ fn denied_by(result: Result<Value, kube::Error>, webhook: &str) -> String {
     message
 }
 
-/// The driver pod spark-operator creates for `app`: named `<app>-driver`, the application's
-/// driver labels plus spark-operator's, controlled by the application.
+/// The driver pod spark-operator (v2.4 and later) creates for `app`: named `<app>-driver`, the
+/// application's driver labels plus Spark's and spark-operator's, controlled by the
+/// application (name and uid).
 fn mk_driver_pod(app: &Value) -> Value {
     let name = app["metadata"]["name"].as_str().unwrap();
     let mut labels = app["spec"]["driver"]["labels"].clone();
     labels["spark-role"] = json!("driver");
+    labels["spark-app-name"] = json!(name);
+    labels["spark-app-selector"] = json!("spark-0f6e1b6c2d3a4e5f");
     labels["sparkoperator.k8s.io/app-name"] = json!(name);
     labels["sparkoperator.k8s.io/launched-by-spark-operator"] = json!("true");
+    labels["sparkoperator.k8s.io/submission-id"] = json!("7a1f3c4e-5b6d-4e8f-9a0b-1c2d3e4f5a6b");
     json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
@@ -1485,6 +1491,946 @@ async fn real_api_server_refuses_an_executors_stamp_replayed_by_another_driver_o
     assert!(message.contains(STAMP_MISMATCH), "{message}");
     assert!(w.get(("v1", "Pod"), "alice-driver-exec-1").await.is_none());
     assert_eq!(w.policies().await.len(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tenant isolation after admission (tests/tenancy.rs has the same cases against the stand-in):
+// who may change, delete, enter or mint tokens for a job's objects, and spark-operator's labels
+// ---------------------------------------------------------------------------------------------
+
+const APP_MUTATE: &str = "sparkapplications.mutate.sparkward.io";
+const APP_VALIDATE: &str = "sparkapplications.validate.sparkward.io";
+const POD_MUTATE: &str = "pods.mutate.sparkward.io";
+const POD_VALIDATE: &str = "pods.validate.sparkward.io";
+const POD_STATUS_VALIDATE: &str = "podstatus.validate.sparkward.io";
+const TOKEN_VALIDATE: &str = "tokenrequests.validate.sparkward.io";
+/// The node pods are bound to here (no kubelet runs: the binding is what the scheduler writes),
+/// and another one.
+const NODE: &str = "node-1";
+const OTHER_NODE: &str = "node-2";
+
+/// The kubelet of `node` as the node authenticator presents it.
+fn kubelet(node: &str) -> Identity {
+    Identity {
+        user: format!("system:node:{node}"),
+        groups: vec!["system:nodes".into()],
+        extra: Default::default(),
+    }
+}
+
+/// A SparkApplication as `client` sees it (its API).
+fn apps_of(client: &Client, w: &World) -> kube::Api<kube::api::DynamicObject> {
+    api(client, SPARK_APP.0, SPARK_APP.1, Some(&w.ns.name))
+}
+
+fn pods_of(client: &Client, w: &World) -> kube::Api<kube::api::DynamicObject> {
+    api(client, "v1", "Pod", Some(&w.ns.name))
+}
+
+/// A ScheduledSparkApplication of `subject` with a valid token.
+fn mk_schedule(w: &World, subject: &str, name: &str) -> Value {
+    json!({
+        "apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "ScheduledSparkApplication",
+        "metadata": {"name": name, "namespace": w.ns.name,
+            "annotations": {"sparkward.io/submitter-token": w.token(subject, "data:read:postgres-main")}},
+        "spec": {"schedule": "@every 1h", "template": mk_spark_app(name, &w.ns.name, "x")["spec"]},
+    })
+}
+
+/// An ownerReference to the SparkApplication `app`.
+fn app_reference(app: &Value, controller: bool) -> Value {
+    json!({"apiVersion": SPARK_APP.0, "kind": SPARK_APP.1, "name": app["metadata"]["name"],
+        "uid": app["metadata"]["uid"], "controller": controller, "blockOwnerDeletion": true})
+}
+
+/// JSON merge of `addition` into `target` (objects merged, everything else replaced).
+fn merge(target: &mut Value, addition: &Value) {
+    match (target, addition) {
+        (Value::Object(t), Value::Object(a)) => {
+            for (k, v) in a {
+                merge(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (t, a) => *t = a.clone(),
+    }
+}
+
+/// The `sparkoperator.k8s.io/` labels of a stored object.
+fn operator_labels(object: &Value) -> Value {
+    let labels = object["metadata"]["labels"].as_object().unwrap();
+    Value::Object(
+        labels
+            .iter()
+            .filter(|(k, _)| k.starts_with("sparkoperator.k8s.io/"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
+}
+
+impl World {
+    /// A client for tenant `user` (the tenant Role in this namespace).
+    async fn tenant(&self, user: &str) -> Client {
+        self.cluster().client_as(&self.ns.tenant(user).await).await
+    }
+
+    /// Grants `user` `rules` in this namespace on top of the tenant Role, so that sparkward,
+    /// not RBAC, decides what the tests try; returns once the authorizer allows the first verb
+    /// of each rule.
+    async fn grant(&self, user: &str, role: &str, rules: Value) {
+        let pp = PostParams::default();
+        let ns = &self.ns.name;
+        let subject = user.replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+        let objects = [
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": role, "namespace": ns}, "rules": rules}),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": format!("{role}-{subject}"), "namespace": ns},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]}),
+        ];
+        for object in objects {
+            match create(&self.admin, &object, &pp).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => panic!("granting {role} to {user}: {e}"),
+            }
+        }
+        for rule in rules.as_array().unwrap() {
+            let resource = rule["resources"][0].as_str().unwrap();
+            let verb = rule["verbs"][0].as_str().unwrap();
+            let group = rule["apiGroups"][0].as_str().unwrap();
+            self.await_rbac(user, group, verb, resource).await;
+        }
+    }
+
+    /// Binds `user` here to the ClusterRole `system:aggregate-to-edit`: the rules Kubernetes
+    /// puts into its built-in `edit` role (aggregated by kube-controller-manager, which these
+    /// tests do not always run), i.e. what a namespace editor may do. Returns once the
+    /// authorizer lets `user` `verb` `resource`.
+    async fn bind_edit_role(&self, user: &str, verb: &str, resource: &str) {
+        let subject = user.replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+        let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": format!("edit-{subject}"), "namespace": self.ns.name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                "name": "system:aggregate-to-edit"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]});
+        create(&self.admin, &binding, &PostParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("binding {user} to the edit rules: {e}"));
+        self.await_rbac(user, "", verb, resource).await;
+    }
+
+    /// Waits until the authorizer lets `user` `verb` `resource` (`pods/eviction` form) of API
+    /// group `group` here.
+    async fn await_rbac(&self, user: &str, group: &str, verb: &str, resource: &str) {
+        let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
+        let review = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+            "spec": {"user": user, "groups": ["system:authenticated"], "resourceAttributes": {
+                "namespace": self.ns.name, "verb": verb, "group": group,
+                "resource": resource, "subresource": subresource}}});
+        wait_for(&format!("RBAC to let {user} {verb} {resource}"), || async {
+            let answer = create(&self.admin, &review, &PostParams::default())
+                .await
+                .ok()?;
+            (answer["status"]["allowed"] == true).then_some(())
+        })
+        .await;
+    }
+
+    /// The message of `result`, a denial by sparkward's `webhook` with reason code `reason`:
+    /// the message says so, and sparkward audited that reason for `name` in this namespace.
+    async fn refused<T: std::fmt::Debug>(
+        &self,
+        result: Result<T, kube::Error>,
+        webhook: &str,
+        name: &str,
+        reason: &str,
+    ) -> String {
+        let (code, message) = rejection(result);
+        assert!(
+            message.contains(&format!(
+                "admission webhook \"{webhook}\" denied the request"
+            )),
+            "expected a denial by {webhook}, got {code}: {message}"
+        );
+        wait_for("sparkward's audit line of the denial", || async {
+            self.sw
+                .audit_lines()
+                .iter()
+                .any(|l| {
+                    l["namespace"] == self.ns.name.as_str()
+                        && l["name"] == name
+                        && l["reason"] == reason
+                        && l["allowed"] == false
+                })
+                .then_some(())
+        })
+        .await;
+        message
+    }
+
+    /// POSTs a CONNECT subresource (`exec`, `attach`, `portforward`) of pod `name` as `client`
+    /// the way kubectl starts one; the API server's error.
+    async fn connect(&self, client: &Client, name: &str, sub: &str, query: &str) -> kube::Error {
+        let request = http::Request::post(format!(
+            "/api/v1/namespaces/{}/pods/{name}/{sub}?{query}",
+            self.ns.name
+        ))
+        .body(Vec::new())
+        .unwrap();
+        client
+            .request_text(request)
+            .await
+            .expect_err("a CONNECT to a pod no kubelet runs cannot succeed")
+    }
+
+    /// Binds pod `name` to `node`, as the scheduler does.
+    async fn bind(&self, name: &str, node: &str) {
+        let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
+        pods_of(&self.admin, self)
+            .create_subresource::<Value, Value>("binding", name, &PostParams::default(), &binding)
+            .await
+            .unwrap_or_else(|e| panic!("binding {name} to {node}: {e}"));
+    }
+
+    /// Evicts pod `name` as `client` (what `kubectl drain` does).
+    async fn evict(&self, client: &Client, name: &str) -> Result<Value, kube::Error> {
+        let eviction = json!({"apiVersion": "policy/v1", "kind": "Eviction",
+            "metadata": {"name": name, "namespace": self.ns.name}});
+        pods_of(client, self)
+            .create_subresource::<Value, Value>("eviction", name, &PostParams::default(), &eviction)
+            .await
+    }
+
+    /// A TokenRequest for the `spark` service account as `client`, bound to `pod` when given.
+    async fn token_request(
+        &self,
+        client: &Client,
+        pod: Option<&Value>,
+    ) -> Result<Value, kube::Error> {
+        let mut spec = json!({"expirationSeconds": 3600});
+        if let Some(pod) = pod {
+            spec["boundObjectRef"] = json!({"apiVersion": "v1", "kind": "Pod",
+                "name": pod["metadata"]["name"], "uid": pod["metadata"]["uid"]});
+        }
+        let request = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": spec});
+        api(client, "v1", "ServiceAccount", Some(&self.ns.name))
+            .create_subresource::<Value, Value>("token", "spark", &PostParams::default(), &request)
+            .await
+    }
+}
+
+/// Asserts that a not_owner denial names the job, its owner (alice), the requester and who may.
+fn names_owner_and_who_may(message: &str, job: &str, requester: &str) {
+    for needle in [
+        format!("belongs to job {job} of oidc:alice"),
+        format!("{requester} may not"),
+        "Only the job's submitter (oidc:alice) and the job administrators \
+         (identity.jobAdmins) may"
+            .to_string(),
+    ] {
+        assert!(message.contains(&needle), "no '{needle}' in: {message}");
+    }
+}
+
+#[tokio::test]
+async fn real_api_server_refuses_bobs_edits_and_delete_of_alices_application_and_lets_her_job_admins_and_the_operator_do_their_part()
+ {
+    let Some(w) = world("own-app").await else {
+        return;
+    };
+    let bob = w.tenant("oidc:bob").await;
+    let admin = w.tenant(JOB_ADMIN_USER).await;
+    let mut carol = w.ns.tenant("oidc:carol").await;
+    carol.groups = vec![JOB_ADMIN_GROUP.into()];
+    let group_admin = w.cluster().client_as(&carol).await;
+    // RBAC lets a namespace editor write status: sparkward, not RBAC, keeps it the operator's.
+    w.grant(
+        "oidc:alice",
+        "status-writer",
+        json!([{"apiGroups": ["sparkoperator.k8s.io"], "resources": ["sparkapplications/status"],
+            "verbs": ["patch", "update"]}]),
+    )
+    .await;
+    let app = w.admitted_app("etl", "data:read:postgres-main").await;
+    let job = job_of(&app);
+    let pp = PatchParams::default();
+
+    for spec in [
+        json!({"image": "docker.io/bob/spark:evil"}),
+        json!({"mainApplicationFile": "s3a://bob/exfiltrate.jar"}),
+    ] {
+        let result = apps_of(&bob, &w)
+            .patch("etl", &pp, &Patch::Merge(json!({"spec": spec})))
+            .await;
+        let message = w.refused(result, APP_VALIDATE, "etl", "not_owner").await;
+        names_owner_and_who_may(&message, &job, "oidc:bob");
+        assert!(message.contains("may not change its spec"), "{message}");
+    }
+    assert_eq!(w.get(SPARK_APP, "etl").await.unwrap()["spec"], app["spec"]);
+
+    let scale = |n: u32| Patch::Merge(json!({"spec": {"executor": {"instances": n}}}));
+    apps_of(&w.alice, &w)
+        .patch("etl", &pp, &scale(4))
+        .await
+        .expect("alice scales her application");
+    apps_of(&admin, &w)
+        .patch("etl", &pp, &scale(3))
+        .await
+        .expect("a job administrator edits it");
+    apps_of(&group_admin, &w)
+        .patch(
+            "etl",
+            &pp,
+            &Patch::Merge(
+                json!({"spec": {"mainApplicationFile": "local:///opt/spark/examples/jars/v2.jar"}}),
+            ),
+        )
+        .await
+        .expect("a member of the job administrators' group edits it");
+    let stored = w.get(SPARK_APP, "etl").await.unwrap();
+    assert_eq!(stored["spec"]["executor"]["instances"], 3);
+
+    // Status is the operator's; alice, though RBAC lets her, may not forge it.
+    let operator = w.as_operator().await;
+    apps_of(&operator, &w)
+        .patch_status(
+            "etl",
+            &pp,
+            &Patch::Merge(
+                json!({"status": {"applicationState": {"state": "RUNNING"}, "driverInfo": {}}}),
+            ),
+        )
+        .await
+        .expect("the operator writes the status");
+    let result = apps_of(&w.alice, &w)
+        .patch_status(
+            "etl",
+            &pp,
+            &Patch::Merge(
+                json!({"status": {"applicationState": {"state": "COMPLETED"},
+                "driverInfo": {"podName": "bob-driver"}}}),
+            ),
+        )
+        .await;
+    let message = w.refused(result, APP_VALIDATE, "etl", "not_owner").await;
+    assert!(
+        message.contains("oidc:alice may not write its status"),
+        "{message}"
+    );
+    // The operator adds metadata, its own labels included.
+    apps_of(&operator, &w)
+        .patch(
+            "etl",
+            &pp,
+            &Patch::Merge(json!({"metadata": {"labels": {"sparkoperator.k8s.io/queue": "batch"}}})),
+        )
+        .await
+        .expect("the operator adds metadata");
+    let stored = w.get(SPARK_APP, "etl").await.unwrap();
+    assert_eq!(stored["status"]["applicationState"]["state"], "RUNNING");
+    assert_eq!(
+        stored["metadata"]["labels"]["sparkoperator.k8s.io/queue"],
+        "batch"
+    );
+
+    let result = apps_of(&bob, &w)
+        .delete("etl", &DeleteParams::default())
+        .await;
+    let message = w.refused(result, APP_VALIDATE, "etl", "not_owner").await;
+    assert!(message.contains("oidc:bob may not delete it"), "{message}");
+    assert!(w.get(SPARK_APP, "etl").await.is_some());
+    w.delete(&w.alice, &app).await;
+}
+
+#[tokio::test]
+async fn real_api_server_refuses_bobs_edit_of_alices_schedule_and_lets_her_change_it() {
+    let Some(w) = world("own-schedule").await else {
+        return;
+    };
+    let bob = w.tenant("oidc:bob").await;
+    let pp = PostParams::default();
+    let schedule = create(&w.alice, &mk_schedule(&w, "alice", "nightly"), &pp)
+        .await
+        .expect("alice's schedule is admitted");
+    let schedule_id = schedule["metadata"]["annotations"]["sparkward.io/schedule-id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let schedules = |client: &Client| api_of(client, &schedule);
+
+    let result = schedules(&bob)
+        .patch(
+            "nightly",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"template": {"image": "docker.io/bob/spark:evil"}}})),
+        )
+        .await;
+    let message = w
+        .refused(result, APP_VALIDATE, "nightly", "not_owner")
+        .await;
+    names_owner_and_who_may(&message, &schedule_id, "oidc:bob");
+    assert!(
+        message.contains(&format!("ScheduledSparkApplication {}/nightly", w.ns.name)),
+        "{message}"
+    );
+    schedules(&w.alice)
+        .patch(
+            "nightly",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"schedule": "@every 2h"}})),
+        )
+        .await
+        .expect("alice changes her schedule");
+    let stored = w
+        .get(
+            ("sparkoperator.k8s.io/v1beta2", "ScheduledSparkApplication"),
+            "nightly",
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored["spec"]["schedule"], "@every 2h");
+    assert_eq!(stored["spec"]["template"], schedule["spec"]["template"]);
+}
+
+#[tokio::test]
+async fn real_api_server_refuses_bob_editing_or_entering_alices_driver_and_lets_her_and_job_admins_in()
+ {
+    let Some(w) = world("own-pod").await else {
+        return;
+    };
+    let bob = w.tenant("oidc:bob").await;
+    let admin = w.tenant(JOB_ADMIN_USER).await;
+    let driver = create(
+        &w.alice,
+        &submitted_driver(&w, "alice", "alice-driver"),
+        &PostParams::default(),
+    )
+    .await
+    .expect("alice's driver");
+    let job = job_of(&driver);
+    let pp = PatchParams::default();
+    let image = |image: &str| {
+        Patch::Strategic(json!({"spec": {"containers": [
+            {"name": "spark-kubernetes-driver", "image": image}]}}))
+    };
+
+    let result = pods_of(&bob, &w)
+        .patch("alice-driver", &pp, &image("docker.io/bob/spark:evil"))
+        .await;
+    let message = w
+        .refused(result, POD_VALIDATE, "alice-driver", "not_owner")
+        .await;
+    names_owner_and_who_may(&message, &job, "oidc:bob");
+    assert!(message.contains("may not change its spec"), "{message}");
+    pods_of(&w.alice, &w)
+        .patch("alice-driver", &pp, &image("docker.io/apache/spark:4.0.4"))
+        .await
+        .expect("alice updates her driver's image");
+    let stored = w.get(("v1", "Pod"), "alice-driver").await.unwrap();
+    assert_eq!(
+        stored["spec"]["containers"][0]["image"],
+        "docker.io/apache/spark:4.0.4"
+    );
+
+    // CONNECT: kube-apiserver asks the webhooks first, then notices that no node runs the pod.
+    let entries = [
+        ("exec", "command=sh&stdin=true&stdout=true&tty=true"),
+        ("attach", "stdin=true&stdout=true"),
+        ("portforward", "ports=4040"),
+    ];
+    for (sub, query) in entries {
+        let result: Result<(), kube::Error> =
+            Err(w.connect(&bob, "alice-driver", sub, query).await);
+        let message = w
+            .refused(result, POD_VALIDATE, "alice-driver", "not_owner")
+            .await;
+        assert!(
+            message.contains("oidc:bob may not enter it"),
+            "{sub}: {message}"
+        );
+    }
+    for (client, (sub, query)) in [
+        (&w.alice, entries[0]),
+        (&w.alice, entries[2]),
+        (&admin, entries[0]),
+    ] {
+        let (code, message) =
+            rejection::<()>(Err(w.connect(client, "alice-driver", sub, query).await));
+        assert!(!message.contains("denied the request"), "{sub}: {message}");
+        assert!(
+            message.contains("does not have a host assigned"),
+            "{sub}: {code} {message}"
+        );
+    }
+
+    // Debug containers are entering too; alice's is hardened like every other container.
+    let debug = |name: &str| {
+        Patch::Strategic(json!({"spec": {"ephemeralContainers": [{"name": name,
+            "image": "docker.io/library/busybox:1.36", "command": ["sh"], "stdin": true, "tty": true,
+            "targetContainerName": "spark-kubernetes-driver"}]}}))
+    };
+    let result = pods_of(&bob, &w)
+        .patch_subresource(
+            "ephemeralcontainers",
+            "alice-driver",
+            &pp,
+            &debug("bob-debug"),
+        )
+        .await;
+    let message = w
+        .refused(result, POD_VALIDATE, "alice-driver", "not_owner")
+        .await;
+    assert!(message.contains("oidc:bob may not enter it"), "{message}");
+    let stored = to_json(
+        &pods_of(&w.alice, &w)
+            .patch_subresource("ephemeralcontainers", "alice-driver", &pp, &debug("debug"))
+            .await
+            .expect("alice's debug container"),
+    );
+    let containers = stored["spec"]["ephemeralContainers"].as_array().unwrap();
+    assert_eq!(containers.len(), 1, "{containers:?}");
+    let security = &containers[0]["securityContext"];
+    assert_eq!(security["readOnlyRootFilesystem"], true, "{security}");
+    assert_eq!(security["allowPrivilegeEscalation"], false, "{security}");
+    assert_eq!(
+        security["capabilities"]["drop"],
+        json!(["ALL"]),
+        "{security}"
+    );
+}
+
+#[tokio::test]
+async fn real_api_server_keeps_a_job_pods_labels_through_pods_status_and_leaves_its_status_to_the_kubelet()
+ {
+    let Some(w) = world("pod-status").await else {
+        return;
+    };
+    let bob = w.tenant("oidc:bob").await;
+    for user in ["oidc:alice", "oidc:bob"] {
+        w.grant(
+            user,
+            "pod-status-writer",
+            json!([{"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch", "update"]}]),
+        )
+        .await;
+    }
+    let driver = create(
+        &w.alice,
+        &submitted_driver(&w, "alice", "alice-driver"),
+        &PostParams::default(),
+    )
+    .await
+    .expect("alice's driver");
+    let job = job_of(&driver);
+    w.bind("alice-driver", NODE).await;
+    let pp = PatchParams::default();
+
+    // kube-apiserver's pods/status takes labels too: sparkward's stay, for everybody.
+    let relabel = Patch::Merge(json!({"metadata": {"labels": {
+        "sparkward.io/job-id": "sj-aaaaaaaaaaaaaaaaaaaa"}}}));
+    for client in [&bob, &w.alice] {
+        let result = pods_of(client, &w)
+            .patch_status("alice-driver", &pp, &relabel)
+            .await;
+        let message = w
+            .refused(result, POD_STATUS_VALIDATE, "alice-driver", "immutable")
+            .await;
+        assert!(message.contains("sparkward.io/job-id"), "{message}");
+    }
+    // Status is the kubelet's.
+    let result = pods_of(&bob, &w)
+        .patch_status(
+            "alice-driver",
+            &pp,
+            &Patch::Merge(json!({"status": {"phase": "Failed", "message": "killed by bob"}})),
+        )
+        .await;
+    let message = w
+        .refused(result, POD_STATUS_VALIDATE, "alice-driver", "not_owner")
+        .await;
+    assert!(
+        message.contains("oidc:bob may not write its status"),
+        "{message}"
+    );
+    let stored = w.get(("v1", "Pod"), "alice-driver").await.unwrap();
+    assert_eq!(job_of(&stored), job);
+    assert_eq!(stored["status"]["phase"], "Pending");
+
+    let as_kubelet = w.cluster().client_as(&kubelet(NODE)).await;
+    pods_of(&as_kubelet, &w)
+        .patch_status(
+            "alice-driver",
+            &pp,
+            &Patch::Merge(json!({"status": {"phase": "Running"}})),
+        )
+        .await
+        .expect("the kubelet of the pod's node writes its status");
+    let stored = w.get(("v1", "Pod"), "alice-driver").await.unwrap();
+    assert_eq!(stored["status"]["phase"], "Running");
+}
+
+#[tokio::test]
+async fn real_api_server_lets_the_garbage_collector_the_kubelet_and_the_jobs_driver_delete_its_pods_and_collects_them_with_the_application()
+ {
+    let Some(w) = world("own-delete").await else {
+        return;
+    };
+    w.cluster().with_controller_manager().await;
+    let pp = PostParams::default();
+    let app = w.admitted_app("etl", "data:read:postgres-main").await;
+    let policy = format!("sparkward-{}", job_of(&app));
+    adopted_policy(&w, &app).await;
+    let driver = create(&w.as_operator().await, &mk_driver_pod(&app), &pp)
+        .await
+        .expect("the operator's driver");
+    let as_driver = w.cluster().client_as(&w.ns.driver_token(&driver)).await;
+    let mut executors = Vec::new();
+    for n in 1..=4 {
+        let labels = app["spec"]["executor"]["labels"].clone();
+        executors.push(
+            create(&as_driver, &mk_executor_pod(&driver, n, &labels), &pp)
+                .await
+                .expect("the driver's executor"),
+        );
+    }
+    let now = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..DeleteParams::default()
+    };
+
+    // The driver deletes its executors.
+    w.delete(&as_driver, &executors[0]).await;
+    // So does the garbage collector (as its own service account).
+    let gc = w
+        .cluster()
+        .client_as(&Identity::service_account(
+            "kube-system",
+            "generic-garbage-collector",
+        ))
+        .await;
+    w.delete(&gc, &executors[1]).await;
+    // The kubelet makes the final delete of a pod on its node; another node's may not.
+    w.bind("etl-driver-exec-3", NODE).await;
+    let other = w.cluster().client_as(&kubelet(OTHER_NODE)).await;
+    let result = pods_of(&other, &w).delete("etl-driver-exec-3", &now).await;
+    let message = w
+        .refused(result, POD_VALIDATE, "etl-driver-exec-3", "not_owner")
+        .await;
+    assert!(
+        message.contains("system:node:node-2 may not delete it"),
+        "{message}"
+    );
+    let own = w.cluster().client_as(&kubelet(NODE)).await;
+    pods_of(&own, &w)
+        .delete("etl-driver-exec-3", &now)
+        .await
+        .expect("the kubelet deletes a pod of its node");
+    wait_for("the kubelet's delete", || async {
+        w.get(("v1", "Pod"), "etl-driver-exec-3")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+
+    // alice deletes her application; kube-controller-manager's garbage collector deletes its
+    // driver (and through it the last executor) and its policy, and sparkward lets it.
+    w.delete(&w.alice, &app).await;
+    for name in ["etl-driver", "etl-driver-exec-4"] {
+        wait_for(&format!("garbage collection of {name}"), || async {
+            w.get(("v1", "Pod"), name).await.is_none().then_some(())
+        })
+        .await;
+    }
+    wait_for("garbage collection of the policy", || async {
+        w.get(CNP, &policy).await.is_none().then_some(())
+    })
+    .await;
+    for name in ["etl-driver", "etl-driver-exec-4"] {
+        let audited = w.sw.audit_lines().into_iter().find(|l| {
+            l["namespace"] == w.ns.name.as_str()
+                && l["name"] == name
+                && l["kind"] == "Pod"
+                && l["operation"] == "DELETE"
+                && l["requester"] == GARBAGE_COLLECTOR
+        });
+        let audited = audited.unwrap_or_else(|| panic!("sparkward saw no GC delete of {name}"));
+        assert_eq!(audited["allowed"], true, "{audited}");
+    }
+}
+
+#[tokio::test]
+async fn real_api_server_mints_tokens_bound_to_alices_driver_only_for_its_kubelet_and_job_admins() {
+    let Some(w) = world("own-token").await else {
+        return;
+    };
+    let bob = w.tenant("oidc:bob").await;
+    let admin = w.tenant(JOB_ADMIN_USER).await;
+    let driver = create(
+        &w.alice,
+        &submitted_driver(&w, "alice", "alice-driver"),
+        &PostParams::default(),
+    )
+    .await
+    .expect("alice's driver");
+    let job = job_of(&driver);
+
+    // RBAC lets every tenant mint tokens for the namespace's service accounts.
+    let message = w
+        .refused(
+            w.token_request(&bob, Some(&driver)).await,
+            TOKEN_VALIDATE,
+            "spark",
+            "not_owner",
+        )
+        .await;
+    names_owner_and_who_may(&message, &job, "oidc:bob");
+    assert!(
+        message.contains("oidc:bob may not mint a service-account token bound to it"),
+        "{message}"
+    );
+    w.token_request(&admin, Some(&driver))
+        .await
+        .expect("a job administrator's token bound to the driver");
+    w.token_request(&bob, None)
+        .await
+        .expect("a token bound to no pod is no job's");
+
+    // The kubelet of the pod's node: the Node authorizer and sparkward's pod cache both learn
+    // of the binding from their watches, a moment after the scheduler's write.
+    w.bind("alice-driver", NODE).await;
+    let as_kubelet = w.cluster().client_as(&kubelet(NODE)).await;
+    let minted = wait_for("the kubelet's token for its pod", || async {
+        w.token_request(&as_kubelet, Some(&driver)).await.ok()
+    })
+    .await;
+    assert!(minted["status"]["token"].as_str().is_some(), "{minted}");
+}
+
+#[tokio::test]
+async fn real_api_server_refuses_spark_operator_labels_from_tenants_and_drivers_their_application_does_not_control()
+ {
+    let Some(w) = world("lineage").await else {
+        return;
+    };
+    let bob = w.tenant("oidc:bob").await;
+    let pp = PostParams::default();
+    let alices = w.admitted_app("alice-etl", "data:read:postgres-main").await;
+    let job = job_of(&alices);
+    let bobs_app = || {
+        mk_spark_app(
+            "bob-etl",
+            &w.ns.name,
+            &w.token("bob", "data:read:postgres-main"),
+        )
+    };
+
+    // bob's application naming alice's, wherever spark-operator would copy it onto pods.
+    let claim = json!({"sparkoperator.k8s.io/app-name": "alice-etl"});
+    for (field, addition) in [
+        (
+            "spec.driver.labels",
+            json!({"spec": {"driver": {"labels": claim}}}),
+        ),
+        ("metadata.labels", json!({"metadata": {"labels": claim}})),
+        (
+            "spec.sparkConf",
+            json!({"spec": {"sparkConf": {
+                "spark.kubernetes.driver.label.sparkoperator.k8s.io/app-name": "alice-etl"}}}),
+        ),
+        (
+            "spec.driver.template.metadata.ownerReferences",
+            json!({"spec": {"driver": {"template": {"metadata": {
+                "ownerReferences": [app_reference(&alices, true)]}}}}}),
+        ),
+    ] {
+        let mut his = bobs_app();
+        merge(&mut his, &addition);
+        let message = w
+            .refused(
+                create(&bob, &his, &pp).await,
+                APP_MUTATE,
+                "bob-etl",
+                "spoofing",
+            )
+            .await;
+        assert!(message.contains(field), "{field}: {message}");
+    }
+    assert!(w.get(SPARK_APP, "bob-etl").await.is_none());
+    let bobs = create(&bob, &bobs_app(), &pp)
+        .await
+        .expect("bob's own application");
+
+    // Drivers the operator creates for alice's application whose final form is not controlled
+    // by it: refused in the validating pass.
+    let operator = w.as_operator().await;
+    let mut two_owners = mk_driver_pod(&alices);
+    two_owners["metadata"]["ownerReferences"] =
+        json!([app_reference(&alices, false), app_reference(&bobs, true)]);
+    let mut no_owner = mk_driver_pod(&alices);
+    no_owner["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("ownerReferences");
+    for (pod, expected) in [
+        (two_owners, "is controlled by SparkApplication bob-etl"),
+        (no_owner, "has no controller ownerReference to it"),
+    ] {
+        let message = w
+            .refused(
+                create(&operator, &pod, &pp).await,
+                POD_VALIDATE,
+                "alice-etl-driver",
+                "lineage",
+            )
+            .await;
+        assert!(message.contains(expected), "{message}");
+    }
+    assert!(w.get(("v1", "Pod"), "alice-etl-driver").await.is_none());
+
+    // The operator's real driver joins alice's job; its executors, created with its bound
+    // token, carry its operator labels and join too.
+    let driver = create(&operator, &mk_driver_pod(&alices), &pp)
+        .await
+        .expect("the operator's driver");
+    assert_eq!(job_of(&driver), job);
+    let labels = operator_labels(&driver);
+    assert_eq!(labels.as_object().unwrap().len(), 3, "{labels}");
+    let as_driver = w.cluster().client_as(&w.ns.driver_token(&driver)).await;
+    let mut executor_labels = alices["spec"]["executor"]["labels"].clone();
+    merge(&mut executor_labels, &labels);
+    let executor = create(
+        &as_driver,
+        &mk_executor_pod(&driver, 1, &executor_labels),
+        &pp,
+    )
+    .await
+    .expect("the driver's executor with its operator labels");
+    assert_eq!(job_of(&executor), job);
+    assert_eq!(operator_labels(&executor), labels);
+
+    // A tenant's own pod may carry none of them.
+    let mut pod = submitted_driver(&w, "bob", "bob-driver");
+    pod["metadata"]["labels"]["sparkoperator.k8s.io/app-name"] = json!("alice-etl");
+    let message = w
+        .refused(
+            create(&bob, &pod, &pp).await,
+            POD_MUTATE,
+            "bob-driver",
+            "spoofing",
+        )
+        .await;
+    assert!(
+        message.contains("sparkoperator.k8s.io/app-name"),
+        "{message}"
+    );
+    assert!(w.get(("v1", "Pod"), "bob-driver").await.is_none());
+}
+
+/// An eviction deletes the pod through the registry without a second admission of a DELETE,
+/// so it must be held to the same owners as a DELETE: Kubernetes' built-in `edit` role grants
+/// every namespace editor `pods/eviction`, and Spark pods have no PodDisruptionBudget.
+#[tokio::test]
+async fn real_api_server_refuses_bobs_eviction_of_alices_driver() {
+    let Some(w) = world("evict").await else {
+        return;
+    };
+    for user in ["oidc:alice", "oidc:bob"] {
+        w.bind_edit_role(user, "create", "pods/eviction").await;
+    }
+    let bob = w.cluster().client_as(&Identity::user("oidc:bob")).await;
+    let driver = create(
+        &w.alice,
+        &submitted_driver(&w, "alice", "alice-driver"),
+        &PostParams::default(),
+    )
+    .await
+    .expect("alice's driver");
+    match w.evict(&bob, "alice-driver").await {
+        Ok(answer) => {
+            let left = w.get(("v1", "Pod"), "alice-driver").await;
+            panic!(
+                "bob's eviction of alice's driver was admitted ({answer}) and the driver {}",
+                if left.is_some() {
+                    "is still there"
+                } else {
+                    "was deleted"
+                }
+            )
+        }
+        Err(e) => {
+            let (code, message) = rejection::<()>(Err(e));
+            assert_eq!(code, 403, "{message}");
+            names_owner_and_who_may(&message, &job_of(&driver), "oidc:bob");
+        }
+    }
+    assert!(w.get(("v1", "Pod"), "alice-driver").await.is_some());
+    // alice may evict her own driver.
+    w.evict(&w.alice, "alice-driver")
+        .await
+        .expect("alice evicts her driver");
+}
+
+/// In-place resize (`pods/resize`) changes a pod's container resources: a spec change, which
+/// only the job's submitter and job administrators may make. (The built-in `edit` role does not
+/// grant `pods/resize`; a cluster that lets tenants resize their own pods grants it like this.)
+#[tokio::test]
+async fn real_api_server_refuses_bobs_resize_of_alices_driver() {
+    let Some(w) = world("resize").await else {
+        return;
+    };
+    let bob = w.tenant("oidc:bob").await;
+    for user in ["oidc:alice", "oidc:bob"] {
+        w.grant(
+            user,
+            "resizer",
+            json!([{"apiGroups": [""], "resources": ["pods/resize"], "verbs": ["patch", "update"]}]),
+        )
+        .await;
+    }
+    let mut pod = submitted_driver(&w, "alice", "alice-driver");
+    pod["spec"]["containers"][0]["resources"] =
+        json!({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}});
+    let driver = create(&w.alice, &pod, &PostParams::default())
+        .await
+        .expect("alice's driver");
+    let cpu = |cpu: &str| {
+        Patch::Strategic(
+            json!({"spec": {"containers": [{"name": "spark-kubernetes-driver",
+            "resources": {"requests": {"cpu": cpu}, "limits": {"cpu": cpu}}}]}}),
+        )
+    };
+    let limit = |pod: &Value| pod["spec"]["containers"][0]["resources"]["limits"]["cpu"].clone();
+    match pods_of(&bob, &w)
+        .patch_subresource(
+            "resize",
+            "alice-driver",
+            &PatchParams::default(),
+            &cpu("10m"),
+        )
+        .await
+    {
+        Ok(resized) => panic!(
+            "bob's resize of alice's driver was admitted: its cpu limit is now {}",
+            limit(&to_json(&resized))
+        ),
+        Err(e) => {
+            let (code, message) = rejection::<()>(Err(e));
+            assert_eq!(code, 403, "{message}");
+            names_owner_and_who_may(&message, &job_of(&driver), "oidc:bob");
+        }
+    }
+    let stored = w.get(("v1", "Pod"), "alice-driver").await.unwrap();
+    assert_eq!(limit(&stored), "1");
+    // alice may resize her own driver.
+    let resized = pods_of(&w.alice, &w)
+        .patch_subresource("resize", "alice-driver", &PatchParams::default(), &cpu("2"))
+        .await
+        .expect("alice resizes her driver");
+    assert_eq!(limit(&to_json(&resized)), "2");
 }
 
 // ---------------------------------------------------------------------------------------------

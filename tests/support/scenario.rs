@@ -86,6 +86,25 @@ impl Idp {
 /// The trusted spark-operator identity of the scenario config.
 pub const OPERATOR: &str = "system:serviceaccount:spark-operator:spark-operator-controller";
 
+/// A job administrator by user name ([`JOB_ADMINS_YAML`]).
+pub const JOB_ADMIN_USER: &str = "oidc:root-of-data";
+/// A group whose members are job administrators ([`JOB_ADMINS_YAML`]).
+pub const JOB_ADMIN_GROUP: &str = "data-platform-admins";
+/// `identity.jobAdmins` naming [`JOB_ADMIN_USER`] and [`JOB_ADMIN_GROUP`], for [`with_identity`].
+pub const JOB_ADMINS_YAML: &str =
+    "  jobAdmins: { users: [\"oidc:root-of-data\"], groups: [data-platform-admins] }\n";
+
+/// `config` (an [`Idp::config`]) with `yaml` (lines indented by two spaces, such as
+/// [`JOB_ADMINS_YAML`]) added to its `identity:` section: the config already has one, and a
+/// second `identity:` key would be refused.
+pub fn with_identity(config: &str, yaml: &str) -> String {
+    assert!(
+        config.starts_with("identity:\n"),
+        "not a scenario config: {config}"
+    );
+    config.replacen("identity:\n", &format!("identity:\n{yaml}"), 1)
+}
+
 /// A SparkApplication as a user would submit it, with `token` in the annotation.
 pub fn mk_spark_app(name: &str, namespace: &str, token: &str) -> Value {
     json!({

@@ -442,7 +442,8 @@ impl FakeApiServer {
         self.insert(json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name, "labels": labels } }))
     }
 
-    /// Replaces `.status` as a controller would through the status subresource.
+    /// Replaces `.status` as a controller would through the status subresource (with the
+    /// object's current metadata: pods/status also writes labels and annotations).
     pub fn update_status(
         &self,
         resource: Resource,
@@ -455,10 +456,16 @@ impl FakeApiServer {
             subresource: Some("status".into()),
             ..WriteCtx::default()
         };
+        let mut metadata = self
+            .get(resource, ns, name)
+            .map_or_else(|| json!({ "name": name }), |o| o["metadata"].clone());
+        if let Some(m) = metadata.as_object_mut() {
+            m.remove("managedFields");
+        }
         let body = json!({
             "apiVersion": resource.api_version(),
             "kind": resource.kind,
-            "metadata": { "name": name },
+            "metadata": metadata,
             "status": status,
         });
         let result = lock(&self.shared.store).replace(

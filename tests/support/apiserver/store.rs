@@ -900,6 +900,11 @@ impl Store {
         match ctx.subresource.as_deref() {
             Some("status") => {
                 let status = new.get("status").cloned();
+                // kube-apiserver's podStatusStrategy resets only the spec, the deletion
+                // timestamp and the ownerReferences: pods/status also writes labels,
+                // annotations and finalizers (hence NodeRestriction's rules for kubelets).
+                // Every other status endpoint (custom resources included) writes status alone.
+                let pod_metadata = (*resource == POD).then(|| new["metadata"].clone());
                 new = old.object.clone();
                 match (status, new.as_object_mut()) {
                     (Some(s), Some(m)) => {
@@ -909,6 +914,15 @@ impl Store {
                         m.remove("status");
                     }
                     _ => {}
+                }
+                if let Some(sent) = pod_metadata {
+                    let meta = meta_mut(&mut new);
+                    for field in ["labels", "annotations", "finalizers"] {
+                        match sent.get(field) {
+                            Some(v) => meta.insert(field.into(), v.clone()),
+                            None => meta.remove(field),
+                        };
+                    }
                 }
             }
             Some("ephemeralcontainers") => {

@@ -12,7 +12,7 @@ use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::{Value, json};
 
-use super::super::scenario::Idp;
+use super::super::scenario::{Idp, with_identity};
 use super::super::webhook::{Options, Sparkward};
 use super::{PATIENCE, POLL, RealCluster, api, create, process};
 
@@ -228,6 +228,9 @@ pub async fn bind_tenant(admin: &Client, namespace: &str, user: &str) -> Result<
 pub struct SparkwardSetup {
     /// YAML appended to the scenario config (`Idp::config`), e.g. a `lifecycle:` section.
     pub extra_config: String,
+    /// Lines added to the config's `identity:` section (`scenario::with_identity`), e.g.
+    /// `scenario::JOB_ADMINS_YAML`.
+    pub identity_extra: String,
     /// Webhooks left out of the configurations: `validating` / `mutating` for a whole
     /// configuration, a webhook name such as `sparkapplications.validate.sparkward.io`, or
     /// `<name>:<OPERATION>` to drop one operation from that webhook's rules (e.g.
@@ -248,8 +251,15 @@ impl SparkwardSetup {
             .collect();
         Self {
             extra_config: extra_config.into(),
+            identity_extra: String::new(),
             omit_webhooks,
         }
+    }
+
+    /// The same setup with `yaml` added to the config's `identity:` section.
+    pub fn with_identity(mut self, yaml: &str) -> Self {
+        self.identity_extra = yaml.into();
+        self
     }
 
     fn omits(&self, config_kind: &str, webhook: &str) -> bool {
@@ -498,7 +508,7 @@ pub async fn install(cluster: RealCluster, setup: SparkwardSetup) -> Result<Inst
     .map_err(|e| e.to_string())?;
 
     let idp = Idp::start().await;
-    let config = idp.config(&setup.extra_config);
+    let config = with_identity(&idp.config(&setup.extra_config), &setup.identity_extra);
     let sparkward = Sparkward::start(Options {
         config: Some(config.clone()),
         kubeconfig: Some(kubeconfig),
