@@ -234,6 +234,18 @@ pub struct FileIdentity {
     /// (metadata, status, delete; never spec or exec).
     #[serde(default = "default_kubernetes_controllers")]
     pub kubernetes_controllers: Vec<String>,
+    /// Who may evict any job's pods (node drains, the cluster autoscaler).
+    #[serde(default = "default_evictors")]
+    pub evictors: FileJobAdmins,
+}
+
+/// Node maintenance: cluster administrators (`system:masters`, who bypass RBAC anyway) and
+/// the cluster autoscaler evict pods to drain nodes.
+fn default_evictors() -> FileJobAdmins {
+    FileJobAdmins {
+        users: vec!["system:serviceaccount:kube-system:cluster-autoscaler".into()],
+        groups: vec!["system:masters".into()],
+    }
 }
 
 /// `identity.requesterIdentity`.
@@ -747,6 +759,8 @@ pub struct IdentityConfig {
     pub spark_operator: Vec<String>,
     pub job_admins: JobAdmins,
     pub kubernetes_controllers: Vec<String>,
+    /// Users and groups that may evict any job's pods (not change or enter them).
+    pub evictors: JobAdmins,
     /// Identity from the API server's OIDC login, where enabled.
     pub requester_identity: Option<RequesterIdentity>,
 }
@@ -1216,8 +1230,13 @@ impl TryFrom<FileIdentity> for IdentityConfig {
                 username_prefix: f.requester_binding.username_prefix,
             }),
             spark_operator: f.trusted_creators.spark_operator,
-            job_admins: checked_job_admins(f.job_admins)?,
+            job_admins: checked_principals(
+                f.job_admins,
+                "identity.jobAdmins",
+                "job administrators",
+            )?,
             kubernetes_controllers: f.kubernetes_controllers,
+            evictors: checked_principals(f.evictors, "identity.evictors", "evictors")?,
             requester_identity,
         })
     }
@@ -1231,17 +1250,15 @@ const EVERYONE_GROUPS: [&str; 3] = [
     "system:serviceaccounts",
 ];
 
-fn checked_job_admins(f: FileJobAdmins) -> Result<JobAdmins, ConfigError> {
+fn checked_principals(f: FileJobAdmins, key: &str, who: &str) -> Result<JobAdmins, ConfigError> {
+    let users_key = format!("{key}.users");
     if f.users.iter().any(|u| u.trim().is_empty()) {
-        return Err(invalid(
-            "identity.jobAdmins.users",
-            "names must not be empty",
-        ));
+        return Err(invalid(users_key, "names must not be empty"));
     }
     if f.users.iter().any(|u| u == "system:anonymous") {
         return Err(invalid(
-            "identity.jobAdmins.users",
-            "system:anonymous is every unauthenticated request; name the administrators",
+            &users_key,
+            format!("system:anonymous is every unauthenticated request; name the {who}"),
         ));
     }
     for group in &f.groups {
@@ -1251,11 +1268,11 @@ fn checked_job_admins(f: FileJobAdmins) -> Result<JobAdmins, ConfigError> {
             || group.starts_with("system:serviceaccounts:");
         if group.trim().is_empty() || everyone {
             return Err(invalid(
-                "identity.jobAdmins.groups",
+                format!("{key}.groups"),
                 format!(
-                    "'{group}' cannot name job administrators: it is empty or a group every user \
-                     or every service account (Spark drivers included) belongs to; name a group \
-                     of people from your identity provider"
+                    "'{group}' cannot name {who}: it is empty or a group every user or every \
+                     service account (Spark drivers included) belongs to; name a group of people \
+                     from your identity provider"
                 ),
             ));
         }
@@ -1733,6 +1750,35 @@ audit:
             let err = Config::from_yaml(&yaml).unwrap_err();
             assert_eq!(field_of(err), "identity.jobAdmins.users", "{user}");
         }
+    }
+
+    #[test]
+    fn evictors_default_to_the_autoscaler_and_cluster_admins_and_refuse_everyone_groups() {
+        let c = Config::from_yaml(IDENTITY).unwrap();
+        let evictors = &c.identity.as_ref().unwrap().evictors;
+        assert_eq!(
+            evictors.users,
+            ["system:serviceaccount:kube-system:cluster-autoscaler"]
+        );
+        assert_eq!(evictors.groups, ["system:masters"]);
+        let c = Config::from_yaml(&format!(
+            "{IDENTITY}  evictors: {{ users: [\"system:serviceaccount:ops:drainer\"] }}\n"
+        ))
+        .unwrap();
+        let evictors = &c.identity.as_ref().unwrap().evictors;
+        assert_eq!(evictors.users, ["system:serviceaccount:ops:drainer"]);
+        assert!(
+            evictors.groups.is_empty(),
+            "a written list replaces the default"
+        );
+        for group in ["system:authenticated", "system:serviceaccounts:spark-jobs"] {
+            let yaml = format!("{IDENTITY}  evictors: {{ groups: [\"{group}\"] }}\n");
+            let err = Config::from_yaml(&yaml).unwrap_err();
+            assert_eq!(field_of(err), "identity.evictors.groups", "{group}");
+        }
+        let yaml = format!("{IDENTITY}  evictors: {{ users: [\"system:anonymous\"] }}\n");
+        let err = Config::from_yaml(&yaml).unwrap_err();
+        assert_eq!(field_of(err), "identity.evictors.users");
     }
 
     #[test]

@@ -95,6 +95,7 @@ impl DevIdp {
             ],
             job_admins: JobAdmins::default(),
             kubernetes_controllers: Vec::new(),
+            evictors: Default::default(),
             requester_identity: None,
         }
     }

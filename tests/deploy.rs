@@ -1251,6 +1251,8 @@ fn the_webhook_rules_route_exactly_what_sparkward_handles() {
         ("", "v1", "pods/exec", &["CONNECT"]),
         ("", "v1", "pods/attach", &["CONNECT"]),
         ("", "v1", "pods/portforward", &["CONNECT"]),
+        ("", "v1", "pods/eviction", &["CREATE"]),
+        ("", "v1", "pods/resize", &["UPDATE"]),
         ("", "v1", "serviceaccounts/token", &["CREATE"]),
         // Jobs' RPC Secrets only (an objectSelector on managed-by=sparkward).
         ("", "v1", "secrets", CUD),

@@ -68,6 +68,7 @@ fn mk_config(jwks: JwksSource) -> IdentityConfig {
         spark_operator: vec!["system:serviceaccount:spark-operator:spark-operator-spark".into()],
         job_admins: Default::default(),
         kubernetes_controllers: vec![],
+        evictors: Default::default(),
         requester_identity: None,
     }
 }

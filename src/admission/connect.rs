@@ -1,7 +1,16 @@
 //! Entering a job's pod: `pods/exec`, `pods/attach` and `pods/portforward` arrive as CONNECT
 //! reviews carrying the connect options (PodExecOptions, ...), not the pod, so the pod is looked
-//! up (from the watch-backed cache). Only the job's submitter and the job administrators may
-//! enter a job's pod; pods that belong to no job are not sparkward's to guard.
+//! up. Only the job's submitter and the job administrators may enter a job's pod; pods that
+//! belong to no job are not sparkward's to guard.
+//!
+//! The shared guard here also serves evictions and TokenRequests, which name a pod too. A pod's
+//! name can be reused the moment it is deleted, and sparkward's watch-fed cache may still hold
+//! the earlier pod of that name: deciding on it could let someone into, or borrow, somebody
+//! else's new pod. So the pod is read from the API server (one read per request) unless the
+//! request names the pod's uid and the cache holds exactly that pod (a kubelet's TokenRequest,
+//! the common case): a pod's uid never names another object, and its job identity cannot change.
+//! These requests are rare next to pod creations (a person's exec, a drain, a kubelet's token
+//! per pod), so the read is cheap where it matters.
 
 use crate::admission::PodInfo;
 use crate::admission::decode::Operation;
@@ -15,35 +24,80 @@ pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
     if req.operation != Operation::Connect {
         return Err(unsupported(req));
     }
-    let namespace = require_namespace(req)?;
     let name = req
         .name
         .as_deref()
         .filter(|n| !n.is_empty())
         .ok_or_else(|| Reason::Malformed("request.name (the pod) is missing".into()))?;
-    let pod = p
+    guard_pod(p, ctx, name, None, Action::Enter).await?;
+    pass()
+}
+
+/// Refuses `action` on pod `name` unless the requester may take it (see `core::ownership`).
+/// `uid`: the pod the request names, when it names one (a TokenRequest's bound object); a
+/// request for another pod of that name passes (the API server refuses it itself).
+pub(super) async fn guard_pod(
+    p: &Pipeline,
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    uid: Option<&str>,
+    action: Action,
+) -> Result<(), Reason> {
+    let namespace = require_namespace(ctx.req)?.to_string();
+    let not_found = || {
+        Reason::Lookup(format!(
+            "pod {namespace}/{name} was not found, so sparkward cannot tell whose job it belongs \
+             to; check the name (if the pod was just created, retry)"
+        ))
+    };
+    let uid = uid.filter(|u| !u.is_empty());
+    if let Some(uid) = uid {
+        let cached = p
+            .lookup
+            .pod(&namespace, name)
+            .await
+            .map_err(|e| lookup_failed("Pod", &namespace, name, e))?;
+        if let Some(cached) = cached.filter(|c| c.meta.uid.as_deref() == Some(uid)) {
+            match decide(p, ctx, &cached, Some(uid), action).await {
+                Ok(()) => return Ok(()),
+                // A node the cache has not seen yet (the kubelet asks for the token as soon as
+                // the pod is bound): only then may the API server know better.
+                Err(refusal) if cached.node_name.is_some() => return Err(refusal),
+                Err(_) => {}
+            }
+        }
+    }
+    let now = p
         .lookup
-        .pod(namespace, name)
+        .pod_from_api(&namespace, name)
         .await
-        .map_err(|e| lookup_failed("Pod", namespace, name, e))?
-        .ok_or_else(|| {
-            Reason::Lookup(format!(
-                "pod {namespace}/{name} was not found, so sparkward cannot tell whose job it \
-                 belongs to; check the name (if the pod was just created, retry)"
-            ))
-        })?;
+        .map_err(|e| lookup_failed("Pod", &namespace, name, e))?
+        .ok_or_else(not_found)?;
+    decide(p, ctx, &now, uid, action).await
+}
+
+/// Passes pods that belong to no job and pods other than the one the request names.
+async fn decide(
+    p: &Pipeline,
+    ctx: &mut Ctx<'_>,
+    pod: &PodInfo,
+    uid: Option<&str>,
+    action: Action,
+) -> Result<(), Reason> {
+    if uid.is_some_and(|u| pod.meta.uid.as_deref() != Some(u)) {
+        return Ok(());
+    }
     let Some(job) = JobIdentity::from_admitted(&pod.meta) else {
-        return pass();
+        return Ok(());
     };
     p.require_owner_rights(
         ctx,
-        pod_object(&pod),
+        pod_object(pod),
         &job,
         pod.node_name.as_deref(),
-        &[Action::Enter],
+        &[action],
     )
-    .await?;
-    pass()
+    .await
 }
 
 /// The ownership view of a looked-up pod.

@@ -438,6 +438,8 @@ impl Pipeline {
             admin_groups: &identity.job_admins.groups,
             operators: &identity.spark_operator,
             controllers: &identity.kubernetes_controllers,
+            evictor_users: &identity.evictors.users,
+            evictor_groups: &identity.evictors.groups,
         };
         let mut who = Requester {
             username: &user.username,

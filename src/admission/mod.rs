@@ -12,6 +12,7 @@
 mod configmap;
 mod connect;
 pub mod decode;
+mod eviction;
 mod job;
 mod network_policy;
 mod pod;
@@ -113,6 +114,17 @@ pub trait Lookup: Send + Sync {
         namespace: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<PodInfo>, LookupError>>;
+
+    /// The pod as the API server has it now, past any cache: for decisions that would let
+    /// someone into (or evict, or borrow the identity of) a pod whose name may have been
+    /// reused while a watch lagged.
+    fn pod_from_api<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PodInfo>, LookupError>> {
+        self.pod(namespace, name)
+    }
 
     /// A namespace's labels (its Spark security profile is chosen by one). `Ok(None)`: no such
     /// namespace.

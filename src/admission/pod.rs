@@ -45,8 +45,9 @@ pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
             patched(finish(findings, Vec::new()).map_err(Reason::Hardening)?)
         }
         // Updates, status writes and debug containers are guarded by the validating webhook.
-        (Mode::Mutate, Operation::Update, "" | "status") => pass(),
-        (Mode::Validate, Operation::Update, "" | "status" | "ephemeralcontainers") => {
+        (Mode::Mutate, Operation::Update, "" | "status" | "resize") => pass(),
+        // `resize` changes containers' resources in place: a spec change like any other.
+        (Mode::Validate, Operation::Update, "" | "status" | "ephemeralcontainers" | "resize") => {
             validate_update(p, ctx, sub).await?;
             if sub != "status" {
                 p.refuse_stored_tokens(ctx)?;

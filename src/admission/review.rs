@@ -18,8 +18,8 @@ use crate::admission::decode::{self, DecodeError, Request};
 use crate::admission::respond::Response;
 use crate::admission::store::{PolicyStore, SecretStore};
 use crate::admission::{
-    Keyring, Lookup, Verifier, configmap, connect, network_policy, pod, scheduled, secret,
-    spark_app, token_request,
+    Keyring, Lookup, Verifier, configmap, connect, eviction, network_policy, pod, scheduled,
+    secret, spark_app, token_request,
 };
 use crate::config::Config;
 use crate::core::cilium::CiliumNetworkPolicy;
@@ -297,9 +297,10 @@ impl Pipeline {
                 return connect::review(self, ctx).await;
             }
             ("", "serviceaccounts", "token") => return token_request::review(self, ctx).await,
-            // Scheduling a pod and evicting it (the eviction's delete skips admission) are not
-            // changes to what a job is.
-            ("", "pods", "binding" | "eviction") => return pass(),
+            // An eviction deletes the pod without a delete review of its own.
+            ("", "pods", "eviction") => return eviction::review(self, ctx).await,
+            // Scheduling a pod is not a change to what a job is.
+            ("", "pods", "binding") => return pass(),
             _ => {}
         }
         let kind = &ctx.req.kind;

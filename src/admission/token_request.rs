@@ -6,13 +6,11 @@
 
 use serde::Deserialize;
 
-use crate::admission::connect::pod_object;
+use crate::admission::connect::guard_pod;
 use crate::admission::decode::Operation;
-use crate::admission::job::lookup_failed;
 use crate::admission::review::{
     Ctx, Decided, Pipeline, parse_object, pass, require_namespace, unsupported,
 };
-use crate::core::decision::{JobIdentity, Reason};
 use crate::core::ownership::Action;
 
 #[derive(Debug, Default, Deserialize)]
@@ -40,37 +38,11 @@ pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
     if req.operation != Operation::Create {
         return Err(unsupported(req));
     }
-    let namespace = require_namespace(req)?;
+    require_namespace(req)?;
     let request: TokenRequest = parse_object(req)?;
     let Some(bound) = request.spec.bound_object_ref.filter(|b| b.kind == "Pod") else {
         return pass();
     };
-    let name = bound.name.as_str();
-    let pod = p
-        .lookup
-        .pod(namespace, name)
-        .await
-        .map_err(|e| lookup_failed("Pod", namespace, name, e))?
-        .ok_or_else(|| {
-            Reason::Lookup(format!(
-                "the token would be bound to pod {namespace}/{name}, which was not found; \
-                 nothing was issued"
-            ))
-        })?;
-    if !bound.uid.is_empty() && pod.meta.uid.as_deref() != Some(bound.uid.as_str()) {
-        // Bound to an earlier pod of that name: the API server refuses it itself.
-        return pass();
-    }
-    let Some(job) = JobIdentity::from_admitted(&pod.meta) else {
-        return pass();
-    };
-    p.require_owner_rights(
-        ctx,
-        pod_object(&pod),
-        &job,
-        pod.node_name.as_deref(),
-        &[Action::Token],
-    )
-    .await?;
+    guard_pod(p, ctx, &bound.name, Some(&bound.uid), Action::Token).await?;
     pass()
 }

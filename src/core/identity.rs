@@ -801,6 +801,7 @@ mod tests {
             spark_operator: vec![],
             job_admins: Default::default(),
             kubernetes_controllers: vec![],
+            evictors: Default::default(),
             requester_identity: None,
         }
     }

@@ -13,7 +13,8 @@
 //! | spark-operator | metadata, status, delete | delete, and only of pods a SparkApplication controls |
 //! | the job's own driver (its bound token) | — | metadata, delete of the job's executors |
 //! | the kubelet of the pod's node | — | status, delete, tokens bound to the pod |
-//! | Kubernetes controllers (garbage collector, namespace, pod GC, node lifecycle, scheduler) | metadata, status, delete | metadata, status, delete |
+//! | Kubernetes controllers (garbage collector, namespace, pod GC, node lifecycle, scheduler) | metadata, status, delete | metadata, status, delete, evict |
+//! | node drainers (`identity.evictors`: cluster administrators, the cluster autoscaler) | — | evict |
 //!
 //! Why these and no more (spark-operator and Spark sources, read for this table): the operator
 //! writes SparkApplications only through the status subresource and deletes them (TTL, scheduled
@@ -43,6 +44,8 @@ pub enum Action {
     /// Mints a service-account token bound to the pod (TokenRequest): whoever holds it can
     /// create pods as the job's driver.
     Token,
+    /// Evicts the pod (`pods/eviction`), which deletes it without a delete review.
+    Evict,
 }
 
 impl Action {
@@ -54,6 +57,7 @@ impl Action {
             Action::Delete => "delete it",
             Action::Enter => "enter it (exec, attach, port-forward or a debug container)",
             Action::Token => "mint a service-account token bound to it",
+            Action::Evict => "evict it",
         }
     }
 }
@@ -96,6 +100,8 @@ pub enum Role {
     Kubelet,
     /// One of Kubernetes' own controllers (`identity.kubernetesControllers`).
     Controller,
+    /// A node drainer (`identity.evictors`): evicts pods, nothing else.
+    Evictor,
 }
 
 /// May `role` take `action` on `object`?
@@ -105,7 +111,8 @@ pub fn permits(role: Role, object: JobObject, action: Action) -> bool {
     match role {
         Role::JobAdmin => true,
         Role::Submitter => !matches!(action, Status | Token),
-        Role::Controller => matches!(action, Metadata | Status | Delete),
+        Role::Controller => matches!(action, Metadata | Status | Delete | Evict),
+        Role::Evictor => pod && action == Evict,
         Role::Operator => match object {
             JobObject::Pod { app_controlled, .. } => action == Delete && app_controlled,
             _ => matches!(action, Metadata | Status | Delete),
@@ -134,6 +141,8 @@ pub struct Trusted<'a> {
     pub admin_groups: &'a [String],
     pub operators: &'a [String],
     pub controllers: &'a [String],
+    pub evictor_users: &'a [String],
+    pub evictor_groups: &'a [String],
 }
 
 /// The roles `who` holds toward an object of the job submitted as `owner` (a Kubernetes
@@ -158,6 +167,14 @@ pub fn roles(
     }
     if trusted.controllers.iter().any(|c| c == who.username) {
         out.push(Role::Controller);
+    }
+    if trusted.evictor_users.iter().any(|u| u == who.username)
+        || who
+            .groups
+            .iter()
+            .any(|g| trusted.evictor_groups.contains(g))
+    {
+        out.push(Role::Evictor);
     }
     if let Some(node) = node.filter(|n| !n.is_empty())
         && who.username.strip_prefix("system:node:") == Some(node)
@@ -274,6 +291,8 @@ mod tests {
                 admin_groups: &c.admin_groups,
                 operators: &c.operators,
                 controllers: &c.controllers,
+                evictor_users: &[],
+                evictor_groups: &["system:masters".to_string()],
             },
         )
     }
@@ -329,7 +348,7 @@ mod tests {
             executor: false,
             app_controlled: false,
         };
-        let all = [Spec, Metadata, Status, Delete, Enter, Token];
+        let all = [Spec, Metadata, Status, Delete, Enter, Token, Evict];
         for obj in [app, exec, driver] {
             assert!(refused(&[Role::JobAdmin], obj, &all).is_empty(), "{obj:?}");
             // Status is the operator's and the kubelet's, and tokens bound to a job's pod are
@@ -341,17 +360,27 @@ mod tests {
             );
         }
         assert!(refused(&[Role::Kubelet], exec, &[Token]).is_empty());
+        // Node drainers evict pods and do nothing else.
+        assert_eq!(
+            refused(&[Role::Evictor], exec, &all),
+            vec![Spec, Metadata, Status, Delete, Enter, Token]
+        );
+        assert_eq!(refused(&[Role::Evictor], app, &[Evict]), vec![Evict]);
+        assert_eq!(
+            roles_of("kubernetes-admin", &["system:masters"], false, None),
+            vec![Role::Evictor]
+        );
         for role in [Role::Operator, Role::OwnDriver, Role::Controller] {
             assert_eq!(refused(&[role], exec, &[Token]), vec![Token], "{role:?}");
         }
         assert_eq!(
             refused(&[Role::Operator], app, &all),
-            vec![Spec, Enter, Token]
+            vec![Spec, Enter, Token, Evict]
         );
         // The operator deletes the drivers it launched, nothing else, and never edits pods.
         assert_eq!(
             refused(&[Role::Operator], driver, &all),
-            vec![Spec, Metadata, Status, Enter, Token]
+            vec![Spec, Metadata, Status, Enter, Token, Evict]
         );
         assert_eq!(
             refused(&[Role::Operator], submit_driver, &[Delete]),
@@ -364,12 +393,12 @@ mod tests {
         );
         assert_eq!(
             refused(&[Role::Kubelet], driver, &all),
-            vec![Spec, Metadata, Enter]
+            vec![Spec, Metadata, Enter, Evict]
         );
         assert_eq!(refused(&[Role::Kubelet], app, &[Status]), vec![Status]);
         assert_eq!(
             refused(&[Role::OwnDriver], exec, &all),
-            vec![Spec, Status, Enter, Token]
+            vec![Spec, Status, Enter, Token, Evict]
         );
         // The driver may not delete itself or the application through this role.
         assert_eq!(refused(&[Role::OwnDriver], driver, &[Delete]), vec![Delete]);

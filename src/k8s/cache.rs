@@ -370,6 +370,16 @@ impl Lookup for KubeLookup {
                 return Ok(Some(pod_info(&hit)));
             }
             // A miss: the pod is not a job pod, or the watch has not delivered it yet.
+            self.pod_from_api(namespace, name).await
+        })
+    }
+
+    fn pod_from_api<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PodInfo>, LookupError>> {
+        Box::pin(async move {
             let api = Api::<Pod>::namespaced(self.client.clone(), namespace);
             match tokio::time::timeout(DIRECT_READ_TIMEOUT, api.get_opt(name)).await {
                 Ok(Ok(found)) => Ok(found.map(|p| pod_info(&p))),
