@@ -1,6 +1,8 @@
 //! Per-stage costs of one admission review, on realistic inputs (benches/inputs): decode,
 //! identity verification (RS256, ES256), mutation planning + patch, policy rendering, response
-//! encoding, the audit line, and the whole in-process review (`Pipeline::review`).
+//! encoding, the audit line, and the whole in-process review (`Pipeline::review`): the
+//! executor pod and SparkApplication CREATEs (mutating), and the validating UPDATE, `status`
+//! and CONNECT reviews of an admitted job.
 //!
 //! `cargo bench --bench pipeline` measures; `cargo test --all-targets` runs each routine once
 //! (criterion's test mode), so CI only proves the benches still work.
@@ -191,6 +193,25 @@ fn benches(c: &mut Criterion) {
     assert_eq!(executor_outcome.facts.identity_source, Some("creator-pod"));
     let app_outcome = review(&f.app_rs);
     assert!(app_outcome.allowed(), "{:?}", app_outcome.decision);
+    // The executor as stored after the mutating webhook, for the validating scenarios.
+    let patch = serde_json::to_value(&executor_outcome.decision.as_ref().unwrap().patch).unwrap();
+    let admitted = inputs::admitted_executor(&patch);
+    let validating = [
+        (
+            "update_executor_by_driver",
+            inputs::update_review(&admitted),
+        ),
+        ("status_by_kubelet", inputs::status_review(&admitted)),
+        ("connect_exec_by_submitter", inputs::connect_review()),
+    ];
+    let validate = |body: &[u8]| {
+        f.rt.block_on(f.pipeline.review(Mode::Validate, body))
+            .unwrap()
+    };
+    for (name, body) in &validating {
+        let outcome = validate(body);
+        assert!(outcome.allowed(), "{name}: {:?}", outcome.decision);
+    }
 
     let mut g = c.benchmark_group("respond");
     for (name, outcome) in [
@@ -218,6 +239,14 @@ fn benches(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 let outcome = review(black_box(body));
+                outcome.response().into_review().to_json()
+            })
+        });
+    }
+    for (name, body) in &validating {
+        g.bench_function(*name, |b| {
+            b.iter(|| {
+                let outcome = validate(black_box(body));
                 outcome.response().into_review().to_json()
             })
         });

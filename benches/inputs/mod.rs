@@ -323,3 +323,111 @@ pub fn app_review(token: &str, dry_run: bool) -> Vec<u8> {
         "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": "kubectl-client-side-apply"},
     }))
 }
+
+/// The node the admitted executor runs on (its kubelet writes `pods/status`).
+pub const NODE: &str = "ip-10-0-12-34.eu-west-1.compute.internal";
+/// Fixed review uids of the validating scenarios.
+pub const UPDATE_UID: &str = "3e4d5c6b-7a89-4b0c-9d1e-2f3a4b5c6d7e";
+pub const STATUS_UID: &str = "6f5e4d3c-2b1a-4098-8776-5a4b3c2d1e0f";
+pub const CONNECT_UID: &str = "8a7b6c5d-4e3f-4a2b-9c1d-0e9f8e7d6c5b";
+
+/// The executor pod as stored after sparkward's mutating webhook: the executor review's object
+/// with `patch` (the mutating answer's JSON Patch) applied, bound to `NODE`.
+pub fn admitted_executor(patch: &Value) -> Value {
+    let mut pod: Value = serde_json::from_str(EXECUTOR_POD).unwrap();
+    let patch: json_patch::Patch = serde_json::from_value(patch.clone()).unwrap();
+    json_patch::patch(&mut pod, &patch).unwrap();
+    pod["metadata"]["uid"] = json!("2c3d4e5f-6a7b-4c8d-9e0f-1a2b3c4d5e6f");
+    pod["metadata"]["resourceVersion"] = json!("48151");
+    pod["spec"]["nodeName"] = json!(NODE);
+    pod
+}
+
+/// The driver's service account, through a token bound to the driver pod (as in the executor
+/// review).
+fn driver_user() -> Value {
+    json!({
+        "username": format!("system:serviceaccount:{NAMESPACE}:spark"),
+        "uid": "9a8b7c6d-5e4f-4a3b-2c1d-0e9f8a7b6c5d",
+        "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{NAMESPACE}"), "system:authenticated"],
+        "extra": {
+            "authentication.kubernetes.io/credential-id": ["JTI=4c1f0e2d-8b7a-4d6c-9e5f-3a2b1c0d9e8f"],
+            "authentication.kubernetes.io/node-name": [NODE],
+            "authentication.kubernetes.io/node-uid": ["f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0f9"],
+            "authentication.kubernetes.io/pod-name": [DRIVER_POD],
+            "authentication.kubernetes.io/pod-uid": [DRIVER_UID],
+        }
+    })
+}
+
+fn pod_update(uid: &str, sub: Option<&str>, user: Value, old: &Value, new: &Value) -> Vec<u8> {
+    let pods = json!({"group": "", "version": "v1", "resource": "pods"});
+    let mut request = json!({
+        "uid": uid,
+        "kind": {"group": "", "version": "v1", "kind": "Pod"},
+        "resource": pods,
+        "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+        "requestResource": pods,
+        "name": old["metadata"]["name"],
+        "namespace": NAMESPACE,
+        "operation": "UPDATE",
+        "userInfo": user,
+        "object": new,
+        "oldObject": old,
+        "dryRun": false,
+        "options": {"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1"},
+    });
+    if let Some(sub) = sub {
+        request["subResource"] = json!(sub);
+        request["requestSubResource"] = json!(sub);
+    }
+    review(request)
+}
+
+/// The driver marking its admitted executor inactive (Spark's `spark-exec-inactive` label), a
+/// validating UPDATE: protected metadata, the driver's rights over its executors, hardening.
+pub fn update_review(admitted: &Value) -> Vec<u8> {
+    let mut new = admitted.clone();
+    new["metadata"]["labels"]["spark-exec-inactive"] = json!("true");
+    new["metadata"]["resourceVersion"] = json!("48152");
+    pod_update(UPDATE_UID, None, driver_user(), admitted, &new)
+}
+
+/// The kubelet of the executor's node writing `pods/status` (Running), a validating UPDATE.
+pub fn status_review(admitted: &Value) -> Vec<u8> {
+    let mut new = admitted.clone();
+    new["status"] = json!({
+        "phase": "Running", "hostIP": "10.0.12.34", "podIP": "10.42.3.17",
+        "startTime": "2026-11-01T10:00:03Z",
+        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-11-01T10:00:09Z"}],
+        "containerStatuses": [{"name": "spark-kubernetes-executor", "ready": true, "restartCount": 0,
+            "image": "docker.io/apache/spark:4.0.4", "imageID": "docker.io/apache/spark@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            "started": true, "state": {"running": {"startedAt": "2026-11-01T10:00:08Z"}}}],
+    });
+    let user = json!({"username": format!("system:node:{NODE}"), "groups": ["system:nodes", "system:authenticated"]});
+    pod_update(STATUS_UID, Some("status"), user, admitted, &new)
+}
+
+/// The submitter's `kubectl exec` into her driver (CONNECT `pods/exec`): the pod is looked up
+/// and the submitter's right to enter it checked.
+pub fn connect_review() -> Vec<u8> {
+    let pods = json!({"group": "", "version": "v1", "resource": "pods"});
+    review(json!({
+        "uid": CONNECT_UID,
+        "kind": {"group": "", "version": "v1", "kind": "PodExecOptions"},
+        "resource": pods,
+        "subResource": "exec",
+        "requestKind": {"group": "", "version": "v1", "kind": "PodExecOptions"},
+        "requestResource": pods,
+        "requestSubResource": "exec",
+        "name": DRIVER_POD,
+        "namespace": NAMESPACE,
+        "operation": "CONNECT",
+        "userInfo": {"username": format!("oidc:{SUBJECT}"), "groups": ["oidc:data-engineers", "system:authenticated"]},
+        "object": {"kind": "PodExecOptions", "apiVersion": "v1", "stdin": true, "stdout": true,
+                   "tty": true, "container": "spark-kubernetes-driver", "command": ["sh"]},
+        "oldObject": null,
+        "dryRun": false,
+        "options": null,
+    }))
+}
