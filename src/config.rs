@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::core::cilium;
+use crate::core::images::{ImagePolicy, ImagePrefix};
 
 /// Errors from reading or validating a configuration file.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -377,6 +378,21 @@ pub struct FileHardening {
     /// UIDs/GIDs a pod may set explicitly besides the configured ones.
     #[serde(default, deserialize_with = "id_ranges")]
     pub allowed_ids: Vec<FileIdRange>,
+    /// Approved registries and repositories, and digest pinning.
+    #[serde(default)]
+    pub images: FileImages,
+}
+
+/// `hardening.images`: by default (nothing allowed listed, no digest required) no image is
+/// restricted.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileImages {
+    /// Prefixes: a registry or path ending in `/`, or one repository (see `core::images`).
+    #[serde(default)]
+    pub allowed: Vec<String>,
+    #[serde(default)]
+    pub require_digest: bool,
 }
 
 impl Default for FileHardening {
@@ -387,6 +403,7 @@ impl Default for FileHardening {
             fs_group: default_uid(),
             writable_dirs: default_writable_dirs(),
             allowed_ids: Vec::new(),
+            images: FileImages::default(),
         }
     }
 }
@@ -804,6 +821,8 @@ pub struct HardeningConfig {
     pub writable_dirs: Vec<String>,
     /// Further UIDs/GIDs a pod may set explicitly (validated: non-empty, never 0).
     pub allowed_ids: Vec<IdRange>,
+    /// `hardening.images`: inactive (no image checked) unless configured.
+    pub images: ImagePolicy,
 }
 
 /// The largest UID/GID the Kubernetes API accepts in a security context (2^31 - 1).
@@ -1311,6 +1330,23 @@ fn checked_cluster_domain(text: &str) -> Result<String, ConfigError> {
     Ok(domain)
 }
 
+/// `hardening.images`: every allowed prefix parsed (see `core::images::ImagePrefix`).
+fn checked_images(f: &FileImages) -> Result<ImagePolicy, ConfigError> {
+    let allowed = f
+        .allowed
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            ImagePrefix::parse(text)
+                .map_err(|e| invalid(format!("hardening.images.allowed[{i}]"), e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ImagePolicy {
+        allowed,
+        require_digest: f.require_digest,
+    })
+}
+
 fn checked_dns_allow(
     entries: &[serde_json::Value],
 ) -> Result<Vec<cilium::FqdnSelector>, ConfigError> {
@@ -1383,6 +1419,8 @@ impl TryFrom<FileConfig> for Config {
             }
         }
 
+        let images = checked_images(&h.images)?;
+
         let p = f.policy;
         let apply_timeout = positive("policy.applyTimeout", p.apply_timeout)?;
         if p.dns.match_labels.is_empty() {
@@ -1450,6 +1488,7 @@ impl TryFrom<FileConfig> for Config {
                 fs_group: h.fs_group,
                 writable_dirs: h.writable_dirs,
                 allowed_ids,
+                images,
             },
             policy: PolicyConfig {
                 dns_namespace: p.dns.namespace,
@@ -1666,6 +1705,52 @@ audit:
         }
         let err = Config::from_yaml("hardening:\n  allowedIds: [1000]\n").unwrap_err();
         assert!(err.to_string().contains("{min: 1000, max: 1999}"), "{err}");
+    }
+
+    #[test]
+    fn images_are_unrestricted_by_default_and_prefixes_are_checked_at_load() {
+        let c = Config::from_yaml("").unwrap();
+        assert!(!c.hardening.images.is_active());
+        let c = Config::from_yaml(
+            "hardening:\n  images:\n    allowed: [docker.io/apache/spark, registry.corp/spark/]\n    requireDigest: true\n",
+        )
+        .unwrap();
+        let images = &c.hardening.images;
+        assert!(images.require_digest);
+        let shown: Vec<String> = images.allowed.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["docker.io/apache/spark", "registry.corp/spark/"]);
+
+        for (list, field, word) in [
+            (
+                "[registry.corp/, \"\"]",
+                "hardening.images.allowed[1]",
+                "empty",
+            ),
+            (
+                "[a.io/, b.io/, \"docker.io/apache/spark:4.0.0\"]",
+                "hardening.images.allowed[2]",
+                "has a tag",
+            ),
+            (
+                "[\"registry.corp/ x\"]",
+                "hardening.images.allowed[0]",
+                "whitespace",
+            ),
+            (
+                "[apache/spark]",
+                "hardening.images.allowed[0]",
+                "docker.io/apache/spark",
+            ),
+        ] {
+            let yaml = format!("hardening:\n  images:\n    allowed: {list}\n");
+            let err = Config::from_yaml(&yaml).unwrap_err();
+            let text = err.to_string();
+            assert_eq!(field_of(err), field, "{list}: {text}");
+            assert!(text.contains(word), "{list}: {text}");
+        }
+        let err =
+            Config::from_yaml("hardening:\n  images:\n    allow: [registry.corp/]\n").unwrap_err();
+        assert!(err.to_string().contains("allow"), "{err}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::config::SparkProfile;
 use crate::core::decision::{JobIdentity, JobSecurity, Reason, Submitter, spark_role};
 use crate::core::hardening::{Findings, Loc, Violation};
 use crate::core::identity::{IdentityError, requester_identity};
+use crate::core::images::{ImageField, check_images};
 use crate::core::labels::{self, JOB_ID_LABEL, PREFIX, STAMP_ANNOTATION};
 use crate::core::mutation::{
     Stamp, conflicting_claims, token_present, without_superseded_user_label,
@@ -545,6 +546,24 @@ impl Pipeline {
             }]));
         }
         Ok(())
+    }
+
+    /// The images `fields` names must be approved (`hardening.images`); `fields` is only
+    /// computed when an image rule is configured.
+    pub(super) fn require_approved_images(
+        &self,
+        fields: impl FnOnce() -> Vec<ImageField>,
+    ) -> Result<(), Reason> {
+        let policy = &self.config.hardening.images;
+        if !policy.is_active() {
+            return Ok(());
+        }
+        let violations = check_images(policy, &fields());
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(Reason::Image(violations))
+        }
     }
 
     pub(super) fn require_hardened(&self, findings: Findings) -> Result<(), Reason> {

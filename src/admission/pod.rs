@@ -14,6 +14,7 @@ use crate::admission::review::{
 };
 use crate::core::decision::{JobIdentity, Reason, spark_role};
 use crate::core::hardening::{Findings, Loc, Violation};
+use crate::core::images::{changed_images, pod_images};
 use crate::core::labels::{JOB_ID_LABEL, SPARK_APP_NAME_LABEL, SPARK_ROLE_LABEL, STAMP_ANNOTATION};
 use crate::core::mutation::{finish, inspect_pod, plan_metadata};
 use crate::core::objects::{Meta, Pod};
@@ -40,6 +41,7 @@ pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
         // A debug container added to a running pod is hardened like the others.
         (Mode::Mutate, Operation::Update, "ephemeralcontainers") => {
             let (pod, old): (Pod, Pod) = (parse_object(req)?, parse_old_object(req)?);
+            p.require_approved_images(|| changed_images(pod_images(&pod), &pod_images(&old)))?;
             let added = new_ephemeral_names(&pod, &old);
             let findings = inspect_pod(&pod, &p.config.hardening, Some(&added));
             patched(finish(findings, Vec::new()).map_err(Reason::Hardening)?)
@@ -108,8 +110,11 @@ async fn validate_update(p: &Pipeline, ctx: &mut Ctx<'_>, sub: &str) -> Result<(
     if !changed.is_empty() {
         return Err(Reason::Immutable(changed));
     }
+    // An image swap (`kubectl set image`) or a debug container is checked for the images it
+    // adds; images admitted earlier stay (a pod from before the rules keeps its updates).
+    let new_images = || changed_images(pod_images(&new), &pod_images(&old));
     let Some(job) = JobIdentity::from_admitted(&old.metadata) else {
-        return Ok(());
+        return p.require_approved_images(new_images);
     };
     let actions = update_actions(req)?;
     p.require_owner_rights(
@@ -120,6 +125,9 @@ async fn validate_update(p: &Pipeline, ctx: &mut Ctx<'_>, sub: &str) -> Result<(
         &actions,
     )
     .await?;
+    if sub != "status" {
+        p.require_approved_images(new_images)?;
+    }
     match sub {
         "status" => Ok(()),
         "ephemeralcontainers" => {
@@ -154,6 +162,7 @@ async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, pod: Pod) -> Decided {
     if !claims.is_empty() {
         return Err(Reason::Spoofing(claims));
     }
+    p.require_approved_images(|| pod_images(&pod))?;
     let mut ops = plan_metadata(&pod.metadata, &stamp, p.token_annotation());
     ops.extend(p.scrub_token_copies(ctx, &pod.metadata)?);
     let mut findings = inspect_pod(&pod, &p.config.hardening, None);
@@ -366,6 +375,7 @@ async fn validate_create(p: &Pipeline, ctx: &mut Ctx<'_>, pod: &Pod) -> Result<(
     if !claims.is_empty() {
         return Err(Reason::Spoofing(claims));
     }
+    p.require_approved_images(|| pod_images(pod))?;
     let mut findings = inspect_pod(pod, &p.config.hardening, None);
     spark_pod_security(&job, pod, &mut findings);
     p.require_hardened(findings)

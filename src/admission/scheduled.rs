@@ -14,6 +14,7 @@ use crate::admission::review::{
 use crate::admission::spark_app::spark_security;
 use crate::core::decision::{JobIdentity, Reason, Submitter, schedule_stamp};
 use crate::core::hardening::{Loc, Violation};
+use crate::core::images::{app_spec_images, changed_images};
 use crate::core::labels::{self, SCHEDULE_ID_ANNOTATION, STAMP_ANNOTATION};
 use crate::core::mutation::{Stamp, conflicting_claims, finish, inspect_app_spec, plan_metadata};
 use crate::core::objects::{ScheduledSparkApplication, SparkAppSpec};
@@ -142,6 +143,7 @@ async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: ScheduledSparkAppli
     if !claims.is_empty() {
         return Err(Reason::Spoofing(claims));
     }
+    p.require_approved_images(|| app_spec_images(&template_loc, template))?;
     let mut ops = plan_metadata(&app.metadata, &stamp, p.token_annotation());
     ops.extend(p.scrub_token_copies(ctx, &app.metadata)?);
     let mut findings = inspect_app_spec(&template_loc, template, &p.config.hardening);
@@ -184,11 +186,9 @@ fn validate_create(
         return Err(Reason::Spoofing(claims));
     }
     if let Some(t) = &app.spec.template {
-        p.require_hardened(inspect_app_spec(
-            &Loc::root().key("spec").key("template"),
-            t,
-            &p.config.hardening,
-        ))?;
+        let template_loc = Loc::root().key("spec").key("template");
+        p.require_approved_images(|| app_spec_images(&template_loc, t))?;
+        p.require_hardened(inspect_app_spec(&template_loc, t, &p.config.hardening))?;
     }
     Ok(())
 }
@@ -216,8 +216,18 @@ async fn validate_update(p: &Pipeline, ctx: &mut Ctx<'_>, sub: &str) -> Result<(
     if !changed.is_empty() {
         return Err(Reason::Immutable(changed));
     }
+    // Images an update adds or changes in the template must be approved.
+    let template_loc = Loc::root().key("spec").key("template");
+    let images_of = |s: &ScheduledSparkApplication| {
+        s.spec
+            .template
+            .as_ref()
+            .map(|t| app_spec_images(&template_loc, t))
+            .unwrap_or_default()
+    };
+    let new_images = || changed_images(images_of(&new), &images_of(&old));
     let Some(job) = schedule_job(&old) else {
-        return Ok(());
+        return p.require_approved_images(new_images);
     };
     let actions = update_actions(req)?;
     p.require_owner_rights(
@@ -228,6 +238,9 @@ async fn validate_update(p: &Pipeline, ctx: &mut Ctx<'_>, sub: &str) -> Result<(
         &actions,
     )
     .await?;
+    if sub != "status" {
+        p.require_approved_images(new_images)?;
+    }
     match (&new.spec.template, sub) {
         (Some(t), "") => p.require_hardened(inspect_app_spec(
             &Loc::root().key("spec").key("template"),

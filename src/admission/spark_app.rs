@@ -17,6 +17,7 @@ use crate::admission::review::{
 };
 use crate::core::decision::{JobIdentity, Reason, Submitter};
 use crate::core::hardening::{Findings, Loc};
+use crate::core::images::{app_spec_images, changed_images};
 use crate::core::labels::{self, PREFIX, SCHEDULE_ID_ANNOTATION};
 use crate::core::mutation::{
     Stamp, conflicting_claims, finish, inspect_app_spec, plan_metadata, plan_spark_pod_labels,
@@ -143,6 +144,8 @@ async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: SparkApplication) -
         return Err(Reason::Spoofing(claims));
     }
     let spec_loc = Loc::root().key("spec");
+    // Before the policy and the RPC Secret are made: a denied image leaves nothing behind.
+    p.require_approved_images(|| app_spec_images(&spec_loc, &app.spec))?;
     let mut ops = plan_metadata(&app.metadata, &stamp, p.token_annotation());
     ops.extend(p.scrub_token_copies(ctx, &app.metadata)?);
     ops.extend(plan_spark_pod_labels(
@@ -266,6 +269,7 @@ fn validate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: &SparkApplication) -> R
         return Err(Reason::Spoofing(claims));
     }
     let spec_loc = Loc::root().key("spec");
+    p.require_approved_images(|| app_spec_images(&spec_loc, &app.spec))?;
     let mut findings = inspect_app_spec(&spec_loc, &app.spec, &p.config.hardening);
     spark_security(p, &job, &spec_loc, &app.spec, &mut findings)?;
     p.require_hardened(findings)
@@ -315,8 +319,16 @@ async fn validate_update(p: &Pipeline, ctx: &mut Ctx<'_>, sub: &str) -> Result<(
     if !changed.is_empty() {
         return Err(Reason::Immutable(changed));
     }
+    // Images an update adds or changes must be approved; those admitted earlier stay.
+    let spec_loc = Loc::root().key("spec");
+    let new_images = || {
+        changed_images(
+            app_spec_images(&spec_loc, &new.spec),
+            &app_spec_images(&spec_loc, &old.spec),
+        )
+    };
     let Some(job) = JobIdentity::from_admitted(&old.metadata) else {
-        return Ok(());
+        return p.require_approved_images(new_images);
     };
     let actions = update_actions(req)?;
     p.require_owner_rights(ctx, JobObject::SparkApplication, &job, None, &actions)
@@ -324,7 +336,7 @@ async fn validate_update(p: &Pipeline, ctx: &mut Ctx<'_>, sub: &str) -> Result<(
     if sub == "status" {
         return Ok(());
     }
-    let spec_loc = Loc::root().key("spec");
+    p.require_approved_images(new_images)?;
     let mut findings = inspect_app_spec(&spec_loc, &new.spec, &p.config.hardening);
     // An update may not take back the job's Spark security: spark-operator resubmits an
     // application whose spec changed.

@@ -206,6 +206,9 @@ pub enum Reason {
     Hardening(Vec<Violation>),
     /// Hardening missing on an object that should already carry it (validation).
     NotHardened(Vec<Violation>),
+    /// Images from outside `hardening.images.allowed`, not pinned when digests are required,
+    /// or not valid references.
+    Image(Vec<Violation>),
     /// `sparkward.io/` claims that contradict the derived identity.
     Spoofing(Vec<Violation>),
     /// The object claims to belong to a job that cannot be traced to an admission.
@@ -252,6 +255,7 @@ impl Reason {
             Reason::Identity { code, .. } => code,
             Reason::Hardening(_) => "hardening",
             Reason::NotHardened(_) => "not_hardened",
+            Reason::Image(_) => "image",
             Reason::Spoofing(_) => "spoofing",
             Reason::Lineage(_) => "lineage",
             Reason::Immutable(_) => "immutable",
@@ -304,6 +308,7 @@ impl fmt::Display for Reason {
             }
             Reason::Hardening(v) => list(f, "the object weakens the required hardening", v),
             Reason::NotHardened(v) => list(f, "the object is not hardened", v),
+            Reason::Image(v) => list(f, "the object uses images that are not approved", v),
             Reason::Spoofing(v) => list(f, "the object carries identity claims it may not make", v),
             Reason::Immutable(v) => list(f, "the update changes fields sparkward protects", v),
             Reason::TokenCopy(v) => list(f, "the object would store a bearer token", v),
@@ -455,6 +460,17 @@ mod tests {
             r.to_string(),
             "the object would store a bearer token: spec.containers[0].env[1].value holds a copy \
              of the submitter token: remove it"
+        );
+        let r = Reason::Image(vec![Violation {
+            field: "spec.image".into(),
+            problem: "is 'x', which is not pinned by digest".into(),
+            fix: "pin it".into(),
+        }]);
+        assert_eq!((r.code(), r.status_code()), ("image", 403));
+        assert_eq!(
+            r.to_string(),
+            "the object uses images that are not approved: spec.image is 'x', which is not \
+             pinned by digest: pin it"
         );
     }
 }

@@ -6,6 +6,7 @@ pub mod cilium;
 pub mod decision;
 pub mod hardening;
 pub mod identity;
+pub mod images;
 pub mod keys;
 pub mod labels;
 pub mod lifecycle;

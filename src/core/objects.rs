@@ -60,6 +60,8 @@ pub struct OwnerRef {
 #[serde(rename_all = "camelCase", default)]
 pub struct Container {
     pub name: String,
+    /// The image reference, as written (checked against `hardening.images`).
+    pub image: Option<String>,
     /// Only the names matter (Spark's `_SPARK_AUTH_SECRET` must not be there).
     pub env: Vec<EnvVar>,
     pub security_context: Option<SecurityContext>,
@@ -178,6 +180,8 @@ pub struct Pod {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct SparkPodSpec {
+    /// The Spark container's image (overrides `spec.image`).
+    pub image: Option<String>,
     pub labels: Option<BTreeMap<String, String>>,
     pub annotations: Option<BTreeMap<String, String>>,
     pub security_context: Option<SecurityContext>,
@@ -199,6 +203,8 @@ pub struct SparkPodSpec {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct SparkAppSpec {
+    /// The image of the driver and executors unless their own `image` is set.
+    pub image: Option<String>,
     pub driver: Option<SparkPodSpec>,
     pub executor: Option<SparkPodSpec>,
     pub volumes: Option<Vec<Volume>>,
