@@ -923,6 +923,90 @@ async fn garbage_collection_removes_the_policy_with_its_application() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Spark's own security (tests/spark_security.rs has the failure cases against the stand-in)
+// ---------------------------------------------------------------------------------------------
+
+const SECRET: (&str, &str) = ("v1", "Secret");
+
+#[tokio::test]
+async fn real_api_server_stores_the_spark_settings_and_the_jobs_secret_which_goes_with_its_application()
+ {
+    let Some(w) = world("spark-rpc").await else {
+        return;
+    };
+    w.cluster().with_controller_manager().await;
+    let app = w.admitted_app("etl", "data:read:postgres-main").await;
+    let job = job_of(&app);
+    // kube-apiserver stored the properties through the real SparkApplication schema.
+    let stored = w.get(SPARK_APP, "etl").await.expect("stored");
+    let conf = &stored["spec"]["sparkConf"];
+    for (key, value) in [
+        ("spark.authenticate", "true"),
+        ("spark.network.crypto.enabled", "true"),
+        ("spark.io.encryption.enabled", "true"),
+        (
+            "spark.authenticate.secret.file",
+            "/etc/sparkward/rpc/secret",
+        ),
+    ] {
+        assert_eq!(conf[key], value, "{key} in {conf}");
+    }
+    // The job's Secret exists (sparkward created it before answering), 256 bits, immutable.
+    let name = format!("sparkward-{job}-rpc");
+    let secret = w.get(SECRET, &name).await.expect("the job's RPC Secret");
+    assert_eq!(secret["immutable"], true);
+    assert_eq!(
+        secret["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "sparkward"
+    );
+    let data = secret["data"]["secret"].as_str().expect("data.secret");
+    let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data).unwrap();
+    assert_eq!(bytes.len(), 32);
+    assert!(!stored.to_string().contains(data));
+
+    // The lifecycle controller makes the application its owner...
+    let uid = app["metadata"]["uid"].clone();
+    wait_for("the Secret's adoption by its SparkApplication", || async {
+        let secret = w.get(SECRET, &name).await?;
+        let owners = secret["metadata"]["ownerReferences"].as_array()?.clone();
+        owners
+            .iter()
+            .any(|o| o["uid"] == uid && o["kind"] == SPARK_APP.1 && o["name"] == "etl")
+            .then_some(())
+    })
+    .await;
+    // ... so kube-controller-manager's garbage collector removes it with the application.
+    api_of(&w.alice, &app)
+        .delete("etl", &DeleteParams::default())
+        .await
+        .expect("alice deletes her application");
+    wait_for("garbage collection of the Secret", || async {
+        w.get(SECRET, &name).await.is_none().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn real_api_server_refuses_a_weaker_spark_setting_naming_the_key() {
+    let Some(w) = world("spark-weak").await else {
+        return;
+    };
+    let mut app = w.alices_app("weak", "data:read:postgres-main");
+    app["spec"]["sparkConf"] = json!({ "spark.network.crypto.enabled": "false" });
+    let message = denied_by(
+        create(&w.alice, &app, &PostParams::default()).await,
+        "sparkapplications.mutate.sparkward.io",
+    );
+    assert!(
+        message.contains("spec.sparkConf[\"spark.network.crypto.enabled\"]")
+            && message.contains("remove it"),
+        "{message}"
+    );
+    assert!(w.get(SPARK_APP, "weak").await.is_none());
+    assert!(w.policies().await.is_empty(), "no policy for a refused job");
+}
+
+// ---------------------------------------------------------------------------------------------
 // The admission stamp through the real API server (tests/stamp.rs has the same cases, and key
 // rotation, expiry and retried calls, against the stand-in: this binary shares one sparkward,
 // whose key file and validity every test here relies on)

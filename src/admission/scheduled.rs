@@ -13,7 +13,7 @@ use crate::admission::review::{
 };
 use crate::admission::spark_app::spark_security;
 use crate::core::decision::{JobIdentity, Reason, Submitter, schedule_stamp};
-use crate::core::hardening::{Loc, Violation};
+use crate::core::hardening::{Findings, Loc, Violation};
 use crate::core::images::{app_spec_images, changed_images};
 use crate::core::labels::{self, SCHEDULE_ID_ANNOTATION, STAMP_ANNOTATION};
 use crate::core::mutation::{Stamp, conflicting_claims, finish, inspect_app_spec, plan_metadata};
@@ -33,7 +33,7 @@ pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
         }
         (Mode::Validate, Operation::Create, "") => {
             check_spark_version(req)?;
-            validate_create(p, ctx, &parse_object(req)?)?;
+            validate_create(p, ctx, &parse_object(req)?).await?;
             p.refuse_stored_tokens(ctx)?;
             pass()
         }
@@ -162,7 +162,7 @@ async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, app: ScheduledSparkAppli
     })
 }
 
-fn validate_create(
+async fn validate_create(
     p: &Pipeline,
     ctx: &mut Ctx<'_>,
     app: &ScheduledSparkApplication,
@@ -188,9 +188,30 @@ fn validate_create(
     if let Some(t) = &app.spec.template {
         let template_loc = Loc::root().key("spec").key("template");
         p.require_approved_images(|| app_spec_images(&template_loc, t))?;
-        p.require_hardened(inspect_app_spec(&template_loc, t, &p.config.hardening))?;
+        let mut findings = inspect_app_spec(&template_loc, t, &p.config.hardening);
+        // The final template, after every mutating webhook (sparkward's is not re-invoked
+        // for schedules): a later webhook must not take back the Spark security either.
+        let job = template_job(p, ctx, submitter, schedule_id).await?;
+        spark_security(p, &job, &template_loc, t, &mut findings)?;
+        p.require_hardened(findings)?;
     }
     Ok(())
+}
+
+/// A schedule's template as a job for the Spark security checks: the schedule's submitter
+/// (the UI ACLs name it) under the profile its namespace selects now, as each run will get.
+async fn template_job(
+    p: &Pipeline,
+    ctx: &Ctx<'_>,
+    submitter: Submitter,
+    schedule_id: &str,
+) -> Result<JobIdentity, Reason> {
+    let namespace = require_namespace(ctx.req)?;
+    Ok(JobIdentity {
+        job_id: schedule_id.to_string(),
+        submitter,
+        security: Some(p.job_security(namespace).await?),
+    })
 }
 
 /// An UPDATE (`sub`: none or `status`): what sparkward set stays, spark-operator's labels
@@ -242,11 +263,18 @@ async fn validate_update(p: &Pipeline, ctx: &mut Ctx<'_>, sub: &str) -> Result<(
         p.require_approved_images(new_images)?;
     }
     match (&new.spec.template, sub) {
-        (Some(t), "") => p.require_hardened(inspect_app_spec(
-            &Loc::root().key("spec").key("template"),
-            t,
-            &p.config.hardening,
-        )),
+        (Some(t), "") => {
+            let template_loc = Loc::root().key("spec").key("template");
+            let mut findings = inspect_app_spec(&template_loc, t, &p.config.hardening);
+            // Weaker Spark settings are denied here, where the user sees it, not only when
+            // spark-operator creates a run. Missing ones are not: every run gets them added
+            // (and schedules from before profiles existed stay editable).
+            let mut spark = Findings::default();
+            let job = template_job(p, ctx, job.submitter, &job.job_id).await?;
+            spark_security(p, &job, &template_loc, t, &mut spark)?;
+            findings.weaker.extend(spark.weaker);
+            p.require_hardened(findings)
+        }
         _ => Ok(()),
     }
 }
