@@ -532,9 +532,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             None,
         )
     } else {
-        let client = kube::Client::try_default()
+        let kube_config = kube::Config::infer()
             .await
             .context("failed to load the Kubernetes configuration (no local-mode fallback: fix it or pass --local)")?;
+        let client = kube::client::ClientBuilder::try_from(kube_config)
+            .context("failed to build the Kubernetes client")?
+            .with_layer(&tower::util::MapResponseLayer::new(
+                crate::k8s::throttle::normalize,
+            ))
+            .build();
         let lookup = KubeLookup::start(client.clone(), background.clone());
         (
             Arc::new(lookup.clone()) as Arc<dyn Lookup>,
@@ -650,11 +656,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let probe_shutdown = CancellationToken::new();
     let probes = {
         let registry = registry.clone();
+        let metrics = metrics.clone();
         tokio::spawn(server::serve_probes(
             probe_listener,
             readiness.clone(),
             move || {
                 let registry = registry.clone();
+                // One atomic read of the runtime's task count, only when scraped.
+                let tasks = tokio::runtime::Handle::current()
+                    .metrics()
+                    .num_alive_tasks();
+                metrics
+                    .runtime_tasks
+                    .set(i64::try_from(tasks).unwrap_or(i64::MAX));
                 async move {
                     let mut out = String::new();
                     if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
@@ -678,8 +692,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         shutdown.clone(),
     ));
-    let lifecycle = lifecycle_client
-        .map(|client| spawn_lifecycle(client, lifecycle_state, &metrics, background.clone()));
+    let lifecycle = lifecycle_client.map(|client| {
+        spawn_lifecycle(
+            client,
+            lifecycle_state,
+            &metrics,
+            args.lifecycle_tick,
+            background.clone(),
+        )
+    });
 
     shutdown::signal().await;
     tracing::info!("shutdown requested: readiness off, draining in-flight reviews");
@@ -705,11 +726,13 @@ fn spawn_lifecycle(
     client: kube::Client,
     state: Arc<WebhookState>,
     metrics: &Metrics,
+    tick: Duration,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let config_state = state.clone();
     let settings =
-        LifecycleSettings::new(move || config_state.pipeline.load().config.lifecycle.clone());
+        LifecycleSettings::new(move || config_state.pipeline.load().config.lifecycle.clone())
+            .with_tick(tick);
     let controller = Lifecycle::new(
         client,
         settings,
