@@ -532,15 +532,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             None,
         )
     } else {
-        let kube_config = kube::Config::infer()
+        let client = kube::Client::try_default()
             .await
             .context("failed to load the Kubernetes configuration (no local-mode fallback: fix it or pass --local)")?;
-        let client = kube::client::ClientBuilder::try_from(kube_config)
-            .context("failed to build the Kubernetes client")?
-            .with_layer(&tower::util::MapResponseLayer::new(
-                crate::k8s::throttle::normalize,
-            ))
-            .build();
         let lookup = KubeLookup::start(client.clone(), background.clone());
         (
             Arc::new(lookup.clone()) as Arc<dyn Lookup>,

@@ -226,8 +226,13 @@ async fn a_throttled_policy_apply_waits_the_retry_after_and_is_admitted() {
     let patches = e.calls(Method::PATCH, "ciliumnetworkpolicies/sparkward-");
     assert_eq!(patches.len(), 2, "one throttled, one stored");
     assert_eq!(patches[0].status, Some(429));
-    assert_eq!(patches[1].status, Some(200));
-    // The server asked for one second; sparkward's own backoff would have come back sooner.
+    assert!(
+        matches!(patches[1].status, Some(200 | 201)),
+        "{:?}",
+        patches[1].status
+    );
+    // The server asked for one second (kube-client's retry honours Retry-After; sparkward's own
+    // backoff would have come back after 100 ms).
     let waited = patches[1].received.duration_since(patches[0].answered);
     assert!(
         waited >= Duration::from_millis(950),
@@ -250,12 +255,13 @@ async fn a_policy_apply_throttled_past_the_apply_timeout_is_denied_and_nothing_s
         &message,
         &[
             "CiliumNetworkPolicy",
-            "429",
-            "throttling",
+            "did not confirm it within 2s",
             "nothing was admitted",
         ],
     );
-    // Bounded: at most one attempt per Retry-After second within the 2 s.
+    // kube-client retries 429 itself, waiting what Retry-After asks, so the 429s do not reach
+    // sparkward's message; the apply timeout bounds the whole exchange. At most one attempt per
+    // Retry-After second within the 2 s.
     let patches = e.calls(Method::PATCH, "ciliumnetworkpolicies/sparkward-");
     assert!(
         (1..=3).contains(&patches.len()),
@@ -462,6 +468,7 @@ async fn a_namespace_watch_cut_and_compacted_relists_and_sees_the_change_made_me
             .path("/api/v1/namespaces?")
             .times(3),
     );
+    let cut = e.api.requests().len();
     e.api.compact();
     e.api.drop_watches();
     let mut ns = e.api.get(NAMESPACE, "", NS).unwrap();
@@ -495,11 +502,14 @@ async fn a_namespace_watch_cut_and_compacted_relists_and_sees_the_change_made_me
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_mentions(&message, &["'does-not-exist'", "does not define"]);
-    let gone = e
-        .calls(Method::GET, "/api/v1/namespaces?")
+    // The watch could not resume from its compacted resourceVersion: the namespaces were
+    // listed again (a GET that is not a watch, answered 200, after the cut).
+    let relists = e.api.requests()[cut..]
         .iter()
-        .any(|r| r.status == Some(410));
-    assert!(gone, "the watch resumed with 410 Gone and relisted");
+        .filter(|r| r.path.starts_with("/api/v1/namespaces?") && !r.is_watch())
+        .filter(|r| r.status == Some(200))
+        .count();
+    assert!(relists >= 1, "the namespaces were never listed again");
     e.assert_clean_after_grace().await;
 }
 

@@ -9,7 +9,6 @@ pub mod local;
 pub mod policy;
 pub mod secrets;
 pub mod state;
-pub mod throttle;
 
 use kube::core::ApiResource;
 
