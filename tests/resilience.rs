@@ -410,6 +410,9 @@ fn write(path: &std::path::Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
+/// Builds the (certificate, key) texts of a broken pair for rotation `i`.
+type MakePair<'a> = Box<dyn Fn(usize) -> (String, String) + 'a>;
+
 #[tokio::test]
 async fn the_certificate_rotated_under_load_fails_no_request_and_a_broken_pair_is_refused() {
     let s = Sparkward::start(Options::default()).await;
@@ -429,7 +432,7 @@ async fn the_certificate_rotated_under_load_fails_no_request_and_a_broken_pair_i
     let mut good = der_of(&std::fs::read_to_string(&s.certs.cert).unwrap());
     assert_eq!(served(&s, &bundle).await, good);
     let metrics = || async { s.probe("/metrics").await.unwrap().1 };
-    let broken: [(&str, Box<dyn Fn(usize) -> (String, String)>); 3] = [
+    let broken: [(&str, MakePair<'_>); 3] = [
         (
             "a key that does not fit the certificate",
             Box::new(|i: usize| {
