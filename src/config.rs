@@ -1864,8 +1864,9 @@ audit:
     fn rejects_an_orphan_grace_no_longer_than_one_review() {
         let err = Config::from_yaml("lifecycle:\n  orphanGrace: 8s\n").unwrap_err();
         assert!(err.to_string().contains("lifecycle.orphanGrace"), "{err}");
-        let ok =
-            Config::from_yaml("lifecycle:\n  orphanGrace: 5s\nserver:\n  reviewDeadline: 4s\n");
+        let ok = Config::from_yaml(
+            "lifecycle:\n  orphanGrace: 5s\nserver:\n  reviewDeadline: 4s\npolicy:\n  applyTimeout: 3s\n",
+        );
         assert!(ok.is_ok(), "{ok:?}");
     }
 }
