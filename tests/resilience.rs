@@ -519,14 +519,19 @@ fn gauge(metrics: &str, name: &str) -> i64 {
 async fn after_a_burst_of_load_connections_fds_and_tasks_return_to_their_baseline() {
     let s = Sparkward::start(Options::default()).await;
     let pid = s.child.id();
-    let metrics = s.probe("/metrics").await.unwrap().1;
-    let (conns0, tasks0, fds0) = (
-        gauge(&metrics, "sparkward_connections_open"),
-        gauge(&metrics, "sparkward_runtime_tasks"),
-        open_fds(pid),
-    );
-    assert_eq!(conns0, 0, "{metrics}");
-    assert!(tasks0 > 0, "{metrics}");
+    // The idle baseline, as the highest of a few samples: the file-reload loops (certificate,
+    // config, stamp keys) read their files through short-lived blocking tasks, which the task
+    // gauge counts while they run. A leak grows with the 48 connections below, not by one.
+    let (mut conns0, mut tasks0, mut fds0) = (0, 0, 0);
+    for _ in 0..10 {
+        let metrics = s.probe("/metrics").await.unwrap().1;
+        conns0 = conns0.max(gauge(&metrics, "sparkward_connections_open"));
+        tasks0 = tasks0.max(gauge(&metrics, "sparkward_runtime_tasks"));
+        fds0 = fds0.max(open_fds(pid));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(conns0, 0);
+    assert!(tasks0 > 0);
 
     // Several rounds, each on a fresh keep-alive pool, so connections come and go.
     let mut total = 0;
