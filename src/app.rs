@@ -650,11 +650,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let probe_shutdown = CancellationToken::new();
     let probes = {
         let registry = registry.clone();
+        let metrics = metrics.clone();
         tokio::spawn(server::serve_probes(
             probe_listener,
             readiness.clone(),
             move || {
                 let registry = registry.clone();
+                // One atomic read of the runtime's task count, only when scraped.
+                let tasks = tokio::runtime::Handle::current()
+                    .metrics()
+                    .num_alive_tasks();
+                metrics
+                    .runtime_tasks
+                    .set(i64::try_from(tasks).unwrap_or(i64::MAX));
                 async move {
                     let mut out = String::new();
                     if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
@@ -678,8 +686,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         shutdown.clone(),
     ));
-    let lifecycle = lifecycle_client
-        .map(|client| spawn_lifecycle(client, lifecycle_state, &metrics, background.clone()));
+    let lifecycle = lifecycle_client.map(|client| {
+        spawn_lifecycle(
+            client,
+            lifecycle_state,
+            &metrics,
+            args.lifecycle_tick,
+            background.clone(),
+        )
+    });
 
     shutdown::signal().await;
     tracing::info!("shutdown requested: readiness off, draining in-flight reviews");
@@ -705,11 +720,13 @@ fn spawn_lifecycle(
     client: kube::Client,
     state: Arc<WebhookState>,
     metrics: &Metrics,
+    tick: Duration,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let config_state = state.clone();
     let settings =
-        LifecycleSettings::new(move || config_state.pipeline.load().config.lifecycle.clone());
+        LifecycleSettings::new(move || config_state.pipeline.load().config.lifecycle.clone())
+            .with_tick(tick);
     let controller = Lifecycle::new(
         client,
         settings,

@@ -119,6 +119,11 @@ pub struct ServeArgs {
     /// How often the certificate and config files are checked for changes.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub reload_interval: std::time::Duration,
+
+    /// Development and tests only: how often the lifecycle controller reconciles while it
+    /// leads (the configuration's graces and lease duration cannot make a 5 s tick shorter).
+    #[arg(long, hide = true, default_value = "5s", value_parser = parse_duration)]
+    pub lifecycle_tick: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1473,6 +1473,16 @@ impl TryFrom<FileConfig> for Config {
         if f.stamp.key_file.as_os_str().is_empty() {
             return Err(invalid("stamp.keyFile", "must not be empty"));
         }
+        // A policy is applied at the start of a review and its object stored only after every
+        // webhook call of the request: a grace shorter than one review could reap the policy
+        // of a job being admitted (the job would then start with no policy of its own).
+        if l.orphan_grace.0 <= server.review_deadline {
+            return Err(invalid(
+                "lifecycle.orphanGrace",
+                "must be longer than server.reviewDeadline, or the policy of a job still being \
+                 admitted could be reaped as an orphan",
+            ));
+        }
         if apply_timeout >= server.review_deadline {
             return Err(invalid(
                 "policy.applyTimeout",
@@ -1933,5 +1943,15 @@ audit:
     fn rejects_apply_timeout_longer_than_deadline() {
         let err = Config::from_yaml("policy:\n  applyTimeout: 9s\n").unwrap_err();
         assert!(err.to_string().contains("policy.applyTimeout"), "{err}");
+    }
+
+    #[test]
+    fn rejects_an_orphan_grace_no_longer_than_one_review() {
+        let err = Config::from_yaml("lifecycle:\n  orphanGrace: 8s\n").unwrap_err();
+        assert!(err.to_string().contains("lifecycle.orphanGrace"), "{err}");
+        let ok = Config::from_yaml(
+            "lifecycle:\n  orphanGrace: 5s\nserver:\n  reviewDeadline: 4s\npolicy:\n  applyTimeout: 3s\n",
+        );
+        assert!(ok.is_ok(), "{ok:?}");
     }
 }

@@ -71,6 +71,10 @@ pub struct Metrics {
     pub token_verification_duration: Histogram,
     pub policy_apply_duration: Family<OutcomeLabels, Histogram>,
     pub in_flight: Gauge,
+    /// Webhook connections open now (accepted, TLS handshake included, until closed).
+    pub connections_open: Gauge,
+    /// Tasks alive in the tokio runtime, sampled when /metrics is scraped.
+    pub runtime_tasks: Gauge,
     pub http_rejected: Family<RejectLabels, Counter>,
     pub tls_reloads: Family<OutcomeLabels, Counter>,
     pub tls_cert_expiry: Gauge<f64, std::sync::atomic::AtomicU64>,
@@ -87,6 +91,8 @@ impl Metrics {
             token_verification_duration: latency_histogram(),
             policy_apply_duration: Family::new_with_constructor(latency_histogram),
             in_flight: Gauge::default(),
+            connections_open: Gauge::default(),
+            runtime_tasks: Gauge::default(),
             http_rejected: Family::default(),
             tls_reloads: Family::default(),
             tls_cert_expiry: Gauge::default(),
@@ -122,6 +128,16 @@ impl Metrics {
             "reviews_in_flight",
             "Admission reviews being decided now",
             m.in_flight.clone(),
+        );
+        r.register(
+            "connections_open",
+            "Webhook connections open now",
+            m.connections_open.clone(),
+        );
+        r.register(
+            "runtime_tasks",
+            "Tasks alive in the async runtime (sampled at scrape time)",
+            m.runtime_tasks.clone(),
         );
         r.register(
             "http_rejected",

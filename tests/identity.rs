@@ -513,10 +513,17 @@ async fn keeps_accepting_tokens_with_cached_keys_while_the_jwks_endpoint_is_down
     let id = cache.verify(&key.token(&mk_claims()), &cfg, NOW).await;
     assert_eq!(id.unwrap().subject, "alice");
 
-    // An unknown kid still tries one re-fetch, which fails: the answer is about the kid.
+    // An unknown kid still tries one re-fetch, which fails: the answer is about the kid, and
+    // says the keys could not be re-fetched (a fresh token would not help).
     let other = TestKey::ed("ed-other").token(&mk_claims());
     let result = cache.verify(&other, &cfg, NOW).await;
-    assert_eq!(denied(&other, result).code(), "unknown_kid");
+    let err = denied(&other, result);
+    assert_eq!(err.code(), "keys_stale");
+    let text = err.to_string();
+    assert!(
+        text.contains("'ed-other'") && text.contains("could not be re-fetched"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

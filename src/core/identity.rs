@@ -110,6 +110,15 @@ pub enum IdentityError {
     )]
     UnknownKid { kid: String },
 
+    /// The key is unknown and the re-fetch that could have found it failed: the provider may
+    /// well publish it, so a fresh token would not help.
+    #[error(
+        "the token was signed with key '{kid}', which sparkward does not have yet, and the \
+         identity provider's keys could not be re-fetched ({reason}): retry shortly, and tell \
+         the platform team if it persists"
+    )]
+    UnknownKidKeysStale { kid: String, reason: String },
+
     #[error(
         "the token says alg '{}' but key '{kid}' is {key}: the token was not made for this key; \
          get a fresh token from your identity provider", alg.as_str()
@@ -217,6 +226,7 @@ impl IdentityError {
             Self::UnsupportedCritical { .. } => "unsupported_crit",
             Self::NoKid { .. } => "missing_kid",
             Self::UnknownKid { .. } => "unknown_kid",
+            Self::UnknownKidKeysStale { .. } => "keys_stale",
             Self::AlgKeyMismatch { .. } => "alg_key_mismatch",
             Self::BadSignature { .. } => "bad_signature",
             Self::MissingExpiry => "missing_exp",

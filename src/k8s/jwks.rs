@@ -335,7 +335,19 @@ impl JwksCache {
         }
         self.refetch_after(attempts_seen).await;
         match self.current() {
-            Some(loaded) => verify_token(token, &loaded.keys, cfg, now_unix),
+            Some(loaded) => match verify_token(token, &loaded.keys, cfg, now_unix) {
+                // The last fetch failed: the key may be published, we just cannot see it.
+                // Saying "the provider does not publish it" would send the user for a new token
+                // that fails the same way.
+                Err(IdentityError::UnknownKid { kid }) => match self.inner.last_error.load_full() {
+                    Some(error) => Err(IdentityError::UnknownKidKeysStale {
+                        kid,
+                        reason: error.to_string(),
+                    }),
+                    None => Err(IdentityError::UnknownKid { kid }),
+                },
+                decided => decided,
+            },
             None => Err(IdentityError::KeysUnavailable),
         }
     }

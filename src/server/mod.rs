@@ -87,8 +87,11 @@ pub async fn serve_webhook(
         let state = state.clone();
         let watcher = graceful.watcher();
         let span = tracing::debug_span!("conn", %peer);
+        let open = OpenConnection::new(&state.metrics.connections_open);
         tokio::spawn(
             async move {
+                // Counted until this task ends, whichever way it ends.
+                let _open = open;
                 let tls = match tokio::time::timeout(limits.read_timeout, acceptor.accept(stream))
                     .await
                 {
@@ -120,6 +123,22 @@ pub async fn serve_webhook(
         .is_err()
     {
         tracing::warn!("drain timed out; closing remaining connections");
+    }
+}
+
+/// Keeps `sparkward_connections_open` counting one connection while it lives.
+struct OpenConnection(prometheus_client::metrics::gauge::Gauge);
+
+impl OpenConnection {
+    fn new(gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

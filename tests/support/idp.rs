@@ -189,6 +189,8 @@ pub mod server {
         Status(u16),
         /// Connections are closed without an answer.
         Down,
+        /// 200 with the current JWKS, after this long.
+        Slow(Duration),
     }
 
     struct State {
@@ -316,7 +318,11 @@ pub mod server {
                     let state = Arc::clone(&state);
                     async move {
                         state.requests.fetch_add(1, Ordering::SeqCst);
-                        let mode = *state.mode.lock().unwrap();
+                        let mut mode = *state.mode.lock().unwrap();
+                        if let Mode::Slow(delay) = mode {
+                            tokio::time::sleep(delay).await;
+                            mode = Mode::Up;
+                        }
                         match mode {
                             Mode::Up => {
                                 let body = state.body.lock().unwrap().clone();
@@ -330,7 +336,7 @@ pub mod server {
                                 .body(Full::new(Bytes::new()))
                                 .unwrap()),
                             // Erroring the service makes hyper drop the (kept-alive) connection.
-                            Mode::Down => Err(std::io::Error::other("down")),
+                            Mode::Down | Mode::Slow(_) => Err(std::io::Error::other("down")),
                         }
                     }
                 });

@@ -16,8 +16,15 @@ pub enum FaultAction {
     },
     /// Wait, then handle the request normally (a slow API server).
     Delay(Duration),
-    /// Close the connection without answering.
+    /// Close the connection without answering; the request is not handled.
     DropConnection,
+    /// Handle the request (a write is stored, watches see it), then close the connection
+    /// without sending the answer: the client cannot tell whether its write happened.
+    DropAnswer,
+    /// What kube-apiserver's max-in-flight and priority-and-fairness filters answer when they
+    /// shed a request: 429, `text/plain` "Too many requests, please try again later." and a
+    /// `Retry-After` header (no `Status` body).
+    Throttle { retry_after: u64 },
 }
 
 /// A fault for the next `times` requests that match `method` (if set) and whose path and query
@@ -58,6 +65,17 @@ impl Fault {
     /// Close the connection without an answer.
     pub fn drop_connection() -> Self {
         Self::new(FaultAction::DropConnection)
+    }
+
+    /// Handle the request, then close the connection before the answer is sent.
+    pub fn drop_answer() -> Self {
+        Self::new(FaultAction::DropAnswer)
+    }
+
+    /// Shed the request as kube-apiserver's flow control does: 429 with `Retry-After: secs` and
+    /// a plain-text body.
+    pub fn throttled(secs: u64) -> Self {
+        Self::new(FaultAction::Throttle { retry_after: secs })
     }
 
     pub fn method(mut self, method: Method) -> Self {

@@ -167,14 +167,45 @@ async fn handle(
             .map(str::to_string),
         received: Instant::now(),
     };
-    match take_fault(&shared, &arrival.method, &arrival.target) {
+    let fault = take_fault(&shared, &arrival.method, &arrival.target);
+    match fault {
         Some(FaultAction::Delay(delay)) => tokio::time::sleep(delay).await,
+        Some(FaultAction::Throttle { retry_after }) => {
+            // The filter's own words (`http.Error` adds the newline and the content type).
+            let mut response = Response::new(
+                Full::new(Bytes::from_static(
+                    b"Too many requests, please try again later.\n",
+                ))
+                .boxed_unsync(),
+            );
+            *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            let headers = response.headers_mut();
+            headers.insert(
+                CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            headers.insert(
+                "x-content-type-options",
+                http::HeaderValue::from_static("nosniff"),
+            );
+            if let Ok(v) = retry_after.to_string().parse() {
+                headers.insert(RETRY_AFTER, v);
+            }
+            record(&shared, arrival, Some(429));
+            return Ok(response);
+        }
         Some(FaultAction::Status {
             code,
             message,
             retry_after,
         }) => {
-            let mut response = status_response(&ApiError::for_code(code, message));
+            let mut error = ApiError::for_code(code, message);
+            if let Some(secs) = retry_after {
+                // As errors.NewTooManyRequests and friends: the delay is in the Status, and the
+                // response writer copies it into the header.
+                error.details = Some(json!({ "retryAfterSeconds": secs }));
+            }
+            let mut response = status_response(&error);
             if let Some(secs) = retry_after
                 && let Ok(v) = secs.to_string().parse()
             {
@@ -190,7 +221,7 @@ async fn handle(
                 "connection dropped by an injected fault",
             ));
         }
-        None => {}
+        Some(FaultAction::DropAnswer) | None => {}
     }
     let (parts, body) = req.into_parts();
     let response = match Limited::new(body, MAX_BODY_BYTES).collect().await {
@@ -201,6 +232,11 @@ async fn handle(
             "Request entity too large: limit is 3145728",
         )),
     };
+    if fault == Some(FaultAction::DropAnswer) {
+        // The write happened; the client never learns it.
+        record(&shared, arrival, None);
+        return Err(std::io::Error::other("answer dropped by an injected fault"));
+    }
     record(&shared, arrival, Some(response.status().as_u16()));
     Ok(response)
 }
