@@ -393,6 +393,38 @@ async fn oversized_headers_and_bodies_get_431_or_413_and_the_server_stays_up() {
 }
 
 #[tokio::test]
+async fn an_oversized_http2_header_list_is_refused_and_the_connection_survives() {
+    let s = Sparkward::start(config("  readTimeout: 5s\n")).await;
+    let io = hyper_util::rt::TokioIo::new(tls(&s, b"h2").await);
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mk = |big: Option<usize>| {
+        let mut req = http::Request::builder()
+            .method(http::Method::POST)
+            .uri(format!("{}/validate", s.base_url()))
+            .header(http::header::CONTENT_TYPE, "application/json");
+        if let Some(n) = big {
+            req = req.header("x-big", "a".repeat(n));
+        }
+        req.body(http_body_util::Full::new(bytes::Bytes::from(
+            normal_review().to_string(),
+        )))
+        .unwrap()
+    };
+    // Over h2's 16 KiB header list limit: a 431 answer or a reset stream, never a crash.
+    match sender.send_request(mk(Some(64 * 1024))).await {
+        Ok(resp) => assert_eq!(resp.status(), 431),
+        Err(e) => eprintln!("hostile h2 oversized header: stream refused ({e})"),
+    }
+    // A normal request goes through, on a new connection if the old one was closed.
+    sender.ready().await.ok();
+    assert_normal_review(&s).await;
+}
+
+#[tokio::test]
 async fn at_the_connection_limit_new_clients_wait_and_are_then_served() {
     let s = Sparkward::start(config("  readTimeout: 2s\n  maxConnections: 32\n")).await;
     // Fill every slot with connections that never start a handshake.
