@@ -683,6 +683,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ConnLimits {
             read_timeout: config.server.read_timeout,
             drain_timeout: config.server.drain_timeout,
+            idle_timeout: config.server.idle_timeout,
+            max_connections: config.server.max_connections,
         },
         shutdown.clone(),
     ));

@@ -631,6 +631,12 @@ pub struct FileServer {
     /// How long graceful shutdown waits for in-flight reviews.
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout: HumanDuration,
+    /// How long a connection may stay open with no request in flight once it has served one.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: HumanDuration,
+    /// Connections the webhook port holds at once; further clients wait in the listen backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for FileServer {
@@ -640,6 +646,8 @@ impl Default for FileServer {
             max_body_bytes: default_max_body(),
             read_timeout: default_read_timeout(),
             drain_timeout: default_drain_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_connections: default_max_connections(),
         }
     }
 }
@@ -655,6 +663,12 @@ fn default_read_timeout() -> HumanDuration {
 }
 fn default_drain_timeout() -> HumanDuration {
     dur(25)
+}
+fn default_idle_timeout() -> HumanDuration {
+    dur(90)
+}
+fn default_max_connections() -> usize {
+    1024
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -919,6 +933,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     pub read_timeout: Duration,
     pub drain_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -1458,7 +1474,12 @@ impl TryFrom<FileConfig> for Config {
             max_body_bytes: f.server.max_body_bytes,
             read_timeout: positive("server.readTimeout", f.server.read_timeout)?,
             drain_timeout: positive("server.drainTimeout", f.server.drain_timeout)?,
+            idle_timeout: positive("server.idleTimeout", f.server.idle_timeout)?,
+            max_connections: f.server.max_connections,
         };
+        if server.max_connections == 0 {
+            return Err(invalid("server.maxConnections", "must be at least 1"));
+        }
         if server.max_body_bytes < 1024 {
             return Err(invalid("server.maxBodyBytes", "must be at least 1024"));
         }

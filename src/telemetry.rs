@@ -58,6 +58,9 @@ pub const REJECT_REASONS: [&str; 6] = [
     "bad_request",
 ];
 
+/// Why the webhook port closed a connection before or between requests.
+pub const SHED_REASONS: [&str; 3] = ["handshake_timeout", "handshake_failed", "idle_timeout"];
+
 fn latency_histogram() -> Histogram {
     // 100 µs .. ~13 s.
     Histogram::new(exponential_buckets(0.0001, 2.0, 18))
@@ -71,11 +74,13 @@ pub struct Metrics {
     pub token_verification_duration: Histogram,
     pub policy_apply_duration: Family<OutcomeLabels, Histogram>,
     pub in_flight: Gauge,
-    /// Webhook connections open now (accepted, TLS handshake included, until closed).
-    pub connections_open: Gauge,
     /// Tasks alive in the tokio runtime, sampled when /metrics is scraped.
     pub runtime_tasks: Gauge,
     pub http_rejected: Family<RejectLabels, Counter>,
+    /// Connections open on the webhook port (TLS handshake included).
+    pub connections_open: Gauge,
+    /// Connections the webhook port closed because the client was too slow or idle.
+    pub connections_shed: Family<RejectLabels, Counter>,
     pub tls_reloads: Family<OutcomeLabels, Counter>,
     pub tls_cert_expiry: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub lifecycle_actions: Family<LifecycleLabels, Counter>,
@@ -91,9 +96,10 @@ impl Metrics {
             token_verification_duration: latency_histogram(),
             policy_apply_duration: Family::new_with_constructor(latency_histogram),
             in_flight: Gauge::default(),
-            connections_open: Gauge::default(),
             runtime_tasks: Gauge::default(),
             http_rejected: Family::default(),
+            connections_open: Gauge::default(),
+            connections_shed: Family::default(),
             tls_reloads: Family::default(),
             tls_cert_expiry: Gauge::default(),
             lifecycle_actions: Family::default(),
@@ -130,11 +136,6 @@ impl Metrics {
             m.in_flight.clone(),
         );
         r.register(
-            "connections_open",
-            "Webhook connections open now",
-            m.connections_open.clone(),
-        );
-        r.register(
             "runtime_tasks",
             "Tasks alive in the async runtime (sampled at scrape time)",
             m.runtime_tasks.clone(),
@@ -143,6 +144,16 @@ impl Metrics {
             "http_rejected",
             "HTTP requests rejected before a review could be decided, by reason",
             m.http_rejected.clone(),
+        );
+        r.register(
+            "connections_open",
+            "Connections open on the webhook port, TLS handshakes included",
+            m.connections_open.clone(),
+        );
+        r.register(
+            "connections_shed",
+            "Webhook connections closed because the client was too slow or idle, by reason",
+            m.connections_shed.clone(),
         );
         r.register(
             "tls_reloads",
@@ -186,6 +197,9 @@ impl Metrics {
         for reason in REJECT_REASONS {
             drop(m.http_rejected.get_or_create(&RejectLabels { reason }));
         }
+        for reason in SHED_REASONS {
+            drop(m.connections_shed.get_or_create(&RejectLabels { reason }));
+        }
         for action in ["adopt", "end", "reap"] {
             for outcome in ["success", "failure", "gone"] {
                 drop(
@@ -223,6 +237,13 @@ impl Metrics {
 
     pub fn reject(&self, reason: &'static str) {
         self.http_rejected
+            .get_or_create(&RejectLabels { reason })
+            .inc();
+    }
+
+    /// Counts a connection closed for `reason` (one of [`SHED_REASONS`]).
+    pub fn shed(&self, reason: &'static str) {
+        self.connections_shed
             .get_or_create(&RejectLabels { reason })
             .inc();
     }

@@ -11,7 +11,7 @@ use crate::core::decision::Reason;
 use crate::core::objects::Meta;
 use crate::core::tokens::{
     Remedy, copy_violations, find_issuer_jwts, find_token_copies, issuer_jwt_violations,
-    may_hold_jwt, may_hold_token_copy,
+    may_hold_jwt, may_hold_other_jwt, may_hold_token_copy,
 };
 
 impl Pipeline {
@@ -25,7 +25,9 @@ impl Pipeline {
         meta: &Meta,
     ) -> Result<Vec<PatchOperation>, Reason> {
         let annotation = self.token_annotation();
-        let Some(token) = meta.annotation(annotation) else {
+        let token = meta.annotation(annotation);
+        self.refuse_other_tokens(ctx, token)?;
+        let Some(token) = token else {
             return Ok(Vec::new());
         };
         if !may_hold_token_copy(haystack(ctx.req), token) {
@@ -46,6 +48,29 @@ impl Pipeline {
                 })
             })
             .collect())
+    }
+
+    /// The mutating pass refuses what the validating pass would refuse on the patched object:
+    /// a bearer token of the configured issuer other than the submitter's own `token` (whose
+    /// copies `scrub_token_copies` removes or names). Allowing it here would let the job's
+    /// policy be created for an object the validating webhook then rejects (found by fuzzing:
+    /// a second token in `spec.template.image`).
+    fn refuse_other_tokens(&self, ctx: &Ctx<'_>, token: Option<&str>) -> Result<(), Reason> {
+        let Some(identity) = &self.config.identity else {
+            return Ok(());
+        };
+        if !may_hold_other_jwt(haystack(ctx.req), token) {
+            return Ok(());
+        }
+        let text = object_text(ctx.req)?;
+        let found = find_issuer_jwts(text, &identity.issuer, token).map_err(unreadable)?;
+        if found.is_empty() {
+            return Ok(());
+        }
+        Err(Reason::TokenCopy(issuer_jwt_violations(
+            &found,
+            &identity.issuer,
+        )))
     }
 
     /// The validating pass: a bearer token of the configured issuer anywhere in the object is

@@ -892,8 +892,8 @@ mod tests {
 
     #[test]
     fn a_spark_application_with_a_lower_case_all_is_rewritten_not_denied() {
-        let doc =
-            json!({"spec": {"driver": {"securityContext": {"capabilities": {"drop": ["all"]}}}}});
+        let doc = json!({"metadata": {},
+            "spec": {"driver": {"securityContext": {"capabilities": {"drop": ["all"]}}}}});
         let app: SparkApplication = serde_json::from_value(doc.clone()).unwrap();
         let spec = Loc::root().key("spec");
         let ops = finish(inspect_app_spec(&spec, &app.spec, &cfg()), vec![]).unwrap();

@@ -167,12 +167,15 @@ pub struct PodStatus {
     pub phase: Option<String>,
 }
 
-/// A core/v1 Pod.
+/// A core/v1 Pod. `metadata` is required: every patch sparkward makes writes below it, and an
+/// object without it (which no API server sends) would get a patch that does not apply.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase")]
 pub struct Pod {
     pub metadata: Meta,
+    #[serde(default)]
     pub spec: PodSpec,
+    #[serde(default)]
     pub status: Option<PodStatus>,
 }
 
@@ -224,12 +227,14 @@ pub struct SparkAppStatus {
     pub application_state: Option<AppState>,
 }
 
-/// A sparkoperator.k8s.io/v1beta2 SparkApplication.
+/// A sparkoperator.k8s.io/v1beta2 SparkApplication (`metadata` required, as for `Pod`).
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase")]
 pub struct SparkApplication {
     pub metadata: Meta,
+    #[serde(default)]
     pub spec: SparkAppSpec,
+    #[serde(default)]
     pub status: Option<SparkAppStatus>,
 }
 
@@ -239,11 +244,13 @@ pub struct ScheduledSpec {
     pub template: Option<SparkAppSpec>,
 }
 
-/// A sparkoperator.k8s.io/v1beta2 ScheduledSparkApplication.
+/// A sparkoperator.k8s.io/v1beta2 ScheduledSparkApplication (`metadata` required, as for
+/// `Pod`).
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase")]
 pub struct ScheduledSparkApplication {
     pub metadata: Meta,
+    #[serde(default)]
     pub spec: ScheduledSpec,
 }
 

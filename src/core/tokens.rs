@@ -96,6 +96,22 @@ pub fn may_hold_jwt(text: &str) -> bool {
     text.contains(JWT_PREFIX) || escapes_token_characters(text)
 }
 
+/// Whether `text` may hold a JWT other than `token` (the submitter's, which the mutating pass
+/// always finds in its annotation): the cheap test before `find_issuer_jwts` there. Counts
+/// the JWT prefixes beyond those inside the copies of `token`.
+pub fn may_hold_other_jwt(text: &str, token: Option<&str>) -> bool {
+    if escapes_token_characters(text) {
+        return true;
+    }
+    let own = token
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map_or(0, |t| {
+            text.matches(t).count() * t.matches(JWT_PREFIX).count()
+        });
+    text.matches(JWT_PREFIX).count() > own
+}
+
 /// Every copy of `token` in the object `raw` (its JSON text) other than the token annotation
 /// itself. The object's `kind` decides which spark-submit properties are known forms.
 pub fn find_token_copies(
@@ -353,6 +369,25 @@ mod tests {
 
     fn signature(token: &str) -> &str {
         token.rsplit('.').next().unwrap()
+    }
+
+    #[test]
+    fn other_jwts_are_told_from_copies_of_the_submitters_own() {
+        let own = token();
+        let other = mk_jwt(ISSUER, 'T');
+        let mut app = mk_app(&own);
+        let text = app.to_string();
+        assert!(!may_hold_other_jwt(&text, Some(&own)));
+        assert!(may_hold_other_jwt(&text, None));
+        // The own token twice (a last-applied copy) is still only the own token.
+        app["metadata"]["annotations"]["x"] = json!(own);
+        assert!(!may_hold_other_jwt(&app.to_string(), Some(&own)));
+        app["spec"]["image"] = json!(other);
+        let text = app.to_string();
+        assert!(may_hold_other_jwt(&text, Some(&own)));
+        let found = find_issuer_jwts(&text, ISSUER, Some(&own)).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].field(), "spec.image");
     }
 
     fn mk_app(token: &str) -> Value {

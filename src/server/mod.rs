@@ -6,13 +6,21 @@
 //! handshake and header read (slow or idle clients cannot hold a connection open), HTTP/1.1
 //! keep-alive and HTTP/2 through `auto::Builder`, and graceful shutdown: on cancellation the
 //! listener closes, connections finish their in-flight requests, and the drain is bounded.
+//!
+//! Hostile clients: at most `maxConnections` connections are held (further clients wait in the
+//! listen backlog, as with Go's `LimitListener`); a connection is closed when its TLS handshake
+//! or its first request takes longer than `readTimeout`, or when it has had no request in
+//! flight for `idleTimeout` (HTTP/2 connections answer keep-alive pings forever, and
+//! `auto::Builder`'s protocol sniffing waits for bytes without a timer of its own). HTTP/1
+//! headers are bounded by `max_buf_size` (431) and HTTP/2 header lists by h2's 16 KiB default.
 
 pub mod service;
 pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,6 +32,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -37,6 +47,80 @@ pub struct ConnLimits {
     pub read_timeout: Duration,
     /// How long shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// How long a connection that has served a request may sit with none in flight.
+    pub idle_timeout: Duration,
+    /// Connections held at once.
+    pub max_connections: usize,
+}
+
+/// What the idle watchdog of one connection knows: requests in flight, whether any was
+/// served, and when the last one started or ended.
+struct Activity {
+    in_flight: AtomicUsize,
+    state: Mutex<(bool, Instant)>,
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            in_flight: AtomicUsize::new(0),
+            state: Mutex::new((false, Instant::now())),
+        })
+    }
+
+    fn touch(&self, served: bool) {
+        let mut s = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *s = (s.0 || served, Instant::now());
+    }
+
+    /// When the connection becomes idle too long, or `None` while a request is in flight.
+    fn idle_deadline(&self, limits: &ConnLimits) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let (served, last) = *self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Before its first request a client gets readTimeout, like a slow header.
+        Some(
+            last + if served {
+                limits.idle_timeout
+            } else {
+                limits.read_timeout
+            },
+        )
+    }
+}
+
+/// Marks one request in flight on a connection until dropped.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn begin(activity: &Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        activity.touch(false);
+        Self(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch(true);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Counts an open connection in `connections_open` until dropped.
+struct OpenConn(Arc<WebhookState>);
+
+impl Drop for OpenConn {
+    fn drop(&mut self) {
+        self.0.metrics.connections_open.dec();
+    }
 }
 
 fn http_builder(limits: ConnLimits) -> auto::Builder<TokioExecutor> {
@@ -65,7 +149,18 @@ pub async fn serve_webhook(
 ) {
     let builder = Arc::new(http_builder(limits));
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
+        // A slot first: at the limit, new clients wait in the kernel's backlog until a
+        // connection ends (timeouts shed the slow and idle ones), costing nothing here.
+        let slot = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+        };
         let (stream, peer) = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
@@ -87,30 +182,71 @@ pub async fn serve_webhook(
         let state = state.clone();
         let watcher = graceful.watcher();
         let span = tracing::debug_span!("conn", %peer);
-        let open = OpenConnection::new(&state.metrics.connections_open);
+        state.metrics.connections_open.inc();
+        // Counted until this task ends, whichever way it ends.
+        let open = OpenConn(state.clone());
         tokio::spawn(
             async move {
-                // Counted until this task ends, whichever way it ends.
+                let _slot = slot;
                 let _open = open;
                 let tls = match tokio::time::timeout(limits.read_timeout, acceptor.accept(stream))
                     .await
                 {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
+                        state.metrics.shed("handshake_failed");
                         tracing::debug!(error = %e, "TLS handshake failed");
                         return;
                     }
                     Err(_) => {
+                        state.metrics.shed("handshake_timeout");
                         tracing::debug!("TLS handshake timed out");
                         return;
                     }
                 };
-                let svc = service_fn(move |req| service::handle(state.clone(), req));
-                let conn = builder
-                    .serve_connection(TokioIo::new(tls), svc)
-                    .into_owned();
-                if let Err(e) = watcher.watch(conn).await {
-                    tracing::debug!(error = %e, "connection ended with an error");
+                let activity = Activity::new();
+                let svc = {
+                    let (state, activity) = (state.clone(), activity.clone());
+                    service_fn(move |req| {
+                        let guard = InFlight::begin(&activity);
+                        let state = state.clone();
+                        async move {
+                            let resp = service::handle(state, req).await;
+                            drop(guard);
+                            resp
+                        }
+                    })
+                };
+                let conn = watcher.watch(
+                    builder
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .into_owned(),
+                );
+                tokio::pin!(conn);
+                loop {
+                    let deadline = activity.idle_deadline(&limits);
+                    // While a request is in flight, look again after readTimeout (the body
+                    // read and the review have their own bounds).
+                    let wake = deadline.unwrap_or_else(|| Instant::now() + limits.read_timeout);
+                    tokio::select! {
+                        ended = &mut conn => {
+                            if let Err(e) = ended {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            }
+                            break;
+                        }
+                        _ = tokio::time::sleep_until(wake) => {
+                            if activity
+                                .idle_deadline(&limits)
+                                .is_some_and(|d| d <= Instant::now())
+                            {
+                                // No request in flight: dropping the connection loses nothing.
+                                state.metrics.shed("idle_timeout");
+                                tracing::debug!("idle connection closed");
+                                break;
+                            }
+                        }
+                    }
                 }
             }
             .instrument(span),
@@ -123,22 +259,6 @@ pub async fn serve_webhook(
         .is_err()
     {
         tracing::warn!("drain timed out; closing remaining connections");
-    }
-}
-
-/// Keeps `sparkward_connections_open` counting one connection while it lives.
-struct OpenConnection(prometheus_client::metrics::gauge::Gauge);
-
-impl OpenConnection {
-    fn new(gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
-        gauge.inc();
-        Self(gauge.clone())
-    }
-}
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.0.dec();
     }
 }
 
@@ -162,6 +282,8 @@ pub async fn serve_probes<R, M, F>(
     let limits = ConnLimits {
         read_timeout: Duration::from_secs(10),
         drain_timeout: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(60),
+        max_connections: 64,
     };
     let builder = Arc::new(http_builder(limits));
     loop {
