@@ -813,6 +813,7 @@ mod tests {
     #[test]
     fn pod_and_application_images_are_collected_with_their_fields() {
         let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {},
             "spec": {
                 "containers": [{"name": "a", "image": "busybox"}, {"name": "b"}],
                 "initContainers": [{"name": "i", "image": "init:1"}],
