@@ -1053,8 +1053,10 @@ fn mutate_value(review: &mut Value, rng: &mut fastrand::Rng, h: &Harness) -> &'s
             *node = match rng.u8(..3) {
                 0 => json!("x".repeat(n)),
                 1 => {
+                    // Only a small item is repeated: a repeated 1 MiB string is 64 GiB.
                     let item = match &*node {
                         Value::Object(_) | Value::Array(_) => json!({}),
+                        Value::String(s) if s.len() > 64 => json!("x"),
                         small => small.clone(),
                     };
                     json!(vec![item; (n / 16).max(1)])
@@ -1229,9 +1231,11 @@ fn check(
     stats: &mut Stats,
 ) -> Result<(), String> {
     let result = run(rt, &h.pipeline, mode, body).map_err(|p| format!("panicked: {p}"))?;
+    // An empty uid cannot be answered with: the server refuses it (400) like a missing one.
     let uid = serde_json::from_slice::<UidOnly>(body)
         .ok()
-        .map(|u| u.request.uid);
+        .map(|u| u.request.uid)
+        .filter(|u| !u.is_empty());
     let (allowed, answer) = match result {
         Err(message) => {
             // HTTP 400: only for bodies without a readable uid.
@@ -1258,16 +1262,18 @@ fn check(
         ));
     }
     let code = response["status"]["code"].as_u64().unwrap_or(200);
-    if !allowed && code >= 500 {
+    let reason = response["auditAnnotations"]["reason"]
+        .as_str()
+        .unwrap_or("?");
+    // 503 is by design for a lookup that found nothing (the pod may have been created a moment
+    // ago and the cache lag: retrying may help). Any other 5xx for bad input is a bug.
+    if !allowed && code >= 500 && reason != "lookup" {
         return Err(format!(
             "denied with a {code}: {}",
             response["status"]["message"]
         ));
     }
     if !allowed {
-        let reason = response["auditAnnotations"]["reason"]
-            .as_str()
-            .unwrap_or("?");
         stats.count(format!("{} denied {reason}", mode.as_str()));
         return Ok(());
     }
@@ -1287,7 +1293,11 @@ fn check(
                 serde_json::from_slice::<serde::de::IgnoredAny>(body)
                     .map_err(|e| format!("allowed a body that is not JSON ({e})"))?;
             }
-            if text.contains("recursion limit") || text.contains("unicode code point") {
+            // serde_json reports a lone high surrogate followed by anything but `\u` as an
+            // "unexpected end of hex escape".
+            let surrogate = text.contains("unicode code point")
+                || (text.contains("hex escape") && body.windows(3).any(|w| w == b"\\ud"));
+            if text.contains("recursion limit") || surrogate {
                 stats.count(format!(
                     "{} allowed, beyond the oracle's parser",
                     mode.as_str()
@@ -1439,6 +1449,8 @@ impl Tokens {
 }
 
 fn save_failure(h: &Harness, mode: Mode, body: &[u8], why: &str) -> String {
+    // Messages can echo megabytes of input: keep the start.
+    let why: String = why.chars().take(400).collect();
     let body = &h.tokens.to_placeholders(body);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fuzz-failures");
     let _ = std::fs::create_dir_all(&dir);
@@ -1477,7 +1489,11 @@ fn fuzz_worker(h: &Harness, seed: u64, cases: u64, progress: &AtomicU64) -> Stat
 
 /// Inputs that once broke an invariant: `tests/fixtures/fuzz/<mode>-*.json`.
 fn regression_inputs() -> Vec<(PathBuf, Mode, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz");
+    // `SPARKWARD_FUZZ_REPLAY=target/fuzz-failures` replays a long run's failures instead.
+    let dir = std::env::var_os("SPARKWARD_FUZZ_REPLAY").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz"),
+        PathBuf::from,
+    );
     let mut out: Vec<(PathBuf, Mode, Vec<u8>)> = std::fs::read_dir(&dir)
         .map(|d| {
             d.filter_map(|e| e.ok().map(|e| e.path()))
@@ -1511,12 +1527,15 @@ fn kept_crash_inputs_still_hold_every_invariant() {
     let mut stats = Stats::default();
     let kept = regression_inputs();
     assert!(!kept.is_empty(), "no kept inputs in tests/fixtures/fuzz");
+    let mut failures = Vec::new();
     for (path, mode, body) in &kept {
         let body = h.tokens.fill(body);
         if let Err(why) = check(&h, &rt, &mut rng, *mode, &body, &mut stats) {
-            panic!("{}: {why}", path.display());
+            let why: String = why.chars().take(300).collect();
+            failures.push(format!("{}: {why}", path.display()));
         }
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
@@ -1531,6 +1550,7 @@ fn bugs_the_fuzzer_found_are_denied_up_front() {
         ("mutate-pod-without-metadata.json", "malformed"),
         ("mutate-second-token-in-scheduled-image.json", "token_copy"),
         ("mutate-second-token-as-security-context.json", "token_copy"),
+        ("mutate-token-as-namespace.json", "malformed"),
     ] {
         let body = h.tokens.fill(&std::fs::read(dir.join(file)).unwrap());
         let (allowed, answer) = run(&rt, &h.pipeline, Mode::Mutate, &body).unwrap().unwrap();

@@ -24,6 +24,7 @@ use crate::admission::{
 use crate::config::Config;
 use crate::core::cilium::CiliumNetworkPolicy;
 use crate::core::decision::{Reason, Submitter};
+use crate::core::labels::is_label_value;
 use crate::core::objects::Pod;
 use crate::core::spark::RpcSecret;
 use crate::telemetry::Metrics;
@@ -348,10 +349,19 @@ pub(super) fn unsupported(req: &Request<'_>) -> Reason {
 }
 
 pub(super) fn require_namespace<'r>(req: &'r Request<'_>) -> Result<&'r str, Reason> {
-    req.namespace
+    let namespace = req
+        .namespace
         .as_deref()
         .filter(|n| !n.is_empty())
-        .ok_or_else(|| Reason::Malformed("request.namespace is missing".into()))
+        .ok_or_else(|| Reason::Malformed("request.namespace is missing".into()))?;
+    // A name the API server could never have sent: refused here as bad input, not later as a
+    // policy that cannot be rendered (a 503 "tell the platform team"; found by fuzzing).
+    if !is_label_value(namespace) {
+        return Err(Reason::Malformed(
+            "request.namespace is not a valid namespace name".into(),
+        ));
+    }
+    Ok(namespace)
 }
 
 pub(super) fn check_spark_version(req: &Request<'_>) -> Result<(), Reason> {
