@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::core::objects::Pod;
+use crate::core::objects::{ObjectOnly, Pod};
 
 /// API group/version/kind of `request.kind`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -268,7 +268,10 @@ impl<'de: 'a, 'a> Visitor<'de> for FastVisitor<'a> {
                             .as_ref()
                             .is_none_or(|s| s.as_deref().unwrap_or("").is_empty());
                     if pod_create {
-                        pod = Some(map.next_value::<Option<Pod>>()?.map(Box::new));
+                        pod = Some(
+                            map.next_value::<Option<ObjectOnly<Pod>>>()?
+                                .map(|p| Box::new(p.0)),
+                        );
                     } else {
                         object = Some(map.next_value()?);
                     }

@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::core::cilium::CiliumNetworkPolicy;
 use crate::core::decision::{Reason, Submitter};
 use crate::core::labels::is_label_value;
-use crate::core::objects::Pod;
+use crate::core::objects::{ObjectOnly, Pod};
 use crate::core::spark::RpcSecret;
 use crate::telemetry::Metrics;
 
@@ -381,7 +381,8 @@ fn parse_raw<T: DeserializeOwned>(
     kind: &str,
 ) -> Result<T, Reason> {
     let raw = raw.ok_or_else(|| Reason::Malformed(format!("request.{what} is missing")))?;
-    serde_json::from_str(raw.get())
+    serde_json::from_str::<ObjectOnly<T>>(raw.get())
+        .map(|o| o.0)
         .map_err(|e| Reason::Malformed(format!("request.{what} is not a valid {kind}: {e}")))
 }
 

@@ -12,6 +12,39 @@ use k8s_openapi::api::core::v1::{PodSecurityContext, SecurityContext};
 use serde::Deserialize;
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 
+/// Deserialises a struct-typed field only from a JSON object. serde's derived structs also
+/// accept a JSON array (fields in declaration order), so `"spec": [{...}]` would be read as a
+/// spec and get a patch below `/spec/...` that does not apply to an array. No API server sends
+/// such an object; it is refused as malformed all the same.
+pub fn map_only<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct MapOnly<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for MapOnly<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_map(MapOnly(std::marker::PhantomData))
+}
+
+/// A whole object (a review's `object` or `oldObject`, or one of its struct-typed fields),
+/// read only from a JSON object: see `map_only`.
+#[derive(Debug)]
+pub struct ObjectOnly<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        map_only(d).map(ObjectOnly)
+    }
+}
+
 /// The metadata fields sparkward reads.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -172,8 +205,11 @@ pub struct PodStatus {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Pod {
+    #[serde(deserialize_with = "map_only")]
     pub metadata: Meta,
-    #[serde(default)]
+    /// Required too: the hardening patch writes below it (every pod the API server sends has
+    /// one; `containers` is required).
+    #[serde(deserialize_with = "map_only")]
     pub spec: PodSpec,
     #[serde(default)]
     pub status: Option<PodStatus>,
@@ -231,8 +267,9 @@ pub struct SparkAppStatus {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SparkApplication {
+    #[serde(deserialize_with = "map_only")]
     pub metadata: Meta,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "map_only")]
     pub spec: SparkAppSpec,
     #[serde(default)]
     pub status: Option<SparkAppStatus>,
@@ -249,8 +286,9 @@ pub struct ScheduledSpec {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduledSparkApplication {
+    #[serde(deserialize_with = "map_only")]
     pub metadata: Meta,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "map_only")]
     pub spec: ScheduledSpec,
 }
 
@@ -280,6 +318,28 @@ mod tests {
                 .unwrap();
         assert_eq!(v.name, "a");
         assert_eq!(v.sources, vec!["hostPath".to_string()]);
+    }
+
+    #[test]
+    fn objects_and_their_metadata_and_spec_are_read_only_from_json_objects() {
+        let pod = r#"{"metadata":{"name":"x"},"spec":{"containers":[]}}"#;
+        assert!(serde_json::from_str::<ObjectOnly<Pod>>(pod).is_ok());
+        // serde's derived structs would take these arrays field by field.
+        for bad in [
+            format!("[{pod}]"),
+            r#"{"metadata":[{"name":"x"}],"spec":{}}"#.to_string(),
+            r#"{"metadata":{"name":"x"},"spec":[null,[]]}"#.to_string(),
+        ] {
+            assert!(
+                serde_json::from_str::<ObjectOnly<Pod>>(&bad).is_err(),
+                "{bad}"
+            );
+        }
+        let app = r#"{"metadata":{"name":"a"},"spec":[{"image":"x"}]}"#;
+        assert!(serde_json::from_str::<ObjectOnly<SparkApplication>>(app).is_err());
+        assert!(serde_json::from_str::<ObjectOnly<Pod>>(r#"{"metadata":{}}"#).is_err());
+        let schedule = r#"{"metadata":{"name":"s"},"spec":[{}]}"#;
+        assert!(serde_json::from_str::<ObjectOnly<ScheduledSparkApplication>>(schedule).is_err());
     }
 
     #[test]
