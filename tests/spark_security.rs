@@ -56,7 +56,7 @@ const SPARK_YAML: &str = r#"spark:
       settings: { spark.network.crypto.enabled: "true", spark.io.encryption.enabled: "true", spark.io.encryption.keySizeBits: "256", spark.network.crypto.saslFallback: "false" }
 lifecycle:
   endGrace: 1s
-  orphanGrace: 4s
+  orphanGrace: 9s
   lease: { duration: 3s }
 "#;
 

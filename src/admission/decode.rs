@@ -416,7 +416,7 @@ mod tests {
             r#"{"uid":"u1","kind":{"group":"","version":"v1","kind":"Pod"},
             "resource":{"group":"","version":"v1","resource":"pods"},"namespace":"ns","operation":"CREATE",
             "userInfo":{"username":"system:serviceaccount:ns:spark","extra":{"authentication.kubernetes.io/pod-name":["drv"]}},
-            "object":{"metadata":{}},"oldObject":null,"dryRun":false}"#,
+            "object":{"metadata":{},"spec":{"containers":[]}},"oldObject":null,"dryRun":false}"#,
         );
         let r = decode(body.as_bytes()).unwrap();
         assert_eq!(r.uid, "u1");
