@@ -726,6 +726,23 @@ pub fn inspect_volumes(volumes: &Loc, list: &[Volume], out: &mut Findings) {
     }
 }
 
+/// A pod's volumes must name a source. kube-apiserver gives a volume without one an
+/// `emptyDir` while it decodes the request, so a pod under review never lacks one; a review
+/// that has one (not from an API server) is refused rather than admitted with a volume of no
+/// known type. (SparkApplication volumes are not checked: spark-operator copies them into pods,
+/// where that defaulting applies.)
+pub fn inspect_pod_volume_sources(volumes: &Loc, list: &[Volume], out: &mut Findings) {
+    for (i, volume) in list.iter().enumerate() {
+        if volume.sources.is_empty() {
+            out.weaker(
+                &volumes.index(i),
+                format!("has no volume source (volume \"{}\")", volume.name),
+                "give it one, for example emptyDir: {} for scratch space",
+            );
+        }
+    }
+}
+
 /// The name of the emptyDir volume sparkward adds for a writable directory:
 /// `sparkward-` plus the path with every non-alphanumeric run turned into `-`.
 pub fn writable_volume_name(dir: &str) -> String {

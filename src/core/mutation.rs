@@ -311,6 +311,7 @@ pub fn inspect_pod(pod: &Pod, cfg: &HardeningConfig, only_ephemeral: Option<&[&s
         inspect_process_namespace(&spec, s.share_process_namespace, &mut f);
         if let Some(volumes) = &s.volumes {
             inspect_volumes(&spec.key("volumes"), volumes, &mut f);
+            hardening::inspect_pod_volume_sources(&spec.key("volumes"), volumes, &mut f);
         }
         plan_writable_volumes(&spec.key("volumes"), s.volumes.as_deref(), cfg, &mut f);
         inspect_apparmor_annotations(&pod.metadata, &mut f.weaker);
@@ -490,6 +491,18 @@ mod tests {
         let pod: Pod = serde_json::from_value(doc.clone()).unwrap();
         let ops = plan_metadata(&pod.metadata, &stamp(), TOKEN_ANNOTATION);
         finish(inspect_pod(&pod, &cfg(), None), ops)
+    }
+
+    #[test]
+    fn a_pod_volume_without_a_source_is_refused_and_one_with_a_source_is_not() {
+        let mut doc = mk_pod();
+        doc["spec"]["volumes"] = json!([{"name": "work"}]);
+        let violations = plan_pod(&doc).unwrap_err();
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].field, "spec.volumes[0]");
+        assert!(violations[0].problem.contains("no volume source"));
+        doc["spec"]["volumes"] = json!([{"name": "work", "emptyDir": {}}]);
+        assert!(plan_pod(&doc).is_ok());
     }
 
     #[test]
