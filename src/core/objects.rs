@@ -45,6 +45,24 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
     }
 }
 
+/// A list of struct-typed elements, each read only from a JSON object (see `map_only`).
+pub fn maps_only<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Vec::<ObjectOnly<T>>::deserialize(d).map(|v| v.into_iter().map(|o| o.0).collect())
+}
+
+/// An optional struct-typed field, read only from a JSON object or `null` (see `map_only`).
+pub fn opt_map_only<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<ObjectOnly<T>>::deserialize(d).map(|o| o.map(|x| x.0))
+}
+
 /// The metadata fields sparkward reads.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -179,8 +197,11 @@ impl<'de> Deserialize<'de> for Volume {
 #[serde(rename_all = "camelCase", default)]
 pub struct PodSpec {
     pub security_context: Option<PodSecurityContext>,
+    #[serde(deserialize_with = "maps_only")]
     pub containers: Vec<Container>,
+    #[serde(deserialize_with = "maps_only")]
     pub init_containers: Vec<Container>,
+    #[serde(deserialize_with = "maps_only")]
     pub ephemeral_containers: Vec<Container>,
     pub volumes: Option<Vec<Volume>>,
     pub host_network: Option<bool>,
@@ -226,7 +247,9 @@ pub struct SparkPodSpec {
     pub security_context: Option<SecurityContext>,
     pub pod_security_context: Option<PodSecurityContext>,
     pub volume_mounts: Option<Vec<VolumeMount>>,
+    #[serde(deserialize_with = "maps_only")]
     pub sidecars: Vec<Container>,
+    #[serde(deserialize_with = "maps_only")]
     pub init_containers: Vec<Container>,
     pub host_network: Option<bool>,
     /// spark-operator copies it onto the pod (v1beta2 has it, unlike hostPID and hostIPC).
@@ -244,7 +267,9 @@ pub struct SparkPodSpec {
 pub struct SparkAppSpec {
     /// The image of the driver and executors unless their own `image` is set.
     pub image: Option<String>,
+    #[serde(deserialize_with = "opt_map_only")]
     pub driver: Option<SparkPodSpec>,
+    #[serde(deserialize_with = "opt_map_only")]
     pub executor: Option<SparkPodSpec>,
     pub volumes: Option<Vec<Volume>>,
     /// `spec.sparkConf`: Spark properties passed to spark-submit.
@@ -278,6 +303,7 @@ pub struct SparkApplication {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ScheduledSpec {
+    #[serde(deserialize_with = "opt_map_only")]
     pub template: Option<SparkAppSpec>,
 }
 
