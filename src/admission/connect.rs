@@ -24,13 +24,23 @@ pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
     if req.operation != Operation::Connect {
         return Err(unsupported(req));
     }
-    let name = req
+    guard_named_pod(p, ctx, Action::Enter).await?;
+    pass()
+}
+
+/// `guard_pod` for the pod the request names (`request.name`: CONNECT, eviction).
+pub(super) async fn guard_named_pod(
+    p: &Pipeline,
+    ctx: &mut Ctx<'_>,
+    action: Action,
+) -> Result<(), Reason> {
+    let name = ctx
+        .req
         .name
         .as_deref()
         .filter(|n| !n.is_empty())
         .ok_or_else(|| Reason::Malformed("request.name (the pod) is missing".into()))?;
-    guard_pod(p, ctx, name, None, Action::Enter).await?;
-    pass()
+    guard_pod(p, ctx, name, None, action).await
 }
 
 /// Refuses `action` on pod `name` unless the requester may take it (see `core::ownership`).

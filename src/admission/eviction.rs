@@ -3,10 +3,9 @@
 //! submitter, the job administrators, Kubernetes' controllers and the configured node drainers
 //! (`identity.evictors`) may evict a job's pod.
 
-use crate::admission::connect::guard_pod;
+use crate::admission::connect::guard_named_pod;
 use crate::admission::decode::Operation;
 use crate::admission::review::{Ctx, Decided, Pipeline, pass, unsupported};
-use crate::core::decision::Reason;
 use crate::core::ownership::Action;
 
 pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
@@ -14,11 +13,6 @@ pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
     if req.operation != Operation::Create {
         return Err(unsupported(req));
     }
-    let name = req
-        .name
-        .as_deref()
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| Reason::Malformed("request.name (the pod) is missing".into()))?;
-    guard_pod(p, ctx, name, None, Action::Evict).await?;
+    guard_named_pod(p, ctx, Action::Evict).await?;
     pass()
 }
