@@ -1036,6 +1036,25 @@ async fn bob_cannot_evict_alices_driver_which_would_delete_it() {
         "alice evicting her driver",
     );
     assert!(w.stored(POD, "alice-driver").is_none());
+
+    // A node drain (the cluster autoscaler, in `identity.evictors` by default) may evict it too.
+    w.admitted(&alice(), w.driver("alice", "alice-driver-2"))
+        .await;
+    let drained = json!({ "apiVersion": "policy/v1", "kind": "Eviction",
+        "metadata": { "name": "alice-driver-2", "namespace": NS } });
+    allowed(
+        w.api
+            .request_as(
+                &User::service_account("kube-system", "cluster-autoscaler"),
+                Method::POST,
+                &path(POD, "alice-driver-2", Some("eviction")),
+                None,
+                Some(&drained),
+            )
+            .await,
+        "the cluster autoscaler draining alice's driver",
+    );
+    assert!(w.stored(POD, "alice-driver-2").is_none());
 }
 
 // ---------------------------------------------------------------------------------------------
