@@ -39,7 +39,7 @@ pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
                 && let Some((key, _)) = leaks.first()
             {
                 return Err(Reason::NotHardened(vec![Violation {
-                    field: Loc::root().key("data").key(key).human().to_string(),
+                    field: Loc::root().key("data").key(key).human(),
                     problem: "holds the submitter token (a spark-submit --conf)".into(),
                     fix: "sparkward's mutating webhook removes it; check that the mutating \
                           webhook configuration covers ConfigMaps in this namespace"

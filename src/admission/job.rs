@@ -703,7 +703,7 @@ pub(super) fn protected_changes(
                 (None, None) => String::new(),
             };
             Violation {
-                field: loc.key(k).human().to_string(),
+                field: loc.key(k).human(),
                 problem,
                 fix: "sparkward's identity labels and annotations are set once at admission and \
                       cannot be edited; submit a new job instead"
@@ -744,7 +744,7 @@ pub(super) fn operator_label_claims(
         .flatten()
         .filter(|(k, _)| k.starts_with(OPERATOR_LABEL_PREFIX))
         .map(|(k, v)| Violation {
-            field: loc.key(k).human().to_string(),
+            field: loc.key(k).human(),
             problem: format!("is set to '{v}'"),
             fix: "remove it: sparkoperator.k8s.io/ labels are set by spark-operator only (they \
                   tie pods to their SparkApplication)"
@@ -780,7 +780,7 @@ pub(super) fn app_spec_operator_claims(spec_loc: &Loc, spec: &SparkAppSpec) -> V
                 for (k, v) in labels {
                     if k.starts_with(OPERATOR_LABEL_PREFIX) {
                         out.push(Violation {
-                            field: tloc.key("labels").key(k).human().to_string(),
+                            field: tloc.key("labels").key(k).human(),
                             problem: format!("is set to {v}"),
                             fix: "remove it: sparkoperator.k8s.io/ labels are set by \
                                   spark-operator only"
@@ -794,7 +794,7 @@ pub(super) fn app_spec_operator_claims(spec_loc: &Loc, spec: &SparkAppSpec) -> V
                 .is_some_and(|o| o.as_array().is_none_or(|a| !a.is_empty()))
             {
                 out.push(Violation {
-                    field: tloc.key("ownerReferences").human().to_string(),
+                    field: tloc.key("ownerReferences").human(),
                     problem: "is set".into(),
                     fix: "remove it: spark-operator sets the pods' owners (a pod template may \
                           not name owners)"
@@ -817,7 +817,7 @@ pub(super) fn app_spec_operator_claims(spec_loc: &Loc, spec: &SparkAppSpec) -> V
         });
         if sets_operator_label {
             out.push(Violation {
-                field: conf.key(key).human().to_string(),
+                field: conf.key(key).human(),
                 problem: "sets a sparkoperator.k8s.io/ label".into(),
                 fix: "remove it: sparkoperator.k8s.io/ labels are set by spark-operator only"
                     .into(),
@@ -847,7 +847,7 @@ pub(super) fn missing_claims(
         .keys()
         .filter(|k| present.is_none_or(|p| !p.contains_key(**k)))
         .map(|k| Violation {
-            field: loc.key(k).human().to_string(),
+            field: loc.key(k).human(),
             problem: "is missing".into(),
             fix: "sparkward's mutating webhook sets it; check the webhook configurations".into(),
         })
@@ -864,8 +864,7 @@ pub(super) fn foreign_job_claim(meta: &Meta) -> Result<(), Reason> {
                 .key("metadata")
                 .key("labels")
                 .key(JOB_ID_LABEL)
-                .human()
-                .to_string(),
+                .human(),
             problem: format!(
                 "claims job '{claimed}', but this object starts a new job and nothing it was \
                  created by belongs to that job"

@@ -40,7 +40,7 @@ pub struct Response {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub patch_type: Option<&'static str>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub audit_annotations: BTreeMap<String, String>,
+    pub audit_annotations: BTreeMap<&'static str, String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
@@ -101,7 +101,7 @@ impl Response {
         self
     }
 
-    pub fn with_audit_annotations(mut self, annotations: BTreeMap<String, String>) -> Self {
+    pub fn with_audit_annotations(mut self, annotations: BTreeMap<&'static str, String>) -> Self {
         self.audit_annotations = annotations;
         self
     }

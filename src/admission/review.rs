@@ -111,25 +111,26 @@ impl Outcome {
         base.with_audit_annotations(self.audit_annotations())
     }
 
-    /// The audit line of this decision (DESIGN.md, Audit). Never holds the token.
-    pub fn audit_record(&self, latency: Duration) -> AuditRecord {
+    /// The audit line of this decision (DESIGN.md, Audit). Never holds the token. Borrows the
+    /// facts: it is serialised once, straight away.
+    pub fn audit_record(&self, latency: Duration) -> AuditRecord<'_> {
         let f = &self.facts;
         let s = f.submitter.as_ref();
         AuditRecord {
             time: now_rfc3339(),
-            uid: f.uid.clone(),
+            uid: &f.uid,
             webhook: f.mode,
             operation: f.operation,
-            kind: f.kind.clone(),
-            namespace: f.namespace.clone(),
-            name: f.name.clone(),
-            requester: f.requester.clone(),
-            subject: s.map(|s| s.subject.clone()),
-            issuer: s.map(|s| s.issuer.clone()),
-            jti: s.and_then(|s| s.token_id.clone()),
-            scopes: s.map(|s| s.scopes.clone()),
-            job_id: f.job_id.clone(),
-            policy: f.policy.clone(),
+            kind: &f.kind,
+            namespace: &f.namespace,
+            name: &f.name,
+            requester: &f.requester,
+            subject: s.map(|s| s.subject.as_str()),
+            issuer: s.map(|s| s.issuer.as_str()),
+            jti: s.and_then(|s| s.token_id.as_deref()),
+            scopes: s.map(|s| s.scopes.as_slice()),
+            job_id: f.job_id.as_deref(),
+            policy: f.policy.as_deref(),
             identity_source: f.identity_source,
             dry_run: f.dry_run,
             allowed: self.allowed(),
@@ -138,37 +139,37 @@ impl Outcome {
             warnings: self
                 .decision
                 .as_ref()
-                .map(|a| a.warnings.clone())
+                .map(|a| a.warnings.as_slice())
                 .unwrap_or_default(),
             latency_ms: latency.as_secs_f64() * 1000.0,
         }
     }
 
     /// `auditAnnotations`: the API server prefixes each key with the webhook name.
-    pub fn audit_annotations(&self) -> BTreeMap<String, String> {
+    pub fn audit_annotations(&self) -> BTreeMap<&'static str, String> {
         let f = &self.facts;
         let mut a = BTreeMap::new();
         a.insert(
-            "decision".to_string(),
+            "decision",
             if self.allowed() { "allowed" } else { "denied" }.to_string(),
         );
-        a.insert("reason".to_string(), self.reason_code().to_string());
+        a.insert("reason", self.reason_code().to_string());
         if let Some(s) = &f.submitter {
-            a.insert("subject".into(), s.subject.clone());
-            a.insert("issuer".into(), s.issuer.clone());
+            a.insert("subject", s.subject.clone());
+            a.insert("issuer", s.issuer.clone());
             if let Some(jti) = &s.token_id {
-                a.insert("token-id".into(), jti.clone());
+                a.insert("token-id", jti.clone());
             }
-            a.insert("scopes".into(), s.scopes.join(" "));
+            a.insert("scopes", s.scopes.join(" "));
         }
         if let Some(id) = &f.job_id {
-            a.insert("job-id".into(), id.clone());
+            a.insert("job-id", id.clone());
         }
         if let Some(p) = &f.policy {
-            a.insert("policy".into(), p.clone());
+            a.insert("policy", p.clone());
         }
         if let Some(src) = f.identity_source {
-            a.insert("identity-source".into(), src.to_string());
+            a.insert("identity-source", src.to_string());
         }
         a
     }
@@ -177,29 +178,29 @@ impl Outcome {
 /// One audit line.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AuditRecord {
+pub struct AuditRecord<'a> {
     pub time: String,
-    pub uid: String,
+    pub uid: &'a str,
     pub webhook: &'static str,
     pub operation: &'static str,
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
-    pub requester: String,
-    pub subject: Option<String>,
-    pub issuer: Option<String>,
-    pub jti: Option<String>,
-    pub scopes: Option<Vec<String>>,
-    pub job_id: Option<String>,
-    pub policy: Option<String>,
+    pub kind: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub requester: &'a str,
+    pub subject: Option<&'a str>,
+    pub issuer: Option<&'a str>,
+    pub jti: Option<&'a str>,
+    pub scopes: Option<&'a [String]>,
+    pub job_id: Option<&'a str>,
+    pub policy: Option<&'a str>,
     pub identity_source: Option<&'static str>,
     pub dry_run: bool,
     pub allowed: bool,
     pub reason: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub warnings: &'a [String],
     pub latency_ms: f64,
 }
 

@@ -10,6 +10,7 @@
 //! settings into a patch; the validating webhook treats both as violations. One set of rules
 //! serves both, so what is admitted is exactly what is later accepted as hardened.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use json_patch::jsonptr::PointerBuf;
@@ -75,12 +76,20 @@ impl fmt::Display for Violation {
 }
 
 /// A location in the object: the JSON pointer for the patch, and the kubectl-style path for
-/// messages. Both are built as the location is extended (two allocations per step, no
-/// `format!`): planning a pod creates a few hundred of them.
-#[derive(Debug, Clone, Default)]
+/// messages. Only the pointer text is built as the location is extended (one allocation per
+/// step, no `format!`): planning a pod creates dozens of locations and prints almost none, so
+/// the message form is rendered from the pointer on demand.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Loc {
-    pointer: PointerBuf,
-    human: String,
+    /// RFC 6901 text (`~0` for `~`, `~1` for `/`); empty at the root.
+    pointer: String,
+    /// How many segments `pointer` has.
+    depth: u32,
+    /// Bit `i`: segment `i` is an array index (`[i]` in messages). serde_json nests at most 128
+    /// levels, so every location in a parsed object fits.
+    indices: u128,
+    /// Bit `i`: segment `i` is the end of an array (`/-`), which messages leave out.
+    appends: u128,
 }
 
 impl Loc {
@@ -88,58 +97,100 @@ impl Loc {
         Self::default()
     }
 
-    fn child(&self, token: &str, extra: usize) -> (PointerBuf, String) {
-        let mut pointer = self.pointer.clone();
-        pointer.push_back(token);
-        let human = String::with_capacity(self.human.len() + token.len() + extra);
-        (pointer, human)
+    fn child(&self, token: &str, index: bool, append: bool) -> Self {
+        let mut pointer = String::with_capacity(self.pointer.len() + token.len() + 8);
+        pointer.push_str(&self.pointer);
+        pointer.push('/');
+        for part in token.split_inclusive(['~', '/']) {
+            match part.as_bytes().last() {
+                Some(b'~') => {
+                    pointer.push_str(&part[..part.len() - 1]);
+                    pointer.push_str("~0");
+                }
+                Some(b'/') => {
+                    pointer.push_str(&part[..part.len() - 1]);
+                    pointer.push_str("~1");
+                }
+                _ => pointer.push_str(part),
+            }
+        }
+        let bit = 1u128.checked_shl(self.depth).unwrap_or(0);
+        Self {
+            pointer,
+            depth: self.depth.saturating_add(1),
+            indices: self.indices | if index { bit } else { 0 },
+            appends: self.appends | if append { bit } else { 0 },
+        }
     }
 
     /// The location of a key below this one.
     pub fn key(&self, key: &str) -> Self {
-        let (pointer, mut human) = self.child(key, 4);
-        if self.human.is_empty() {
-            human.push_str(key);
-        } else if key.contains(['.', '/']) {
-            human.push_str(&self.human);
-            human.push_str("[\"");
-            human.push_str(key);
-            human.push_str("\"]");
-        } else {
-            human.push_str(&self.human);
-            human.push('.');
-            human.push_str(key);
-        }
-        Self { pointer, human }
+        self.child(key, false, false)
     }
 
     /// The location of an array element below this one.
     pub fn index(&self, i: usize) -> Self {
-        let digits = i.to_string();
-        let (pointer, mut human) = self.child(&digits, 2);
-        human.push_str(&self.human);
-        human.push('[');
-        human.push_str(&digits);
-        human.push(']');
-        Self { pointer, human }
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = i;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let text = std::str::from_utf8(&digits[at..]).unwrap_or("0");
+        self.child(text, true, false)
     }
 
     /// The end of an array (`/-`), for appending.
     pub fn append(&self) -> Self {
-        let mut pointer = self.pointer.clone();
-        pointer.push_back("-");
-        Self {
-            pointer,
-            human: self.human.clone(),
-        }
+        self.child("-", false, true)
     }
 
     pub fn pointer(&self) -> PointerBuf {
-        self.pointer.clone()
+        PointerBuf::parse(self.pointer.clone())
+            .unwrap_or_else(|_| PointerBuf::from_tokens(self.tokens().map(Cow::into_owned)))
     }
 
-    pub fn human(&self) -> &str {
-        &self.human
+    /// The unescaped segments.
+    fn tokens(&self) -> impl Iterator<Item = Cow<'_, str>> + '_ {
+        self.pointer.split('/').skip(1).map(|t| {
+            if t.contains('~') {
+                Cow::Owned(t.replace("~1", "/").replace("~0", "~"))
+            } else {
+                Cow::Borrowed(t)
+            }
+        })
+    }
+
+    /// The kubectl-style path for messages: `spec.containers[0].securityContext`, with keys
+    /// holding `.` or `/` quoted (`metadata.labels["app.kubernetes.io/name"]`).
+    pub fn human(&self) -> String {
+        let mut human = String::with_capacity(self.pointer.len() + 8);
+        for (i, token) in self.tokens().enumerate() {
+            let bit = 1u128.checked_shl(i as u32).unwrap_or(0);
+            if self.appends & bit != 0 {
+                continue;
+            }
+            if self.indices & bit != 0 {
+                human.push('[');
+                human.push_str(&token);
+                human.push(']');
+            } else if human.is_empty() {
+                human.push_str(&token);
+            } else if token.contains(['.', '/']) {
+                human.push_str("[\"");
+                human.push_str(&token);
+                human.push_str("\"]");
+            } else {
+                human.push('.');
+                human.push_str(&token);
+            }
+        }
+        human
     }
 }
 
@@ -155,7 +206,8 @@ pub struct Findings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Missing {
     pub op: PatchOperation,
-    pub field: String,
+    /// Where: rendered for messages only when the validating webhook reports it.
+    pub loc: Loc,
     /// False for conveniences (writable emptyDirs): the validating webhook does not require them.
     pub security: bool,
     /// How the validating webhook describes it when it is still there: `is not set`, or what is
@@ -178,7 +230,7 @@ impl Findings {
                 path: loc.pointer(),
                 value,
             }),
-            field: loc.human().to_string(),
+            loc: loc.clone(),
             security,
             problem: "is not set".into(),
         });
@@ -192,7 +244,7 @@ impl Findings {
                 path: loc.pointer(),
                 value,
             }),
-            field: loc.human().to_string(),
+            loc: loc.clone(),
             security: true,
             problem,
         });
@@ -200,7 +252,7 @@ impl Findings {
 
     fn weaker(&mut self, loc: &Loc, problem: impl Into<String>, fix: impl Into<String>) {
         self.weaker.push(Violation {
-            field: loc.human().to_string(),
+            field: loc.human(),
             problem: problem.into(),
             fix: fix.into(),
         });
@@ -212,7 +264,7 @@ impl Findings {
             .iter()
             .filter(|m| m.security)
             .map(|m| Violation {
-                field: m.field.clone(),
+                field: m.loc.human(),
                 problem: m.problem.clone(),
                 fix: "sparkward's mutating webhook sets it; check that the webhook \
                       configurations cover this namespace and resubmit"
@@ -1031,6 +1083,44 @@ fn loose_id(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn locations_render_pointer_and_message_paths() {
+        let root = Loc::root();
+        let labels = root.key("metadata").key("labels");
+        let key = labels.key("sparkward.io/job-id");
+        assert_eq!(
+            key.pointer().as_str(),
+            "/metadata/labels/sparkward.io~1job-id"
+        );
+        assert_eq!(key.human(), "metadata.labels[\"sparkward.io/job-id\"]");
+        let odd = labels.key("a~b/c~1");
+        assert_eq!(odd.pointer().as_str(), "/metadata/labels/a~0b~1c~01");
+        assert_eq!(odd.human(), "metadata.labels[\"a~b/c~1\"]");
+        let c = root
+            .key("spec")
+            .key("containers")
+            .index(12)
+            .key("env")
+            .index(0);
+        assert_eq!(c.pointer().as_str(), "/spec/containers/12/env/0");
+        assert_eq!(c.human(), "spec.containers[12].env[0]");
+        // A key of digits stays a key; the end of an array is left out of messages.
+        let data = root.key("data").key("0");
+        assert_eq!(data.human(), "data.0");
+        let end = root.key("spec").key("volumes").append();
+        assert_eq!(end.pointer().as_str(), "/spec/volumes/-");
+        assert_eq!(end.human(), "spec.volumes");
+        // The first key is written as is, dots included; the root is empty.
+        assert_eq!(root.key("a.b").key("c").human(), "a.b.c");
+        assert_eq!(root.human(), "");
+        assert_eq!(root.pointer().as_str(), "");
+        assert_eq!(root.index(3).human(), "[3]");
+        // Deeper than serde_json nests: still a valid pointer.
+        let deep = (0..200).fold(Loc::root(), |l, i| l.index(i));
+        assert!(deep.pointer().as_str().ends_with("/199"));
+        assert!(deep.human().starts_with("[0][1]"));
+    }
     use k8s_openapi::api::core::v1::Capabilities;
 
     fn cfg() -> HardeningConfig {

@@ -475,7 +475,7 @@ pub fn changed_images(new: Vec<ImageField>, old: &[ImageField]) -> Vec<ImageFiel
 fn containers(loc: &Loc, list: &[Container], out: &mut Vec<ImageField>) {
     for (i, c) in list.iter().enumerate() {
         out.push(ImageField {
-            field: loc.index(i).key("image").human().to_string(),
+            field: loc.index(i).key("image").human(),
             // The API server requires an image on every pod container; a missing one is empty.
             value: ImageValue::Text(c.image.clone().unwrap_or_default()),
         });
@@ -504,7 +504,7 @@ pub fn pod_images(pod: &Pod) -> Vec<ImageField> {
 pub fn app_spec_images(spec_loc: &Loc, spec: &SparkAppSpec) -> Vec<ImageField> {
     let mut out = Vec::new();
     let text = |loc: &Loc, image: &str| ImageField {
-        field: loc.human().to_string(),
+        field: loc.human(),
         value: ImageValue::Text(image.to_string()),
     };
     if let Some(image) = &spec.image {
@@ -545,7 +545,7 @@ fn template_images(loc: &Loc, template: &Value, out: &mut Vec<ImageField>) {
                 Some(other) => ImageValue::NotText(other.to_string()),
             };
             out.push(ImageField {
-                field: spec_loc.key(list).index(i).key("image").human().to_string(),
+                field: spec_loc.key(list).index(i).key("image").human(),
                 value,
             });
         }

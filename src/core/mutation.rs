@@ -7,6 +7,7 @@
 //! is a no-op); explicitly weaker settings and contradicting identity claims are returned as
 //! violations and never silently overridden.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use json_patch::{PatchOperation, RemoveOperation, ReplaceOperation};
@@ -55,7 +56,7 @@ pub fn conflicting_claims(
             match wanted.get(key.as_str()) {
                 Some(want) if want == value => {}
                 Some(want) => out.push(Violation {
-                    field: field.human().to_string(),
+                    field: field.human(),
                     problem: format!(
                         "is '{value}', but sparkward derived '{want}' for this object"
                     ),
@@ -64,7 +65,7 @@ pub fn conflicting_claims(
                         .into(),
                 }),
                 None => out.push(Violation {
-                    field: field.human().to_string(),
+                    field: field.human(),
                     problem: "is set, but sparkward does not set it on this object".into(),
                     fix: "remove sparkward.io/ labels and annotations from the manifest: \
                           sparkward sets them from the verified identity"
@@ -152,20 +153,27 @@ pub fn plan_metadata(meta: &Meta, stamp: &Stamp, token_annotation: &str) -> Vec<
         &stamp.labels,
         &mut ops,
     );
-    let mut annotations = meta.annotations.clone();
+    // Copied only when the token is there to remove (a new job's pod or application).
+    let mut annotations = meta.annotations.as_ref().map(Cow::Borrowed);
     if let Some(map) = annotations.as_mut() {
-        if map.remove(token_annotation).is_some() {
+        if map.contains_key(token_annotation) {
+            map.to_mut().remove(token_annotation);
             ops.push(PatchOperation::Remove(RemoveOperation {
                 path: loc.key("annotations").key(token_annotation).pointer(),
             }));
         }
-        if let Some(op) = scrub_last_applied(map, token_annotation, &loc.key("annotations")) {
+        if map
+            .get(LAST_APPLIED_ANNOTATION)
+            .is_some_and(|text| text.contains(token_annotation))
+            && let Some(op) =
+                scrub_last_applied(map.to_mut(), token_annotation, &loc.key("annotations"))
+        {
             ops.push(op);
         }
     }
     stamp_map(
         &loc.key("annotations"),
-        annotations.as_ref(),
+        annotations.as_deref(),
         &stamp.annotations,
         &mut ops,
     );

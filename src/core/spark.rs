@@ -102,9 +102,9 @@ pub fn inspect_spark_conf(
         ] {
             if let Some(v) = present.get(key) {
                 out.weaker.push(if key == SECRET_PROPERTY {
-                    clear_secret(conf_loc.key(key).human().to_string())
+                    clear_secret(conf_loc.key(key).human())
                 } else {
-                    weaker(conf_loc.key(key).human().to_string(), v, "unset", profile)
+                    weaker(conf_loc.key(key).human(), v, "unset", profile)
                 });
             }
         }
@@ -113,12 +113,9 @@ pub fn inspect_spark_conf(
     for (key, want) in enforced {
         match present.get(key) {
             Some(v) if v == want => {}
-            Some(v) => out.weaker.push(weaker(
-                conf_loc.key(key).human().to_string(),
-                v,
-                want,
-                profile,
-            )),
+            Some(v) => out
+                .weaker
+                .push(weaker(conf_loc.key(key).human(), v, want, profile)),
             None => to_add.push((key, want)),
         }
     }
@@ -166,7 +163,7 @@ fn missing_add(loc: &Loc, value: Value) -> Missing {
             path: loc.pointer(),
             value,
         }),
-        field: loc.human().to_string(),
+        loc: loc.clone(),
         security: true,
         problem: "is not set".into(),
     }
@@ -265,7 +262,7 @@ pub fn inspect_rpc_mount(pod: &Pod, secret: &str, out: &mut Findings) {
     match volumes.iter().position(|v| v.name == RPC_VOLUME) {
         Some(i) if volumes[i].secret_name.as_deref() == Some(secret) => {}
         Some(i) => out.weaker.push(Violation {
-            field: spec.key("volumes").index(i).human().to_string(),
+            field: spec.key("volumes").index(i).human(),
             problem: format!("is named {RPC_VOLUME} but is not the job's Secret {secret}"),
             fix: format!("rename the volume: {RPC_VOLUME} holds the job's RPC secret"),
         }),
@@ -294,7 +291,7 @@ pub fn inspect_rpc_mount(pod: &Pod, secret: &str, out: &mut Findings) {
     match ours {
         Some(i) if container.volume_mounts[i].name == RPC_VOLUME => {}
         Some(i) => out.weaker.push(Violation {
-            field: mounts_loc.index(i).human().to_string(),
+            field: mounts_loc.index(i).human(),
             problem: format!("mounts another volume at {RPC_SECRET_DIR}"),
             fix: format!("remove it: {RPC_SECRET_DIR} holds the job's RPC secret"),
         }),
@@ -318,13 +315,7 @@ pub fn auth_secret_in_env(pod: &Pod) -> Vec<Violation> {
             for (j, e) in c.env.iter().enumerate() {
                 if e.name == AUTH_SECRET_ENV {
                     out.push(Violation {
-                        field: spec
-                            .key(key)
-                            .index(i)
-                            .key("env")
-                            .index(j)
-                            .human()
-                            .to_string(),
+                        field: spec.key(key).index(i).key("env").index(j).human(),
                         problem: format!("is {AUTH_SECRET_ENV}, Spark's RPC secret in clear"),
                         fix: format!(
                             "remove it: every pod of the job reads its own secret from \

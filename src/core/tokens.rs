@@ -19,6 +19,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use memchr::memmem;
 use serde_json::Value;
 
 use crate::core::hardening::{Loc, Violation};
@@ -55,9 +56,9 @@ pub struct Found {
 impl Found {
     /// The field for messages: the string's path, or the map whose key holds the token (a path
     /// through that key would print the token).
-    pub fn field(&self) -> &str {
+    pub fn field(&self) -> String {
         match self.loc.human() {
-            "" => "(the object)",
+            human if human.is_empty() => "(the object)".to_string(),
             human => human,
         }
     }
@@ -87,13 +88,27 @@ pub fn may_hold_token_copy(text: &str, token: &str) -> bool {
     let token = token.trim();
     // The annotation holds one occurrence; anything beyond it may be a copy.
     !token.is_empty()
-        && (text.matches(token_needle(token)).nth(1).is_some() || escapes_token_characters(text))
+        && (occurrences(text, token_needle(token)).nth(1).is_some()
+            || escapes_token_characters(text))
 }
 
 /// Whether `text` may hold a JWT: the cheap test that decides whether `find_issuer_jwts` has
 /// anything to find.
 pub fn may_hold_jwt(text: &str) -> bool {
-    text.contains(JWT_PREFIX) || escapes_token_characters(text)
+    memmem::find(text.as_bytes(), JWT_PREFIX.as_bytes()).is_some() || escapes_token_characters(text)
+}
+
+/// Non-overlapping occurrences of `needle` in `text`, as `str::matches` counts them, found with
+/// memchr's vectorised search: these scans read every pod review's whole text.
+fn occurrences<'t>(text: &'t str, needle: &str) -> impl Iterator<Item = usize> + 't {
+    let finder = memmem::Finder::new(needle.as_bytes()).into_owned();
+    let step = needle.len().max(1);
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let found = at + finder.find(text.as_bytes().get(at..)?)?;
+        at = found + step;
+        Some(found)
+    })
 }
 
 /// Whether `text` may hold a JWT other than `token` (the submitter's, which the mutating pass
@@ -107,9 +122,9 @@ pub fn may_hold_other_jwt(text: &str, token: Option<&str>) -> bool {
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .map_or(0, |t| {
-            text.matches(t).count() * t.matches(JWT_PREFIX).count()
+            occurrences(text, t).count() * occurrences(t, JWT_PREFIX).count()
         });
-    text.matches(JWT_PREFIX).count() > own
+    occurrences(text, JWT_PREFIX).count() > own
 }
 
 /// Every copy of `token` in the object `raw` (its JSON text) other than the token annotation
@@ -186,7 +201,7 @@ pub fn copy_violations(copies: &[TokenCopy], token_annotation: &str) -> Vec<Viol
         .iter()
         .filter(|c| c.remedy == Remedy::Deny)
         .map(|c| Violation {
-            field: c.found.field().to_string(),
+            field: c.found.field(),
             problem: if c.found.in_key {
                 "has a key that holds a copy of the submitter token".into()
             } else {
@@ -233,7 +248,7 @@ pub fn issuer_jwt_violations(found: &[Found], issuer: &str) -> Vec<Violation> {
     found
         .iter()
         .map(|f| Violation {
-            field: f.field().to_string(),
+            field: f.field(),
             problem: format!(
                 "{} a bearer token issued by {issuer}, which would be stored",
                 if f.in_key {
@@ -292,7 +307,7 @@ fn jwt_of_issuer<'r>(run: &'r str, issuer: &str) -> Option<&'r str> {
 /// encoders, kube-apiserver's included, never do, so only then can a substring search miss a
 /// token.
 fn escapes_token_characters(raw: &str) -> bool {
-    raw.match_indices("\\u00").any(|(at, _)| {
+    memmem::find_iter(raw.as_bytes(), b"\\u00").any(|at| {
         raw.get(at + 4..at + 6)
             .and_then(|hex| u8::from_str_radix(hex, 16).ok())
             .is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
@@ -372,6 +387,24 @@ mod tests {
     }
 
     #[test]
+    fn occurrences_count_like_str_matches() {
+        for (text, needle) in [
+            ("aaaaa", "aa"),
+            ("eyJeyJ.eyJ", "eyJ"),
+            ("", "eyJ"),
+            ("ééeyJé", "eyJ"),
+            ("abc", "abcd"),
+            ("x.y.z", "."),
+        ] {
+            assert_eq!(
+                occurrences(text, needle).count(),
+                text.matches(needle).count(),
+                "{text:?} / {needle:?}"
+            );
+        }
+    }
+
+    #[test]
     fn other_jwts_are_told_from_copies_of_the_submitters_own() {
         let own = token();
         let other = mk_jwt(ISSUER, 'T');
@@ -415,7 +448,7 @@ mod tests {
         find_token_copies(&object.to_string(), token, TOKEN_ANNOTATION)
             .unwrap()
             .into_iter()
-            .map(|c| (c.found.field().to_string(), c.remedy))
+            .map(|c| (c.found.field(), c.remedy))
             .collect()
     }
 
@@ -436,8 +469,9 @@ mod tests {
         app["spec"]["sparkConf"][&driver] = json!(t);
         app["spec"]["sparkConf"][&executor] = json!(t);
         let found = find_token_copies(&app.to_string(), &t, TOKEN_ANNOTATION).unwrap();
-        let fields: Vec<(&str, Remedy)> =
+        let owned: Vec<(String, Remedy)> =
             found.iter().map(|c| (c.found.field(), c.remedy)).collect();
+        let fields: Vec<(&str, Remedy)> = owned.iter().map(|(f, r)| (f.as_str(), *r)).collect();
         assert_eq!(
             fields,
             vec![
@@ -654,7 +688,7 @@ mod tests {
             vec![("data[\"spark.properties\"]".to_string(), Remedy::Deny)]
         );
         let found = find_issuer_jwts(&cm.to_string(), ISSUER, None).unwrap();
-        let fields: Vec<&str> = found.iter().map(Found::field).collect();
+        let fields: Vec<String> = found.iter().map(Found::field).collect();
         assert_eq!(
             fields,
             vec![
@@ -749,7 +783,7 @@ mod tests {
         let mut pasted = old.clone();
         pasted["metadata"]["annotations"]["new"] = json!(mk_jwt(ISSUER, 'N'));
         let found = find_issuer_jwts(&pasted.to_string(), ISSUER, Some(&old_text)).unwrap();
-        let fields: Vec<&str> = found.iter().map(Found::field).collect();
+        let fields: Vec<String> = found.iter().map(Found::field).collect();
         assert_eq!(fields, vec!["metadata.annotations.new"]);
     }
 }
