@@ -99,15 +99,24 @@ pub fn may_hold_jwt(text: &str) -> bool {
 }
 
 /// Non-overlapping occurrences of `needle` in `text`, as `str::matches` counts them, found with
-/// memchr's vectorised search: these scans read every pod review's whole text.
-fn occurrences<'t>(text: &'t str, needle: &str) -> impl Iterator<Item = usize> + 't {
-    let finder = memmem::Finder::new(needle.as_bytes()).into_owned();
-    let step = needle.len().max(1);
+/// memchr's vectorised search: these scans read every pod review's whole text. A long needle (a
+/// whole token, ~1 KB) is found by its first bytes and then compared: building a searcher for
+/// all of it would cost more than the search.
+fn occurrences<'t>(text: &'t str, needle: &'t str) -> impl Iterator<Item = usize> + 't {
+    const PREFIX: usize = 32;
+    let head = needle.as_bytes().get(..PREFIX).unwrap_or(needle.as_bytes());
+    let finder = memmem::Finder::new(head).into_owned();
+    let (text, needle) = (text.as_bytes(), needle.as_bytes());
     let mut at = 0;
     std::iter::from_fn(move || {
-        let found = at + finder.find(text.as_bytes().get(at..)?)?;
-        at = found + step;
-        Some(found)
+        loop {
+            let found = at + finder.find(text.get(at..)?)?;
+            if text.get(found..)?.starts_with(needle) {
+                at = found + needle.len().max(1);
+                return Some(found);
+            }
+            at = found + 1;
+        }
     })
 }
 
@@ -388,6 +397,13 @@ mod tests {
 
     #[test]
     fn occurrences_count_like_str_matches() {
+        // A needle longer than the searched prefix, with near misses that share the prefix.
+        let long_needle = format!("{}tail", "p".repeat(40));
+        let long_text = format!(
+            "{n}{n}x{p}tai{n}{p}{n}",
+            n = long_needle,
+            p = "p".repeat(45)
+        );
         for (text, needle) in [
             ("aaaaa", "aa"),
             ("eyJeyJ.eyJ", "eyJ"),
@@ -395,6 +411,7 @@ mod tests {
             ("ééeyJé", "eyJ"),
             ("abc", "abcd"),
             ("x.y.z", "."),
+            (&long_text, &long_needle),
         ] {
             assert_eq!(
                 occurrences(text, needle).count(),
