@@ -926,3 +926,63 @@ async fn legitimate_ids_and_a_lower_case_drop_all_are_admitted_through_the_api_s
     assert_eq!(app["spec"]["driver"]["securityContext"]["runAsGroup"], 185);
     assert_eq!(app["spec"]["driver"]["podSecurityContext"]["fsGroup"], 185);
 }
+
+#[test]
+fn a_pod_with_more_containers_than_sparkward_reads_is_denied_and_one_at_the_limit_is_hardened() {
+    let setup = OfflineSetup::new("");
+    let token = setup.token("alice", "x");
+    let pod_of = |n: usize, list: &str| {
+        let mut pod = fixture("pods/spark-submit-driver.yaml");
+        let first = pod["spec"]["containers"][0].clone();
+        let copies: Vec<Value> = (0..n)
+            .map(|i| {
+                let mut c = first.clone();
+                c["name"] = json!(format!("c{i}"));
+                c
+            })
+            .collect();
+        pod["spec"][list] = json!(copies);
+        Review::pod(with_token(pod, &token))
+            .user("oidc:alice")
+            .build()
+    };
+    // The submitter's pod at the limit: every one of its containers is hardened.
+    let request = pod_of(128, "containers");
+    let run = setup.review(&request, None, false);
+    assert!(run.allowed(), "{}", run.message());
+    let pod = applied(&request, &run);
+    assert_restricted("a pod of 128 containers", &pod);
+    assert_eq!(pod["spec"]["containers"].as_array().unwrap().len(), 128);
+
+    // The attack: one more (in any list) is refused before the list is read further, with
+    // what to do. The fuzzer's million empty containers made one review allocate gigabytes.
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
+        let run = setup.review(&pod_of(129, list), None, false);
+        assert!(!run.allowed(), "{list}");
+        assert_eq!(run.response()["auditAnnotations"]["reason"], "malformed");
+        let message = run.message();
+        assert!(
+            message.contains("more than 128 containers in one list")
+                && message.contains("split the work over more pods"),
+            "{list}: {message}"
+        );
+    }
+
+    // A SparkApplication's sidecars are containers of its pods: the same limit.
+    let mut app = fixture("apps/pyspark-etl.yaml");
+    app["spec"]["executor"]["sidecars"] = json!(
+        (0..129)
+            .map(|i| json!({"name": format!("s{i}"), "image": "busybox:1.36"}))
+            .collect::<Vec<_>>()
+    );
+    let request = Review::spark_app(with_token(app, &token))
+        .user("oidc:alice")
+        .build();
+    let run = setup.review(&request, None, false);
+    assert!(!run.allowed());
+    assert!(
+        run.message().contains("more than 128 containers"),
+        "{}",
+        run.message()
+    );
+}

@@ -10,7 +10,7 @@ use std::fmt;
 
 use k8s_openapi::api::core::v1::{PodSecurityContext, SecurityContext};
 use serde::Deserialize;
-use serde::de::{IgnoredAny, MapAccess, Visitor};
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// Deserialises a struct-typed field only from a JSON object. serde's derived structs also
 /// accept a JSON array (fields in declaration order), so `"spec": [{...}]` would be read as a
@@ -45,13 +45,41 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
     }
 }
 
-/// A list of struct-typed elements, each read only from a JSON object (see `map_only`).
-pub fn maps_only<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+/// The most containers sparkward reads from one list (`containers`, `initContainers`,
+/// `ephemeralContainers`, a Spark pod's `sidecars` and `initContainers`). Kubernetes sets no
+/// such limit, but every container gets its own hardening patch, some 4 KB of work even for a
+/// container written as `{}`: a 4 MiB review of a million empty containers made one review
+/// allocate gigabytes (found by the fuzzer's memory check). Spark pods have a handful.
+pub const MAX_CONTAINERS: usize = 128;
+
+/// A list of containers, each read only from a JSON object (see `map_only`), refused past
+/// `MAX_CONTAINERS` before the rest of the list is read.
+pub fn containers_only<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,
 {
-    Vec::<ObjectOnly<T>>::deserialize(d).map(|v| v.into_iter().map(|o| o.0).collect())
+    struct Containers<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for Containers<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a list of at most {MAX_CONTAINERS} containers")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(ObjectOnly(item)) = seq.next_element::<ObjectOnly<T>>()? {
+                if out.len() == MAX_CONTAINERS {
+                    return Err(serde::de::Error::custom(format_args!(
+                        "more than {MAX_CONTAINERS} containers in one list; sparkward admits \
+                         at most {MAX_CONTAINERS} per list: split the work over more pods"
+                    )));
+                }
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Containers(std::marker::PhantomData))
 }
 
 /// An optional struct-typed field, read only from a JSON object or `null` (see `map_only`).
@@ -197,11 +225,11 @@ impl<'de> Deserialize<'de> for Volume {
 #[serde(rename_all = "camelCase", default)]
 pub struct PodSpec {
     pub security_context: Option<PodSecurityContext>,
-    #[serde(deserialize_with = "maps_only")]
+    #[serde(deserialize_with = "containers_only")]
     pub containers: Vec<Container>,
-    #[serde(deserialize_with = "maps_only")]
+    #[serde(deserialize_with = "containers_only")]
     pub init_containers: Vec<Container>,
-    #[serde(deserialize_with = "maps_only")]
+    #[serde(deserialize_with = "containers_only")]
     pub ephemeral_containers: Vec<Container>,
     pub volumes: Option<Vec<Volume>>,
     pub host_network: Option<bool>,
@@ -247,9 +275,9 @@ pub struct SparkPodSpec {
     pub security_context: Option<SecurityContext>,
     pub pod_security_context: Option<PodSecurityContext>,
     pub volume_mounts: Option<Vec<VolumeMount>>,
-    #[serde(deserialize_with = "maps_only")]
+    #[serde(deserialize_with = "containers_only")]
     pub sidecars: Vec<Container>,
-    #[serde(deserialize_with = "maps_only")]
+    #[serde(deserialize_with = "containers_only")]
     pub init_containers: Vec<Container>,
     pub host_network: Option<bool>,
     /// spark-operator copies it onto the pod (v1beta2 has it, unlike hostPID and hostIPC).
@@ -336,6 +364,32 @@ pub struct MetaOnly {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_container_list_is_read_up_to_its_limit_and_refused_past_it() {
+        let spec = |n: usize| {
+            let items = vec!["{}"; n].join(",");
+            format!(r#"{{"containers":[{items}],"initContainers":[{{"name":"i"}}]}}"#)
+        };
+        let at: PodSpec = serde_json::from_str(&spec(MAX_CONTAINERS)).unwrap();
+        assert_eq!(at.containers.len(), MAX_CONTAINERS);
+        assert_eq!(at.init_containers.len(), 1);
+        let past = serde_json::from_str::<PodSpec>(&spec(MAX_CONTAINERS + 1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            past.contains("more than 128 containers in one list"),
+            "{past}"
+        );
+        // Still read only from JSON objects, and a list is still required to be one.
+        for bad in [
+            r#"{"containers":[[]]}"#,
+            r#"{"containers":{}}"#,
+            r#"{"containers":null}"#,
+        ] {
+            assert!(serde_json::from_str::<PodSpec>(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn volume_records_its_source_kinds() {
