@@ -1059,7 +1059,11 @@ fn mutate_value(review: &mut Value, rng: &mut fastrand::Rng, h: &Harness) -> &'s
                         Value::String(s) if s.len() > 64 => json!("x"),
                         small => small.clone(),
                     };
-                    json!(vec![item; (n / 16).max(1)])
+                    // About n bytes as written: a short `deep` marker is written as up to
+                    // 120 KB of brackets, and 65,536 copies of it made bodies of 6 GB.
+                    let mut written = String::new();
+                    emit(&item, &mut written);
+                    json!(vec![item; (n / (written.len() + 1)).max(1)])
                 }
                 _ => {
                     let mut m = serde_json::Map::new();
@@ -1169,6 +1173,9 @@ struct UidRequest {
 
 #[derive(Default)]
 struct Stats {
+    /// The most heap one review held at once beyond what was live before it, in bytes, and
+    /// that review's size in bytes.
+    largest_peak: (u64, usize),
     cases: u64,
     outcomes: BTreeMap<String, u64>,
     mutations: BTreeMap<&'static str, u64>,
@@ -1182,7 +1189,14 @@ impl Stats {
         *self.outcomes.entry(key).or_default() += 1;
     }
 
+    fn note_memory(&mut self, peak: u64, body_len: usize) {
+        if peak > self.largest_peak.0 {
+            self.largest_peak = (peak, body_len);
+        }
+    }
+
     fn merge(&mut self, o: Stats) {
+        self.largest_peak = self.largest_peak.max(o.largest_peak);
         self.cases += o.cases;
         for (k, v) in o.outcomes {
             *self.outcomes.entry(k).or_default() += v;
@@ -1230,7 +1244,10 @@ fn check(
     body: &[u8],
     stats: &mut Stats,
 ) -> Result<(), String> {
-    let result = run(rt, &h.pipeline, mode, body).map_err(|p| format!("panicked: {p}"))?;
+    let (result, peak) = heap::peak_of(|| run(rt, &h.pipeline, mode, body));
+    let result = result.map_err(|p| format!("panicked: {p}"))?;
+    stats.note_memory(peak, body.len());
+    heap::within_bound(peak, body.len())?;
     // An empty uid cannot be answered with: the server refuses it (400) like a missing one.
     let uid = serde_json::from_slice::<UidOnly>(body)
         .ok()
@@ -1472,6 +1489,63 @@ fn save_failure(h: &Harness, mode: Mode, body: &[u8], why: &str) -> String {
     format!("{}: {why}", path.display())
 }
 
+/// The heap one review holds at its peak, counted exactly by a global allocator with a count
+/// per thread (`allocation-counter`; a review runs on its worker's thread, in a current-thread
+/// runtime), whatever the allocator underneath keeps or gives back to the system.
+mod heap {
+    /// What one review may hold at once: a base for the pipeline's own working set plus a
+    /// multiple of the body (its typed views, the answer's patch and base64, the audit line).
+    /// The costliest input found is a list of empty objects (`volumeMounts: [{}, {}, ...]`):
+    /// 3 bytes each of body, about 100 bytes each as typed items, 35 times the body in all.
+    /// The server reads at most `server.maxBodyBytes` (4 MiB), so the bound also caps what one
+    /// request can make a replica allocate: about 200 MiB.
+    pub const BASE: u64 = 8 << 20;
+    pub const PER_BODY_BYTE: u64 = 48;
+
+    /// Runs `f` and returns what it held at once.
+    pub fn peak_of<T>(f: impl FnOnce() -> T) -> (T, u64) {
+        let mut out = None;
+        let info = allocation_counter::measure(|| out = Some(f()));
+        match out {
+            Some(out) => (out, info.bytes_max),
+            None => unreachable!("measure runs its closure once"),
+        }
+    }
+
+    /// The invariant: at most `BASE + PER_BODY_BYTE × body` held at once.
+    pub fn within_bound(peak: u64, body_len: usize) -> Result<(), String> {
+        let limit = BASE + PER_BODY_BYTE * body_len as u64;
+        if peak > limit {
+            return Err(format!(
+                "one review of {body_len} bytes held {} KiB of heap at once (limit {} KiB)",
+                peak / 1024,
+                limit / 1024
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The process's resident memory now and at its peak (`/proc/self/status`), for the long run's
+/// report: a leak shows as an RSS that climbs between reports.
+fn memory() -> String {
+    let kib =
+        |key| status_kib(key).map_or_else(|| "?".to_string(), |k| format!("{} MiB", k / 1024));
+    format!("RSS {}, peak {}", kib("VmRSS:"), kib("VmHWM:"))
+}
+
+/// A `/proc/self/status` field in KiB.
+fn status_kib(key: &str) -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -1610,7 +1684,11 @@ fn mutated_reviews_never_panic_and_allowed_answers_hold() {
                 std::thread::sleep(std::time::Duration::from_secs(report_every));
                 let n = progress.load(Ordering::Relaxed);
                 let secs = started.elapsed().as_secs_f64();
-                eprintln!("fuzz: {n} cases in {secs:.0} s ({:.0}/s)", n as f64 / secs);
+                eprintln!(
+                    "fuzz: {n} cases in {secs:.0} s ({:.0}/s), {}",
+                    n as f64 / secs,
+                    memory()
+                );
             }
         })
     });
@@ -1640,6 +1718,12 @@ fn mutated_reviews_never_panic_and_allowed_answers_hold() {
         stats.validated_after_mutate,
         stats.pss_checked,
         h.store.applied.load(Ordering::Relaxed),
+    );
+    eprintln!("fuzz memory at the end: {}", memory());
+    eprintln!(
+        "fuzz: the most heap one review held at once: {} KiB, for a body of {} bytes",
+        stats.largest_peak.0 / 1024,
+        stats.largest_peak.1
     );
     eprintln!("fuzz outcomes:");
     for (k, v) in &stats.outcomes {
