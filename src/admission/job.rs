@@ -13,7 +13,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use json_patch::PatchOperation;
 
-use crate::admission::decode::{Operation, Request};
+use crate::admission::decode::{Operation, PodParts, Request};
 use crate::admission::no_identity;
 use crate::admission::review::{Allowed, Ctx, Decided, Facts, Mode, Pipeline};
 use crate::config::SparkProfile;
@@ -672,6 +672,27 @@ pub(super) fn update_actions(req: &Request<'_>) -> Result<Vec<Action>, Reason> {
         actions.push(Action::Metadata);
     }
     Ok(actions)
+}
+
+/// `update_actions` of a Pod UPDATE whose objects decode read into parts (`sub`: the
+/// subresource). The same actions from the same fields: the raw `spec` compared as
+/// `update_actions` compares it, the metadata shape field by field. Cannot fail: the parts
+/// hold everything the shape parse reads, and were only made where it succeeds.
+pub(super) fn update_actions_of(sub: &str, new: &PodParts<'_>, old: &PodParts<'_>) -> Vec<Action> {
+    let mut actions = Vec::new();
+    match sub {
+        "status" => actions.push(Action::Status),
+        "ephemeralcontainers" => actions.push(Action::Enter),
+        _ => {
+            if raw_differs(Some(new.spec), Some(old.spec)) {
+                actions.push(Action::Spec);
+            }
+        }
+    }
+    if !new.same_metadata_shape(old) {
+        actions.push(Action::Metadata);
+    }
+    actions
 }
 
 fn no_stamp_keys(why: String) -> Reason {
