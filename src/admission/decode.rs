@@ -161,9 +161,31 @@ pub struct PodParts<'a> {
     /// a change to either is a metadata change.
     pub finalizers: Option<Vec<String>>,
     pub owners: Option<serde_json::Value>,
-    /// `spec`, raw: compared as text, parsed where it is read. Always a JSON object.
-    pub spec: &'a RawValue,
+    /// `spec`, raw: compared as text, parsed where it is read. Always a JSON object. `None`
+    /// where decode read the spec for `nodeName` alone (the old pod of a `status` write).
+    pub spec: Option<&'a RawValue>,
+    /// `spec.nodeName`, where decode read the spec for it alone (`spec` is then `None`).
+    pub spec_node_name: Option<Option<String>>,
     pub status: Option<PodStatus>,
+}
+
+/// `spec.nodeName` alone: the old pod's spec of a `status` write, or of any UPDATE whose new
+/// spec differs (the old spec is not read otherwise).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpecNodeName {
+    #[serde(default)]
+    pub node_name: Option<String>,
+}
+
+/// How `PodParts` reads `spec`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SpecRead {
+    /// Kept raw (`PodParts::spec`).
+    Raw,
+    /// Only `nodeName` read, in the same pass (`PodParts::spec_node_name`): what a `status`
+    /// write reads of the old pod.
+    NodeName,
 }
 
 impl PodParts<'_> {
@@ -213,13 +235,18 @@ fn depth(v: &serde_json::Value) -> usize {
     }
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for PodParts<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        de.deserialize_map(PartsVisitor(std::marker::PhantomData))
+/// Reads one object of a validating Pod UPDATE into `PodParts`.
+struct PartsSeed<'a>(SpecRead, std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> de::DeserializeSeed<'de> for PartsSeed<'a> {
+    type Value = PodParts<'a>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        de.deserialize_map(PartsVisitor(self.0, self.1))
     }
 }
 
-struct PartsVisitor<'a>(std::marker::PhantomData<&'a ()>);
+struct PartsVisitor<'a>(SpecRead, std::marker::PhantomData<&'a ()>);
 
 #[derive(Deserialize)]
 #[serde(field_identifier, rename_all = "camelCase")]
@@ -241,6 +268,7 @@ impl<'de: 'a, 'a> Visitor<'de> for PartsVisitor<'a> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut meta: Option<PartsMeta<'a>> = None;
         let mut spec: Option<&'a RawValue> = None;
+        let mut node_name: Option<Option<String>> = None;
         let mut status: Option<Option<PodStatus>> = None;
         while let Some(field) = map.next_key::<PodField>()? {
             match field {
@@ -248,9 +276,13 @@ impl<'de: 'a, 'a> Visitor<'de> for PartsVisitor<'a> {
                     let m = map.next_value::<ObjectOnly<PartsMeta<'a>>>()?.0;
                     once(&mut meta, m, "metadata")?;
                 }
+                // The typed view reads `spec` only from a JSON object (`map_only`), so do both.
+                PodField::Spec if self.0 == SpecRead::NodeName => {
+                    let read = map.next_value::<ObjectOnly<SpecNodeName>>()?.0;
+                    once(&mut node_name, read.node_name, "spec")?;
+                }
                 PodField::Spec => {
                     let raw: &'a RawValue = map.next_value()?;
-                    // The typed view reads `spec` only from a JSON object (`map_only`).
                     if !raw.get().starts_with('{') {
                         return Err(de::Error::custom("spec is not a JSON object"));
                     }
@@ -263,7 +295,9 @@ impl<'de: 'a, 'a> Visitor<'de> for PartsVisitor<'a> {
             }
         }
         let m = meta.ok_or_else(|| de::Error::missing_field("metadata"))?;
-        let spec = spec.ok_or_else(|| de::Error::missing_field("spec"))?;
+        if spec.is_none() && node_name.is_none() {
+            return Err(de::Error::missing_field("spec"));
+        }
         let (owner_references, owners) = match m.owner_references {
             None => (Vec::new(), None),
             Some(raw) => {
@@ -290,6 +324,7 @@ impl<'de: 'a, 'a> Visitor<'de> for PartsVisitor<'a> {
             finalizers: m.finalizers,
             owners,
             spec,
+            spec_node_name: node_name,
             status: status.flatten(),
         })
     }
@@ -519,8 +554,14 @@ impl<'de: 'a, 'a> Visitor<'de> for FastVisitor<'a> {
                     }
                     match validating_pod_update(self.0, &kind, operation, &sub_resource) {
                         Some(sub) => {
+                            // A status write reads only `nodeName` of the old spec.
+                            let read = match sub {
+                                "status" => SpecRead::NodeName,
+                                _ => SpecRead::Raw,
+                            };
                             parts_sub = Some(sub.to_string());
-                            old_parts = Some(map.next_value::<PodParts<'a>>()?);
+                            let seed = PartsSeed(read, std::marker::PhantomData);
+                            old_parts = Some(map.next_value_seed(seed)?);
                         }
                         None => old_object = Some(map.next_value()?),
                     }
@@ -534,7 +575,8 @@ impl<'de: 'a, 'a> Visitor<'de> for FastVisitor<'a> {
                         validating_pod_update(self.0, &kind, operation, &sub_resource)
                     {
                         parts_sub = Some(sub.to_string());
-                        new_parts = Some(map.next_value::<PodParts<'a>>()?);
+                        let seed = PartsSeed(SpecRead::Raw, std::marker::PhantomData);
+                        new_parts = Some(map.next_value_seed(seed)?);
                         continue;
                     }
                     let pod_create = kind
@@ -856,5 +898,80 @@ mod tests {
                 Ok(_) => panic!("decoded {body}"),
             }
         }
+    }
+
+    fn pod_update(fields_before: &str, fields_after: &str) -> String {
+        review(&format!(
+            r#"{{"uid":"u","kind":{{"group":"","version":"v1","kind":"Pod"}},{fields_before}"operation":"UPDATE",
+            "object":{{"metadata":{{"name":"p","labels":{{"a":"1"}},"finalizers":["f"],"ownerReferences":[{{"kind":"K","name":"n","uid":"x","controller":true}}]}},"spec":{{"nodeName":"n1","containers":[]}},"status":{{"phase":"Running"}}}},
+            "oldObject":{{"metadata":{{"name":"p"}},"spec":{{"containers":[]}}}}{fields_after}}}"#
+        ))
+    }
+
+    #[test]
+    fn the_validating_webhook_reads_a_pod_updates_objects_into_parts() {
+        for sub in [
+            "",
+            r#""subResource":"status","#,
+            r#""subResource":"resize","#,
+        ] {
+            let body = pod_update(sub, "");
+            let r = decode_for(body.as_bytes(), Mode::Validate).unwrap();
+            assert!(r.object().is_none() && r.old_object().is_none(), "{sub}");
+            let parts = r.pod_update.as_deref().unwrap();
+            assert_eq!(parts.new.meta.label("a"), Some("1"));
+            assert_eq!(parts.new.finalizers, Some(vec!["f".to_string()]));
+            assert_eq!(parts.new.meta.owner_references[0].controller, Some(true));
+            assert!(parts.new.owners.as_ref().is_some_and(|o| o.is_array()));
+            assert_eq!(
+                parts.new.spec.map(RawValue::get),
+                Some(r#"{"nodeName":"n1","containers":[]}"#)
+            );
+            // A status write reads the old spec's nodeName alone.
+            assert_eq!(parts.old.spec.is_none(), sub.contains("status"));
+            assert_eq!(parts.old.spec_node_name.is_some(), sub.contains("status"));
+            assert_eq!(
+                parts.new.status.as_ref().unwrap().phase.as_deref(),
+                Some("Running")
+            );
+            assert!(parts.old.owners.is_none() && parts.old.meta.labels.is_none());
+            assert!(!parts.new.same_metadata_shape(&parts.old));
+            // The mutating webhook keeps the objects raw (it passes pod updates unread).
+            let r = decode(body.as_bytes()).unwrap();
+            assert!(r.pod_update.is_none() && r.object().is_some() && r.old_object().is_some());
+        }
+    }
+
+    #[test]
+    fn pod_updates_the_parts_cannot_take_stay_raw() {
+        let cases = [
+            // Debug containers read both specs whole: the plain path.
+            pod_update(r#""subResource":"ephemeralcontainers","#, ""),
+            // The subresource after the objects.
+            pod_update("", r#","subResource":"status""#),
+            pod_update("", r#","subResource":"ephemeralcontainers""#),
+            // Objects the typed view or the update's shape would refuse.
+            pod_update("", "").replace(r#""finalizers":["f"]"#, r#""finalizers":[1]"#),
+            pod_update("", "").replace(
+                r#""ownerReferences":[{"#,
+                r#""ownerReferences":null,"x":[{"#,
+            ),
+            pod_update("", "").replace(r#""spec":{"containers":[]}"#, r#""spec":null"#),
+            pod_update("", "").replace(r#""labels":{"a":"1"}"#, r#""labels":{"a":1}"#),
+            pod_update("", "")
+                .replace(r#""status":{"phase":"Running"}"#, r#""status":{"phase":1}"#),
+            pod_update("", "").replace(r#""name":"p"}"#, r#""name":"p"},"metadata":{}"#),
+        ];
+        for body in &cases {
+            let r = decode_for(body.as_bytes(), Mode::Validate).unwrap();
+            assert!(r.pod_update.is_none(), "{body}");
+            assert!(r.object().is_some(), "{body}");
+        }
+        // Nested deeper than the plain path's owner references may be: the plain path.
+        let deep = format!("{}1{}", "[".repeat(125), "]".repeat(125));
+        let body =
+            pod_update("", "").replace(r#""uid":"x""#, &format!(r#""uid":"x","deep":{deep}"#));
+        let r = decode_for(body.as_bytes(), Mode::Validate).unwrap();
+        assert!(r.pod_update.is_none());
     }
 }

@@ -684,7 +684,8 @@ pub(super) fn update_actions_of(sub: &str, new: &PodParts<'_>, old: &PodParts<'_
         "status" => actions.push(Action::Status),
         "ephemeralcontainers" => actions.push(Action::Enter),
         _ => {
-            if raw_differs(Some(new.spec), Some(old.spec)) {
+            // Both specs are kept raw outside status writes (a missing one counts as changed).
+            if raw_differs(new.spec, old.spec) {
                 actions.push(Action::Spec);
             }
         }

@@ -3,7 +3,9 @@
 //! in cluster mode, kubectl) gets its own policy first. Updates may not touch what sparkward set;
 //! ephemeral containers added later are hardened like the rest.
 
-use crate::admission::decode::{Operation, PodParts, PodUpdate, decode};
+use serde_json::value::RawValue;
+
+use crate::admission::decode::{Operation, PodParts, PodUpdate, SpecNodeName, decode};
 use crate::admission::job::{
     OPERATOR_LABEL_PREFIX, foreign_job_claim, lookup_failed, missing_claims, not_admitted_here,
     operator_label_changes, operator_label_claims, protected_changes, record_job, update_actions,
@@ -104,20 +106,23 @@ async fn validate_update(p: &Pipeline, ctx: &mut Ctx<'_>, sub: &str) -> Result<(
         old_spec: Some(&old.spec),
         old_node: old.spec.node_name.as_deref(),
     };
-    check_update(p, ctx, sub, view, || update_actions(req)).await
+    let job = JobIdentity::from_admitted(&old.metadata);
+    check_update(p, ctx, sub, view, job, || update_actions(req)).await
 }
 
 /// `validate_update` on the objects decode read into parts (`PodParts`): the same checks in
 /// the same order on the same fields, with the typed spec parsed only where it is read: the
-/// new pod's unless this is a `status` write, the old pod's `nodeName`, and both in full when
-/// an image rule is configured (every read happens here, before any check). A spec that does
-/// not parse sends the review down the plain path on a plain decode of the same body, so its
-/// answer and message are the plain path's.
+/// new pod's unless this is a `status` write, the old pod's `nodeName`, and both in full
+/// where an image rule checks them (every read happens here, before any check). Anything it
+/// cannot read (a spec that does not parse; the old spec of a `status` write, which decode
+/// read for `nodeName` alone, when an image rule needs it) sends the review down the plain
+/// path on a plain decode of the same body, so its answer and message are the plain path's.
 ///
 /// The one difference from the plain path, accepted: a part of the spec that is not read is not
 /// type-checked. In a `status` write that is the new pod's spec; in every UPDATE, the old pod's
-/// spec but `nodeName`. The plain path refused such an UPDATE as malformed (`request.object is
-/// not a valid Pod`); the API server stores only valid pods, so it sends none.
+/// spec but `nodeName` (without an image rule). The plain path refused such an UPDATE as
+/// malformed (`request.object is not a valid Pod`); the API server stores only valid pods, so
+/// it sends none.
 async fn validate_update_parts(
     p: &Pipeline,
     ctx: &mut Ctx<'_>,
@@ -125,12 +130,17 @@ async fn validate_update_parts(
     parts: &PodUpdate<'_>,
 ) -> Result<(), Reason> {
     let PodUpdate { new, old } = parts;
+    let job = JobIdentity::from_admitted(&old.meta);
+    // What `check_update` reads: hardening reads the new spec (not in a status write); an
+    // image rule reads both, in a status write only for a pod of no job.
     let images = p.config.hardening.images.is_active();
+    let status = sub == "status";
+    let read_new = !status || (images && job.is_none());
+    let read_old = images && (!status || job.is_none());
     let read = match sub {
-        // Reads the whole of both specs: the plain path is as cheap (decode never makes parts
-        // for it).
+        // Reads the whole of both specs: the plain path (decode makes no parts for it).
         "ephemeralcontainers" => None,
-        _ => read_specs(new, old, sub != "status" || images, images).ok(),
+        _ => read_specs(new, old, read_new, read_old),
     };
     let Some(read) = read else {
         return validate_update_on_plain_decode(p, ctx, sub).await;
@@ -142,7 +152,10 @@ async fn validate_update_parts(
         old_spec: read.old.as_ref(),
         old_node: read.old_node.as_deref(),
     };
-    check_update(p, ctx, sub, view, || Ok(update_actions_of(sub, new, old))).await
+    check_update(p, ctx, sub, view, job, || {
+        Ok(update_actions_of(sub, new, old))
+    })
+    .await
 }
 
 /// The typed specs an UPDATE reads, parsed from the raw specs of its parts.
@@ -152,34 +165,52 @@ struct ReadSpecs {
     old_node: Option<String>,
 }
 
-/// `spec.nodeName` alone (an old pod's spec when nothing else of it is read).
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct NodeOnly {
-    #[serde(default)]
-    node_name: Option<String>,
-}
-
+/// The specs `validate_update_parts` asks for and the old pod's `nodeName`; `None` when one of
+/// them cannot be read here.
 fn read_specs(
     new: &PodParts<'_>,
     old: &PodParts<'_>,
     read_new: bool,
     read_old: bool,
-) -> Result<ReadSpecs, serde_json::Error> {
+) -> Option<ReadSpecs> {
     // `ObjectOnly`: the typed `Pod` reads its spec only from a JSON object, so do these.
-    let spec = |parts: &PodParts<'_>| {
-        serde_json::from_str::<ObjectOnly<PodSpec>>(parts.spec.get()).map(|s| s.0)
+    let typed = |raw: Option<&RawValue>| {
+        serde_json::from_str::<ObjectOnly<PodSpec>>(raw?.get())
+            .ok()
+            .map(|s| s.0)
     };
-    let new_spec = if read_new { Some(spec(new)?) } else { None };
-    let (old_spec, old_node) = if read_old {
-        let old_spec = spec(old)?;
-        let node = old_spec.node_name.clone();
-        (Some(old_spec), node)
+    let new_spec = if read_new {
+        Some(typed(new.spec)?)
     } else {
-        let node = serde_json::from_str::<ObjectOnly<NodeOnly>>(old.spec.get())?;
-        (None, node.0.node_name)
+        None
     };
-    Ok(ReadSpecs {
+    let old_spec = if read_old {
+        Some(typed(old.spec)?)
+    } else {
+        None
+    };
+    let old_node = match (&old.spec_node_name, &old_spec, &new_spec) {
+        // Read by decode (a status write).
+        (Some(node), _, _) => node.clone(),
+        (None, Some(old_spec), _) => old_spec.node_name.clone(),
+        // The old spec is the new one's text, which parsed: the same nodeName, without
+        // reading the old spec again (an UPDATE that leaves the spec alone).
+        (None, None, Some(new_spec))
+            if new
+                .spec
+                .zip(old.spec)
+                .is_some_and(|(n, o)| n.get() == o.get()) =>
+        {
+            new_spec.node_name.clone()
+        }
+        (None, None, _) => {
+            serde_json::from_str::<ObjectOnly<SpecNodeName>>(old.spec?.get())
+                .ok()?
+                .0
+                .node_name
+        }
+    };
+    Some(ReadSpecs {
         new: new_spec,
         old: old_spec,
         old_node,
@@ -219,13 +250,14 @@ struct UpdateView<'v> {
     old_node: Option<&'v str>,
 }
 
-/// The checks of a pod UPDATE, shared by both paths; `actions` computes what the UPDATE does
-/// (asked only for a pod of an admitted job).
+/// The checks of a pod UPDATE, shared by both paths. `job`: the old pod's job, if it has one
+/// (`JobIdentity::from_admitted`); `actions` computes what the UPDATE does (asked only then).
 async fn check_update(
     p: &Pipeline,
     ctx: &mut Ctx<'_>,
     sub: &str,
     view: UpdateView<'_>,
+    job: Option<JobIdentity>,
     actions: impl FnOnce() -> Result<Vec<Action>, Reason>,
 ) -> Result<(), Reason> {
     let req = ctx.req;
@@ -251,7 +283,7 @@ async fn check_update(
     // An image swap (`kubectl set image`) or a debug container is checked for the images it
     // adds; images admitted earlier stay (a pod from before the rules keeps its updates).
     let specs = view.new_spec.zip(view.old_spec);
-    let Some(job) = JobIdentity::from_admitted(old) else {
+    let Some(job) = job else {
         return require_added_images(p, specs);
     };
     let actions = actions()?;
