@@ -193,7 +193,9 @@ impl Fixture {
     fn both(&self, pipeline: &Pipeline, request: &Value) -> (Outcome, Outcome) {
         let (fast, plain) = (apiserver_order(request), sorted_order(request));
         assert!(
-            decode_for(&plain, Mode::Validate).map_or(true, |r| r.pod_update.is_none()),
+            decode_for(&plain, Mode::Validate)
+                .ok()
+                .is_none_or(|r| r.pod_update.is_none()),
             "sorted keys take the plain path"
         );
         (self.review(pipeline, &fast), self.review(pipeline, &plain))
@@ -213,7 +215,7 @@ impl Fixture {
     }
 }
 
-/// Reads the fast path on a body, whether it read the objects into parts.
+/// Whether decode reads the objects of `request`, sent as kube-apiserver sends it, into parts.
 fn takes_fast_path(request: &Value) -> bool {
     let body = apiserver_order(request);
     decode_for(&body, Mode::Validate).is_ok_and(|r| r.pod_update.is_some())
@@ -411,11 +413,14 @@ fn pod_updates_decide_the_same_on_both_paths() {
     }
 }
 
+/// A change that makes a pod malformed.
+type Edit = Box<dyn Fn(&mut Value)>;
+
 #[test]
 fn malformed_pod_updates_get_the_plain_paths_answer() {
     let f = fixture();
     let old = f.admitted.clone();
-    let edits: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let edits: Vec<(&str, Edit)> = vec![
         (
             "labels are a list",
             Box::new(|p| p["metadata"]["labels"] = json!([])),
