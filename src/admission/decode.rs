@@ -10,6 +10,12 @@
 //! which halves the JSON work of an executor pod review. Any failure on that path (a bad object,
 //! an unusual field order, a malformed envelope) falls back to the plain two-step decode, so
 //! every answer and every message is exactly the plain path's.
+//!
+//! Second fast path, for the validating webhook only (`decode_for` with `Mode::Validate`): the
+//! `object` and `oldObject` of a Pod UPDATE (no subresource, `status` or `resize`) are read
+//! into `PodParts` in the same pass: the typed metadata, what an UPDATE compares, and the raw
+//! `spec` (a slice of the body), parsed into the typed view later only where it is read. The
+//! objects are then not kept raw; a failure falls back to the plain decode here too.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,7 +25,8 @@ use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::core::objects::{ObjectOnly, Pod};
+use crate::admission::review::Mode;
+use crate::core::objects::{Meta, ObjectOnly, OwnerRef, Pod, PodStatus};
 
 /// API group/version/kind of `request.kind`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -120,10 +127,207 @@ pub struct Request<'a> {
     /// Taken once by the pipeline (`take_pod`).
     #[serde(skip)]
     pub pod: Mutex<Option<Box<Pod>>>,
+    /// The new and old pod of a validating Pod UPDATE, read by the second fast path
+    /// (`object` and `oldObject` are then `None`).
+    #[serde(skip)]
+    pub pod_update: Option<Box<PodUpdate<'a>>>,
     /// The whole review body, for the rare check that needs the object's text when the fast
-    /// path kept none (`admission::tokens`).
+    /// path kept none (`admission::tokens`, and the plain re-decode of `pod_update`'s fallback).
     #[serde(skip)]
     pub body: &'a [u8],
+}
+
+/// `object` and `oldObject` of a validating Pod UPDATE, each read in one pass.
+#[derive(Debug)]
+pub struct PodUpdate<'a> {
+    pub new: PodParts<'a>,
+    pub old: PodParts<'a>,
+}
+
+/// What the validating UPDATE of a pod reads from one of its objects, collected in one walk
+/// (it used to parse each object twice: the typed `Pod`, then the shape `update_actions`
+/// compares). The typed spec is not parsed here: `spec` stays raw, so that a spec that is not
+/// read is not parsed (a `status` write reads none of the new pod's spec and only `nodeName`
+/// of the old one).
+///
+/// Invariant: a `PodParts` is only made from an object that the plain path would also read
+/// without error as far as these fields go (the typed metadata and status, and
+/// `update_actions`' metadata shape); anything stricter or unusual fails the fast path.
+#[derive(Debug)]
+pub struct PodParts<'a> {
+    /// As the typed `Pod` reads it.
+    pub meta: Meta,
+    /// `metadata.finalizers` and `metadata.ownerReferences` as `update_actions` compares them:
+    /// a change to either is a metadata change.
+    pub finalizers: Option<Vec<String>>,
+    pub owners: Option<serde_json::Value>,
+    /// `spec`, raw: compared as text, parsed where it is read. Always a JSON object. `None`
+    /// where decode read the spec for `nodeName` alone (the old pod of a `status` write).
+    pub spec: Option<&'a RawValue>,
+    /// `spec.nodeName`, where decode read the spec for it alone (`spec` is then `None`).
+    pub spec_node_name: Option<Option<String>>,
+    pub status: Option<PodStatus>,
+}
+
+/// `spec.nodeName` alone: the old pod's spec of a `status` write, or of any UPDATE whose new
+/// spec differs (the old spec is not read otherwise).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpecNodeName {
+    #[serde(default)]
+    pub node_name: Option<String>,
+}
+
+/// How `PodParts` reads `spec`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SpecRead {
+    /// Kept raw (`PodParts::spec`).
+    Raw,
+    /// Only `nodeName` read, in the same pass (`PodParts::spec_node_name`): what a `status`
+    /// write reads of the old pod.
+    NodeName,
+}
+
+impl PodParts<'_> {
+    /// The metadata an UPDATE compares for its `Metadata` action: labels, annotations,
+    /// finalizers and owners (`job::update_actions`' shape).
+    pub fn same_metadata_shape(&self, other: &PodParts<'_>) -> bool {
+        self.meta.labels == other.meta.labels
+            && self.meta.annotations == other.meta.annotations
+            && self.finalizers == other.finalizers
+            && self.owners == other.owners
+    }
+}
+
+/// `metadata` of a `PodParts`: the typed `Meta`'s fields plus what the UPDATE compares.
+/// `ownerReferences` is kept raw so that `null` stays distinguishable from absent (the typed
+/// view refuses `null`, the shape reads it as absent).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct PartsMeta<'a> {
+    name: Option<String>,
+    generate_name: Option<String>,
+    namespace: Option<String>,
+    uid: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+    annotations: Option<BTreeMap<String, String>>,
+    finalizers: Option<Vec<String>>,
+    #[serde(borrow, deserialize_with = "raw_present")]
+    owner_references: Option<&'a RawValue>,
+}
+
+/// A present field's raw text, `null` included (`Option<&RawValue>` would read `null` as
+/// absent).
+fn raw_present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+/// serde_json's nesting limit (128) minus the levels the plain path's shape parse of an owner
+/// reference sits below (the object and its metadata): a deeper `ownerReferences` is left to
+/// the plain path, which refuses it.
+const OWNERS_MAX_DEPTH: usize = 120;
+
+fn depth(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        serde_json::Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Reads one object of a validating Pod UPDATE into `PodParts`.
+struct PartsSeed<'a>(SpecRead, std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> de::DeserializeSeed<'de> for PartsSeed<'a> {
+    type Value = PodParts<'a>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        de.deserialize_map(PartsVisitor(self.0, self.1))
+    }
+}
+
+struct PartsVisitor<'a>(SpecRead, std::marker::PhantomData<&'a ()>);
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "camelCase")]
+enum PodField {
+    Metadata,
+    Spec,
+    Status,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de: 'a, 'a> Visitor<'de> for PartsVisitor<'a> {
+    type Value = PodParts<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("struct Pod")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut meta: Option<PartsMeta<'a>> = None;
+        let mut spec: Option<&'a RawValue> = None;
+        let mut node_name: Option<Option<String>> = None;
+        let mut status: Option<Option<PodStatus>> = None;
+        while let Some(field) = map.next_key::<PodField>()? {
+            match field {
+                PodField::Metadata => {
+                    let m = map.next_value::<ObjectOnly<PartsMeta<'a>>>()?.0;
+                    once(&mut meta, m, "metadata")?;
+                }
+                // The typed view reads `spec` only from a JSON object (`map_only`), so do both.
+                PodField::Spec if self.0 == SpecRead::NodeName => {
+                    let read = map.next_value::<ObjectOnly<SpecNodeName>>()?.0;
+                    once(&mut node_name, read.node_name, "spec")?;
+                }
+                PodField::Spec => {
+                    let raw: &'a RawValue = map.next_value()?;
+                    if !raw.get().starts_with('{') {
+                        return Err(de::Error::custom("spec is not a JSON object"));
+                    }
+                    once(&mut spec, raw, "spec")?;
+                }
+                PodField::Status => once(&mut status, map.next_value()?, "status")?,
+                PodField::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let m = meta.ok_or_else(|| de::Error::missing_field("metadata"))?;
+        if spec.is_none() && node_name.is_none() {
+            return Err(de::Error::missing_field("spec"));
+        }
+        let (owner_references, owners) = match m.owner_references {
+            None => (Vec::new(), None),
+            Some(raw) => {
+                let typed: Vec<OwnerRef> =
+                    serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
+                let value: serde_json::Value =
+                    serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
+                if depth(&value) > OWNERS_MAX_DEPTH {
+                    return Err(de::Error::custom("ownerReferences nest too deep"));
+                }
+                (typed, Some(value))
+            }
+        };
+        Ok(PodParts {
+            meta: Meta {
+                name: m.name,
+                generate_name: m.generate_name,
+                namespace: m.namespace,
+                uid: m.uid,
+                labels: m.labels,
+                annotations: m.annotations,
+                owner_references,
+            },
+            finalizers: m.finalizers,
+            owners,
+            spec,
+            spec_node_name: node_name,
+            status: status.flatten(),
+        })
+    }
 }
 
 impl Request<'_> {
@@ -172,15 +376,97 @@ struct UidRequest {
     uid: String,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// The envelope of the fast paths, read by hand to hand the mode down to `request`.
 struct FastEnvelope<'a> {
-    #[serde(default)]
     api_version: Option<String>,
-    #[serde(default)]
     kind: Option<String>,
-    #[serde(borrow)]
     request: Option<FastRequest<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "camelCase")]
+enum EnvelopeField {
+    ApiVersion,
+    Kind,
+    Request,
+    #[serde(other)]
+    Other,
+}
+
+struct EnvelopeSeed<'a>(Mode, std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> de::DeserializeSeed<'de> for EnvelopeSeed<'a> {
+    type Value = FastEnvelope<'a>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        de.deserialize_map(self)
+    }
+}
+
+impl<'de: 'a, 'a> Visitor<'de> for EnvelopeSeed<'a> {
+    type Value = FastEnvelope<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("struct AdmissionReview")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut api_version: Option<Option<String>> = None;
+        let mut kind: Option<Option<String>> = None;
+        let mut request: Option<Option<FastRequest<'a>>> = None;
+        while let Some(field) = map.next_key::<EnvelopeField>()? {
+            match field {
+                EnvelopeField::ApiVersion => {
+                    once(&mut api_version, map.next_value()?, "apiVersion")?
+                }
+                EnvelopeField::Kind => once(&mut kind, map.next_value()?, "kind")?,
+                EnvelopeField::Request => {
+                    // `null` is no request, as `Option<Request>` reads it.
+                    let r = map.next_value_seed(OptionSeed(FastSeed(self.0, self.1)))?;
+                    once(&mut request, r, "request")?
+                }
+                EnvelopeField::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(FastEnvelope {
+            api_version: api_version.flatten(),
+            kind: kind.flatten(),
+            request: request.flatten(),
+        })
+    }
+}
+
+/// `Option<T>` for a seed.
+struct OptionSeed<S>(S);
+
+impl<'de, S: de::DeserializeSeed<'de>> de::DeserializeSeed<'de> for OptionSeed<S> {
+    type Value = Option<S::Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        de.deserialize_option(self)
+    }
+}
+
+impl<'de, S: de::DeserializeSeed<'de>> Visitor<'de> for OptionSeed<S> {
+    type Value = Option<S::Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an optional value")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        self.0.deserialize(de).map(Some)
+    }
 }
 
 /// `request`, read by hand so the object can be parsed by what precedes it (kube-apiserver
@@ -207,13 +493,18 @@ enum Field {
     Other,
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for FastRequest<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        de.deserialize_map(FastVisitor(std::marker::PhantomData))
+/// `request` read in the mode `FastEnvelope` was given (see `FastSeed`).
+struct FastSeed<'a>(Mode, std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> de::DeserializeSeed<'de> for FastSeed<'a> {
+    type Value = FastRequest<'a>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        de.deserialize_map(FastVisitor(self.0, std::marker::PhantomData))
     }
 }
 
-struct FastVisitor<'a>(std::marker::PhantomData<&'a ()>);
+struct FastVisitor<'a>(Mode, std::marker::PhantomData<&'a ()>);
 
 /// Stores a field once; a second occurrence is an error, as in derived code.
 fn once<T, E: de::Error>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), E> {
@@ -244,6 +535,9 @@ impl<'de: 'a, 'a> Visitor<'de> for FastVisitor<'a> {
         let mut pod: Option<Option<Box<Pod>>> = None;
         let mut old_object: Option<Option<&'a RawValue>> = None;
         let mut dry_run: Option<Option<bool>> = None;
+        // The two objects of a validating Pod UPDATE, and the subresource they were read for.
+        let (mut new_parts, mut old_parts) = (None, None);
+        let mut parts_sub: Option<String> = None;
         while let Some(field) = map.next_key::<Field>()? {
             match field {
                 Field::Uid => once(&mut uid, map.next_value()?, "uid")?,
@@ -254,11 +548,36 @@ impl<'de: 'a, 'a> Visitor<'de> for FastVisitor<'a> {
                 Field::Namespace => once(&mut namespace, map.next_value()?, "namespace")?,
                 Field::Operation => once(&mut operation, map.next_value()?, "operation")?,
                 Field::UserInfo => once(&mut user_info, map.next_value()?, "userInfo")?,
-                Field::OldObject => once(&mut old_object, map.next_value()?, "oldObject")?,
+                Field::OldObject => {
+                    if old_object.is_some() || old_parts.is_some() {
+                        return Err(de::Error::duplicate_field("oldObject"));
+                    }
+                    match validating_pod_update(self.0, &kind, operation, &sub_resource) {
+                        Some(sub) => {
+                            // A status write reads only `nodeName` of the old spec.
+                            let read = match sub {
+                                "status" => SpecRead::NodeName,
+                                _ => SpecRead::Raw,
+                            };
+                            parts_sub = Some(sub.to_string());
+                            let seed = PartsSeed(read, std::marker::PhantomData);
+                            old_parts = Some(map.next_value_seed(seed)?);
+                        }
+                        None => old_object = Some(map.next_value()?),
+                    }
+                }
                 Field::DryRun => once(&mut dry_run, map.next_value()?, "dryRun")?,
                 Field::Object => {
-                    if object.is_some() || pod.is_some() {
+                    if object.is_some() || pod.is_some() || new_parts.is_some() {
                         return Err(de::Error::duplicate_field("object"));
+                    }
+                    if let Some(sub) =
+                        validating_pod_update(self.0, &kind, operation, &sub_resource)
+                    {
+                        parts_sub = Some(sub.to_string());
+                        let seed = PartsSeed(SpecRead::Raw, std::marker::PhantomData);
+                        new_parts = Some(map.next_value_seed(seed)?);
+                        continue;
                     }
                     let pod_create = kind
                         .as_ref()
@@ -289,6 +608,23 @@ impl<'de: 'a, 'a> Visitor<'de> for FastVisitor<'a> {
         {
             return Err(de::Error::custom("subresource after the object"));
         }
+        // Both objects read as parts, for the subresource the request has after all (it may
+        // come after them, or only one of them may have been read so): else the plain path.
+        let pod_update = match (new_parts, old_parts) {
+            (None, None) => None,
+            (Some(new), Some(old))
+                if parts_sub.as_deref()
+                    == Some(
+                        sub_resource
+                            .as_ref()
+                            .and_then(|s| s.as_deref())
+                            .unwrap_or(""),
+                    ) =>
+            {
+                Some(Box::new(PodUpdate { new, old }))
+            }
+            _ => return Err(de::Error::custom("pod update objects read inconsistently")),
+        };
         Ok(FastRequest(Request {
             uid: uid.ok_or_else(|| de::Error::missing_field("uid"))?,
             kind: kind.ok_or_else(|| de::Error::missing_field("kind"))?,
@@ -302,9 +638,31 @@ impl<'de: 'a, 'a> Visitor<'de> for FastVisitor<'a> {
             old_object: old_object.flatten(),
             dry_run: dry_run.flatten(),
             pod: Mutex::new(pod.flatten()),
+            pod_update,
             body: &[],
         }))
     }
+}
+
+/// The subresource (`""`, `status` or `resize`) when the object about to be read belongs to a
+/// validating Pod UPDATE that `PodParts` covers, judged by the fields read so far.
+fn validating_pod_update<'s>(
+    mode: Mode,
+    kind: &Option<Gvk>,
+    operation: Option<Operation>,
+    sub_resource: &'s Option<Option<String>>,
+) -> Option<&'s str> {
+    let pod = kind
+        .as_ref()
+        .is_some_and(|k| k.group.is_empty() && k.kind == "Pod");
+    if mode != Mode::Validate || !pod || operation != Some(Operation::Update) {
+        return None;
+    }
+    let sub = sub_resource
+        .as_ref()
+        .and_then(|s| s.as_deref())
+        .unwrap_or("");
+    matches!(sub, "" | "status" | "resize").then_some(sub)
 }
 
 /// Why a body could not be decoded.
@@ -320,9 +678,17 @@ pub enum DecodeError {
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 
-/// Decodes an AdmissionReview v1 body.
+/// Decodes an AdmissionReview v1 body (the mutating webhook's decode: `decode_for` in
+/// `Mode::Mutate`).
 pub fn decode(body: &[u8]) -> Result<Request<'_>, DecodeError> {
-    let mut request = match decode_fast(body) {
+    decode_for(body, Mode::Mutate)
+}
+
+/// Decodes an AdmissionReview v1 body for the webhook `mode`: the validating webhook's Pod
+/// UPDATEs are read into `PodParts` (see the module comment); everything else is decoded the
+/// same in both modes.
+pub fn decode_for(body: &[u8], mode: Mode) -> Result<Request<'_>, DecodeError> {
+    let mut request = match decode_fast(body, mode) {
         Ok(request) => request,
         Err(()) => decode_plain(body)?,
     };
@@ -331,11 +697,16 @@ pub fn decode(body: &[u8]) -> Result<Request<'_>, DecodeError> {
 }
 
 /// The single-pass decode; `Err(())` sends the body down the plain path.
-fn decode_fast(body: &[u8]) -> Result<Request<'_>, ()> {
+fn decode_fast(body: &[u8], mode: Mode) -> Result<Request<'_>, ()> {
     // One UTF-8 check of the whole body instead of one per string (serde_json's slice reader
     // validates every string it reads; its str reader trusts the checked text).
     let text = std::str::from_utf8(body).map_err(|_| ())?;
-    let envelope: FastEnvelope<'_> = serde_json::from_str(text).map_err(|_| ())?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let envelope =
+        de::DeserializeSeed::deserialize(EnvelopeSeed(mode, std::marker::PhantomData), &mut de)
+            .map_err(|_| ())?;
+    // As `from_str`: nothing but whitespace may follow.
+    de.end().map_err(|_| ())?;
     if envelope.kind.as_deref() != Some("AdmissionReview")
         || envelope.api_version.as_deref() != Some(API_VERSION)
     {
@@ -527,5 +898,80 @@ mod tests {
                 Ok(_) => panic!("decoded {body}"),
             }
         }
+    }
+
+    fn pod_update(fields_before: &str, fields_after: &str) -> String {
+        review(&format!(
+            r#"{{"uid":"u","kind":{{"group":"","version":"v1","kind":"Pod"}},{fields_before}"operation":"UPDATE",
+            "object":{{"metadata":{{"name":"p","labels":{{"a":"1"}},"finalizers":["f"],"ownerReferences":[{{"kind":"K","name":"n","uid":"x","controller":true}}]}},"spec":{{"nodeName":"n1","containers":[]}},"status":{{"phase":"Running"}}}},
+            "oldObject":{{"metadata":{{"name":"p"}},"spec":{{"containers":[]}}}}{fields_after}}}"#
+        ))
+    }
+
+    #[test]
+    fn the_validating_webhook_reads_a_pod_updates_objects_into_parts() {
+        for sub in [
+            "",
+            r#""subResource":"status","#,
+            r#""subResource":"resize","#,
+        ] {
+            let body = pod_update(sub, "");
+            let r = decode_for(body.as_bytes(), Mode::Validate).unwrap();
+            assert!(r.object().is_none() && r.old_object().is_none(), "{sub}");
+            let parts = r.pod_update.as_deref().unwrap();
+            assert_eq!(parts.new.meta.label("a"), Some("1"));
+            assert_eq!(parts.new.finalizers, Some(vec!["f".to_string()]));
+            assert_eq!(parts.new.meta.owner_references[0].controller, Some(true));
+            assert!(parts.new.owners.as_ref().is_some_and(|o| o.is_array()));
+            assert_eq!(
+                parts.new.spec.map(RawValue::get),
+                Some(r#"{"nodeName":"n1","containers":[]}"#)
+            );
+            // A status write reads the old spec's nodeName alone.
+            assert_eq!(parts.old.spec.is_none(), sub.contains("status"));
+            assert_eq!(parts.old.spec_node_name.is_some(), sub.contains("status"));
+            assert_eq!(
+                parts.new.status.as_ref().unwrap().phase.as_deref(),
+                Some("Running")
+            );
+            assert!(parts.old.owners.is_none() && parts.old.meta.labels.is_none());
+            assert!(!parts.new.same_metadata_shape(&parts.old));
+            // The mutating webhook keeps the objects raw (it passes pod updates unread).
+            let r = decode(body.as_bytes()).unwrap();
+            assert!(r.pod_update.is_none() && r.object().is_some() && r.old_object().is_some());
+        }
+    }
+
+    #[test]
+    fn pod_updates_the_parts_cannot_take_stay_raw() {
+        let cases = [
+            // Debug containers read both specs whole: the plain path.
+            pod_update(r#""subResource":"ephemeralcontainers","#, ""),
+            // The subresource after the objects.
+            pod_update("", r#","subResource":"status""#),
+            pod_update("", r#","subResource":"ephemeralcontainers""#),
+            // Objects the typed view or the update's shape would refuse.
+            pod_update("", "").replace(r#""finalizers":["f"]"#, r#""finalizers":[1]"#),
+            pod_update("", "").replace(
+                r#""ownerReferences":[{"#,
+                r#""ownerReferences":null,"x":[{"#,
+            ),
+            pod_update("", "").replace(r#""spec":{"containers":[]}"#, r#""spec":null"#),
+            pod_update("", "").replace(r#""labels":{"a":"1"}"#, r#""labels":{"a":1}"#),
+            pod_update("", "")
+                .replace(r#""status":{"phase":"Running"}"#, r#""status":{"phase":1}"#),
+            pod_update("", "").replace(r#""name":"p"}"#, r#""name":"p"},"metadata":{}"#),
+        ];
+        for body in &cases {
+            let r = decode_for(body.as_bytes(), Mode::Validate).unwrap();
+            assert!(r.pod_update.is_none(), "{body}");
+            assert!(r.object().is_some(), "{body}");
+        }
+        // Nested deeper than the plain path's owner references may be: the plain path.
+        let deep = format!("{}1{}", "[".repeat(125), "]".repeat(125));
+        let body =
+            pod_update("", "").replace(r#""uid":"x""#, &format!(r#""uid":"x","deep":{deep}"#));
+        let r = decode_for(body.as_bytes(), Mode::Validate).unwrap();
+        assert!(r.pod_update.is_none());
     }
 }

@@ -7,12 +7,13 @@
 //! before the allowed answer is produced; on dry runs it is rendered and not applied. Any
 //! failure on the way is a denial, never an allowed answer without a policy.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use json_patch::PatchOperation;
 
-use crate::admission::decode::{Operation, Request};
+use crate::admission::decode::{Operation, PodParts, Request};
 use crate::admission::no_identity;
 use crate::admission::review::{Allowed, Ctx, Decided, Facts, Mode, Pipeline};
 use crate::config::SparkProfile;
@@ -673,6 +674,28 @@ pub(super) fn update_actions(req: &Request<'_>) -> Result<Vec<Action>, Reason> {
     Ok(actions)
 }
 
+/// `update_actions` of a Pod UPDATE whose objects decode read into parts (`sub`: the
+/// subresource). The same actions from the same fields: the raw `spec` compared as
+/// `update_actions` compares it, the metadata shape field by field. Cannot fail: the parts
+/// hold everything the shape parse reads, and were only made where it succeeds.
+pub(super) fn update_actions_of(sub: &str, new: &PodParts<'_>, old: &PodParts<'_>) -> Vec<Action> {
+    let mut actions = Vec::new();
+    match sub {
+        "status" => actions.push(Action::Status),
+        "ephemeralcontainers" => actions.push(Action::Enter),
+        _ => {
+            // Both specs are kept raw outside status writes (a missing one counts as changed).
+            if raw_differs(new.spec, old.spec) {
+                actions.push(Action::Spec);
+            }
+        }
+    }
+    if !new.same_metadata_shape(old) {
+        actions.push(Action::Metadata);
+    }
+    actions
+}
+
 fn no_stamp_keys(why: String) -> Reason {
     Reason::Unavailable(format!(
         "sparkward has no stamp key loaded ({why}), so it cannot mark or recognise what it \
@@ -682,35 +705,62 @@ fn no_stamp_keys(why: String) -> Reason {
 }
 
 /// Keys selected by `protected` whose value differs between `old` and `new` (added, removed or
-/// changed).
+/// changed), in key order. Both maps are sorted, so they are walked side by side instead of
+/// looking every key of either up in the other.
 pub(super) fn protected_changes(
     loc: &Loc,
     new: Option<&BTreeMap<String, String>>,
     old: Option<&BTreeMap<String, String>>,
     protected: impl Fn(&str) -> bool,
 ) -> Vec<Violation> {
-    let empty = BTreeMap::new();
-    let (new, old) = (new.unwrap_or(&empty), old.unwrap_or(&empty));
-    let keys: BTreeSet<&String> = new.keys().chain(old.keys()).collect();
-    keys.into_iter()
-        .filter(|k| protected(k))
-        .filter(|k| new.get(*k) != old.get(*k))
-        .map(|k| {
-            let problem = match (old.get(k), new.get(k)) {
-                (None, Some(v)) => format!("would be added as '{v}'"),
-                (Some(_), None) => "would be removed".to_string(),
-                (Some(a), Some(b)) => format!("would change from '{a}' to '{b}'"),
-                (None, None) => String::new(),
-            };
-            Violation {
-                field: loc.key(k).human(),
-                problem,
-                fix: "sparkward's identity labels and annotations are set once at admission and \
-                      cannot be edited; submit a new job instead"
-                    .into(),
+    let mut out = Vec::new();
+    let (mut new, mut old) = (new.into_iter().flatten(), old.into_iter().flatten());
+    let (mut n, mut o) = (new.next(), old.next());
+    loop {
+        // The smaller key of the two heads, with its value on each side.
+        let (key, new_value, old_value) = match (n, o) {
+            (None, None) => break,
+            (Some((nk, nv)), Some((ok, ov))) => match nk.cmp(ok) {
+                Ordering::Less => {
+                    n = new.next();
+                    (nk, Some(nv), None)
+                }
+                Ordering::Greater => {
+                    o = old.next();
+                    (ok, None, Some(ov))
+                }
+                Ordering::Equal => {
+                    (n, o) = (new.next(), old.next());
+                    (nk, Some(nv), Some(ov))
+                }
+            },
+            (Some((nk, nv)), None) => {
+                n = new.next();
+                (nk, Some(nv), None)
             }
-        })
-        .collect()
+            (None, Some((ok, ov))) => {
+                o = old.next();
+                (ok, None, Some(ov))
+            }
+        };
+        if new_value == old_value || !protected(key) {
+            continue;
+        }
+        let problem = match (old_value, new_value) {
+            (None, Some(v)) => format!("would be added as '{v}'"),
+            (Some(_), None) => "would be removed".to_string(),
+            (Some(a), Some(b)) => format!("would change from '{a}' to '{b}'"),
+            (None, None) => String::new(),
+        };
+        out.push(Violation {
+            field: loc.key(key).human(),
+            problem,
+            fix: "sparkward's identity labels and annotations are set once at admission and \
+                  cannot be edited; submit a new job instead"
+                .into(),
+        });
+    }
+    out
 }
 
 /// Labels spark-operator sets (`sparkoperator.k8s.io/`): it names the application a driver

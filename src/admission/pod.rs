@@ -3,10 +3,13 @@
 //! in cluster mode, kubectl) gets its own policy first. Updates may not touch what sparkward set;
 //! ephemeral containers added later are hardened like the rest.
 
-use crate::admission::decode::Operation;
+use serde_json::value::RawValue;
+
+use crate::admission::decode::{Operation, PodParts, PodUpdate, SpecNodeName, decode};
 use crate::admission::job::{
     OPERATOR_LABEL_PREFIX, foreign_job_claim, lookup_failed, missing_claims, not_admitted_here,
     operator_label_changes, operator_label_claims, protected_changes, record_job, update_actions,
+    update_actions_of,
 };
 use crate::admission::review::{
     Ctx, Decided, Mode, Pipeline, parse_object, parse_old_object, parse_pod, pass, patched,
@@ -14,10 +17,10 @@ use crate::admission::review::{
 };
 use crate::core::decision::{JobIdentity, Reason, spark_role};
 use crate::core::hardening::{Findings, Loc, Violation};
-use crate::core::images::{changed_images, pod_images};
+use crate::core::images::{changed_images, pod_images, pod_spec_images};
 use crate::core::labels::{JOB_ID_LABEL, SPARK_APP_NAME_LABEL, SPARK_ROLE_LABEL, STAMP_ANNOTATION};
-use crate::core::mutation::{finish, inspect_pod, plan_metadata};
-use crate::core::objects::{Meta, Pod};
+use crate::core::mutation::{finish, inspect_pod, inspect_pod_parts, plan_metadata};
+use crate::core::objects::{Meta, ObjectOnly, Pod, PodSpec};
 use crate::core::ownership::{Action, JobObject};
 use crate::core::spark::{auth_secret_in_env, inspect_rpc_mount};
 use crate::core::stamp::Source;
@@ -42,7 +45,7 @@ pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
         (Mode::Mutate, Operation::Update, "ephemeralcontainers") => {
             let (pod, old): (Pod, Pod) = (parse_object(req)?, parse_old_object(req)?);
             p.require_approved_images(|| changed_images(pod_images(&pod), &pod_images(&old)))?;
-            let added = new_ephemeral_names(&pod, &old);
+            let added = new_ephemeral_names(&pod.spec, &old.spec);
             let findings = inspect_pod(&pod, &p.config.hardening, Some(&added));
             patched(finish(findings, Vec::new()).map_err(Reason::Hardening)?)
         }
@@ -50,7 +53,10 @@ pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
         (Mode::Mutate, Operation::Update, "" | "status" | "resize") => pass(),
         // `resize` changes containers' resources in place: a spec change like any other.
         (Mode::Validate, Operation::Update, "" | "status" | "ephemeralcontainers" | "resize") => {
-            validate_update(p, ctx, sub).await?;
+            match req.pod_update.as_deref() {
+                Some(parts) => validate_update_parts(p, ctx, sub, parts).await?,
+                None => validate_update(p, ctx, sub).await?,
+            }
             if sub != "status" {
                 p.refuse_stored_tokens(ctx)?;
             }
@@ -60,7 +66,7 @@ pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
         (Mode::Validate, Operation::Delete, "") => {
             let old: Pod = parse_old_object(req)?;
             if let Some(job) = JobIdentity::from_admitted(&old.metadata) {
-                let object = job_object(&old);
+                let object = job_object(&old.metadata);
                 p.require_owner_rights(
                     ctx,
                     object,
@@ -76,11 +82,10 @@ pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
     }
 }
 
-fn job_object(pod: &Pod) -> JobObject {
+fn job_object(meta: &Meta) -> JobObject {
     JobObject::Pod {
-        executor: spark_role(&pod.metadata) == Some("executor"),
-        app_controlled: pod
-            .metadata
+        executor: spark_role(meta) == Some("executor"),
+        app_controlled: meta
             .owner_references
             .iter()
             .any(|o| o.controller == Some(true) && o.kind == "SparkApplication"),
@@ -89,22 +94,187 @@ fn job_object(pod: &Pod) -> JobObject {
 
 /// An UPDATE of a pod (`sub`: none, `status` or `ephemeralcontainers`): what sparkward set
 /// stays, spark-operator's labels stay the operator's, the requester must have the rights the
-/// change needs, and the pod stays hardened.
+/// change needs, and the pod stays hardened. The plain path: both objects parsed into the
+/// typed view, the actions from `update_actions`.
 async fn validate_update(p: &Pipeline, ctx: &mut Ctx<'_>, sub: &str) -> Result<(), Reason> {
     let req = ctx.req;
     let (new, old): (Pod, Pod) = (parse_object(req)?, parse_old_object(req)?);
-    let mut changed = p.protected_metadata_changes(&new.metadata, &old.metadata);
+    let view = UpdateView {
+        new_meta: &new.metadata,
+        old_meta: &old.metadata,
+        new_spec: Some(&new.spec),
+        old_spec: Some(&old.spec),
+        old_node: old.spec.node_name.as_deref(),
+    };
+    let job = JobIdentity::from_admitted(&old.metadata);
+    check_update(p, ctx, sub, view, job, || update_actions(req)).await
+}
+
+/// `validate_update` on the objects decode read into parts (`PodParts`): the same checks in
+/// the same order on the same fields, with the typed spec parsed only where it is read: the
+/// new pod's unless this is a `status` write, the old pod's `nodeName`, and both in full
+/// where an image rule checks them (every read happens here, before any check). Anything it
+/// cannot read (a spec that does not parse; the old spec of a `status` write, which decode
+/// read for `nodeName` alone, when an image rule needs it) sends the review down the plain
+/// path on a plain decode of the same body, so its answer and message are the plain path's.
+///
+/// The one difference from the plain path, accepted: a part of the spec that is not read is not
+/// type-checked. In a `status` write that is the new pod's spec; in every UPDATE, the old pod's
+/// spec but `nodeName` (without an image rule). The plain path refused such an UPDATE as
+/// malformed (`request.object is not a valid Pod`); the API server stores only valid pods, so
+/// it sends none.
+async fn validate_update_parts(
+    p: &Pipeline,
+    ctx: &mut Ctx<'_>,
+    sub: &str,
+    parts: &PodUpdate<'_>,
+) -> Result<(), Reason> {
+    let PodUpdate { new, old } = parts;
+    let job = JobIdentity::from_admitted(&old.meta);
+    // What `check_update` reads: hardening reads the new spec (not in a status write); an
+    // image rule reads both, in a status write only for a pod of no job.
+    let images = p.config.hardening.images.is_active();
+    let status = sub == "status";
+    let read_new = !status || (images && job.is_none());
+    let read_old = images && (!status || job.is_none());
+    let read = match sub {
+        // Reads the whole of both specs: the plain path (decode makes no parts for it).
+        "ephemeralcontainers" => None,
+        _ => read_specs(new, old, read_new, read_old),
+    };
+    let Some(read) = read else {
+        return validate_update_on_plain_decode(p, ctx, sub).await;
+    };
+    let view = UpdateView {
+        new_meta: &new.meta,
+        old_meta: &old.meta,
+        new_spec: read.new.as_ref(),
+        old_spec: read.old.as_ref(),
+        old_node: read.old_node.as_deref(),
+    };
+    check_update(p, ctx, sub, view, job, || {
+        Ok(update_actions_of(sub, new, old))
+    })
+    .await
+}
+
+/// The typed specs an UPDATE reads, parsed from the raw specs of its parts.
+struct ReadSpecs {
+    new: Option<PodSpec>,
+    old: Option<PodSpec>,
+    old_node: Option<String>,
+}
+
+/// The specs `validate_update_parts` asks for and the old pod's `nodeName`; `None` when one of
+/// them cannot be read here.
+fn read_specs(
+    new: &PodParts<'_>,
+    old: &PodParts<'_>,
+    read_new: bool,
+    read_old: bool,
+) -> Option<ReadSpecs> {
+    // `ObjectOnly`: the typed `Pod` reads its spec only from a JSON object, so do these.
+    let typed = |raw: Option<&RawValue>| {
+        serde_json::from_str::<ObjectOnly<PodSpec>>(raw?.get())
+            .ok()
+            .map(|s| s.0)
+    };
+    let new_spec = if read_new {
+        Some(typed(new.spec)?)
+    } else {
+        None
+    };
+    let old_spec = if read_old {
+        Some(typed(old.spec)?)
+    } else {
+        None
+    };
+    let old_node = match (&old.spec_node_name, &old_spec, &new_spec) {
+        // Read by decode (a status write).
+        (Some(node), _, _) => node.clone(),
+        (None, Some(old_spec), _) => old_spec.node_name.clone(),
+        // The old spec is the new one's text, which parsed: the same nodeName, without
+        // reading the old spec again (an UPDATE that leaves the spec alone).
+        (None, None, Some(new_spec))
+            if new
+                .spec
+                .zip(old.spec)
+                .is_some_and(|(n, o)| n.get() == o.get()) =>
+        {
+            new_spec.node_name.clone()
+        }
+        (None, None, _) => {
+            serde_json::from_str::<ObjectOnly<SpecNodeName>>(old.spec?.get())
+                .ok()?
+                .0
+                .node_name
+        }
+    };
+    Some(ReadSpecs {
+        new: new_spec,
+        old: old_spec,
+        old_node,
+    })
+}
+
+/// `validate_update` on a plain decode of this review's body (the objects kept raw), with this
+/// review's facts.
+async fn validate_update_on_plain_decode(
+    p: &Pipeline,
+    ctx: &mut Ctx<'_>,
+    sub: &str,
+) -> Result<(), Reason> {
+    // `decode` is the mutating webhook's: it reads no parts.
+    let req = decode(ctx.req.body).map_err(|e| Reason::Malformed(e.to_string()))?;
+    let mut plain = Ctx {
+        req: &req,
+        mode: ctx.mode,
+        facts: std::mem::take(&mut ctx.facts),
+        policies: Vec::new(),
+        secrets: Vec::new(),
+    };
+    let checked = validate_update(p, &mut plain, sub).await;
+    ctx.facts = plain.facts;
+    ctx.policies.append(&mut plain.policies);
+    ctx.secrets.append(&mut plain.secrets);
+    checked
+}
+
+/// The new and old pod of an UPDATE as `check_update` reads them. A spec is `None` where the
+/// caller did not read it (see `validate_update_parts`).
+struct UpdateView<'v> {
+    new_meta: &'v Meta,
+    old_meta: &'v Meta,
+    new_spec: Option<&'v PodSpec>,
+    old_spec: Option<&'v PodSpec>,
+    old_node: Option<&'v str>,
+}
+
+/// The checks of a pod UPDATE, shared by both paths. `job`: the old pod's job, if it has one
+/// (`JobIdentity::from_admitted`); `actions` computes what the UPDATE does (asked only then).
+async fn check_update(
+    p: &Pipeline,
+    ctx: &mut Ctx<'_>,
+    sub: &str,
+    view: UpdateView<'_>,
+    job: Option<JobIdentity>,
+    actions: impl FnOnce() -> Result<Vec<Action>, Reason>,
+) -> Result<(), Reason> {
+    let req = ctx.req;
+    let (new, old) = (view.new_meta, view.old_meta);
+    let labels = Loc::root().key("metadata").key("labels");
+    let mut changed = p.protected_metadata_changes(new, old);
     changed.extend(protected_changes(
-        &Loc::root().key("metadata").key("labels"),
-        new.metadata.labels.as_ref(),
-        old.metadata.labels.as_ref(),
-        |k| k == SPARK_ROLE_LABEL && old.metadata.label(JOB_ID_LABEL).is_some(),
+        &labels,
+        new.labels.as_ref(),
+        old.labels.as_ref(),
+        |k| k == SPARK_ROLE_LABEL && old.label(JOB_ID_LABEL).is_some(),
     ));
     if !p.is_operator(&req.user_info.username) {
         changed.extend(operator_label_changes(
-            &Loc::root().key("metadata").key("labels"),
-            new.metadata.labels.as_ref(),
-            old.metadata.labels.as_ref(),
+            &labels,
+            new.labels.as_ref(),
+            old.labels.as_ref(),
         ));
     }
     if !changed.is_empty() {
@@ -112,30 +282,50 @@ async fn validate_update(p: &Pipeline, ctx: &mut Ctx<'_>, sub: &str) -> Result<(
     }
     // An image swap (`kubectl set image`) or a debug container is checked for the images it
     // adds; images admitted earlier stay (a pod from before the rules keeps its updates).
-    let new_images = || changed_images(pod_images(&new), &pod_images(&old));
-    let Some(job) = JobIdentity::from_admitted(&old.metadata) else {
-        return p.require_approved_images(new_images);
+    let specs = view.new_spec.zip(view.old_spec);
+    let Some(job) = job else {
+        return require_added_images(p, specs);
     };
-    let actions = update_actions(req)?;
-    p.require_owner_rights(
-        ctx,
-        job_object(&old),
-        &job,
-        old.spec.node_name.as_deref(),
-        &actions,
-    )
-    .await?;
+    let actions = actions()?;
+    p.require_owner_rights(ctx, job_object(old), &job, view.old_node, &actions)
+        .await?;
     if sub != "status" {
-        p.require_approved_images(new_images)?;
+        require_added_images(p, specs)?;
     }
-    match sub {
-        "status" => Ok(()),
-        "ephemeralcontainers" => {
-            let added = new_ephemeral_names(&new, &old);
-            p.require_hardened(inspect_pod(&new, &p.config.hardening, Some(&added)))
+    let hardening = &p.config.hardening;
+    match (sub, view.new_spec) {
+        ("status", _) => Ok(()),
+        ("ephemeralcontainers", Some(new_spec)) => {
+            let Some(old_spec) = view.old_spec else {
+                return Err(spec_not_read());
+            };
+            let added = new_ephemeral_names(new_spec, old_spec);
+            p.require_hardened(inspect_pod_parts(new, new_spec, hardening, Some(&added)))
         }
-        _ => p.require_hardened(inspect_pod(&new, &p.config.hardening, None)),
+        (_, Some(new_spec)) => {
+            p.require_hardened(inspect_pod_parts(new, new_spec, hardening, None))
+        }
+        (_, None) => Err(spec_not_read()),
     }
+}
+
+/// The images an UPDATE adds must be approved (when an image rule is configured, both specs
+/// have been read: see `validate_update_parts`).
+fn require_added_images(p: &Pipeline, specs: Option<(&PodSpec, &PodSpec)>) -> Result<(), Reason> {
+    if !p.config.hardening.images.is_active() {
+        return Ok(());
+    }
+    let Some((new, old)) = specs else {
+        return Err(spec_not_read());
+    };
+    p.require_approved_images(|| changed_images(pod_spec_images(new), &pod_spec_images(old)))
+}
+
+/// Not reached (every caller reads the specs it checks); should it be, the UPDATE is denied.
+fn spec_not_read() -> Reason {
+    Reason::Malformed(
+        "the pod's spec was not read for this check: sparkward refuses the update".into(),
+    )
 }
 
 async fn mutate_create(p: &Pipeline, ctx: &mut Ctx<'_>, pod: Pod) -> Decided {
@@ -434,11 +624,10 @@ async fn require_app_controller(p: &Pipeline, ctx: &Ctx<'_>, pod: &Pod) -> Resul
     }
 }
 
-fn new_ephemeral_names<'p>(new: &'p Pod, old: &Pod) -> Vec<&'p str> {
-    new.spec
-        .ephemeral_containers
+fn new_ephemeral_names<'p>(new: &'p PodSpec, old: &PodSpec) -> Vec<&'p str> {
+    new.ephemeral_containers
         .iter()
         .map(|c| c.name.as_str())
-        .filter(|n| !old.spec.ephemeral_containers.iter().any(|o| o.name == *n))
+        .filter(|n| !old.ephemeral_containers.iter().any(|o| o.name == *n))
         .collect()
 }

@@ -240,7 +240,7 @@ impl Pipeline {
     /// Runs one review. `Err` only when the body is unusable and carries no uid (HTTP 400);
     /// everything else, including malformed objects, is an `Outcome` with a denial.
     pub async fn review(&self, mode: Mode, body: &[u8]) -> Result<Outcome, String> {
-        let req = match decode::decode(body) {
+        let req = match decode::decode_for(body, mode) {
             Ok(r) => r,
             Err(DecodeError::Unusable(m)) => return Err(m),
             Err(DecodeError::Denied { uid, message }) => {

@@ -33,7 +33,7 @@ impl Pipeline {
         if !may_hold_token_copy(haystack(ctx.req), token) {
             return Ok(Vec::new());
         }
-        let text = object_text(ctx.req)?;
+        let (text, _) = object_texts(ctx.req)?;
         let copies = find_token_copies(text, token, annotation).map_err(unreadable)?;
         let denied = copy_violations(&copies, annotation);
         if !denied.is_empty() {
@@ -62,7 +62,7 @@ impl Pipeline {
         if !may_hold_other_jwt(haystack(ctx.req), token) {
             return Ok(());
         }
-        let text = object_text(ctx.req)?;
+        let (text, _) = object_texts(ctx.req)?;
         let found = find_issuer_jwts(text, &identity.issuer, token).map_err(unreadable)?;
         if found.is_empty() {
             return Ok(());
@@ -84,9 +84,9 @@ impl Pipeline {
         if !may_hold_jwt(haystack(ctx.req)) {
             return Ok(());
         }
-        let text = object_text(ctx.req)?;
+        let (text, old) = object_texts(ctx.req)?;
         let old = match ctx.req.operation {
-            Operation::Update => ctx.req.old_object().map(RawValue::get),
+            Operation::Update => old,
             _ => None,
         };
         let found = find_issuer_jwts(text, &identity.issuer, old).map_err(unreadable)?;
@@ -101,8 +101,9 @@ impl Pipeline {
 }
 
 /// Text that contains the object, for the cheap first test: the raw object, or the whole body
-/// when the fast decode kept no raw object (a Pod CREATE). Not UTF-8 cannot happen for a body
-/// that decoded; it is then searched as empty, and the typed parse has already failed.
+/// when the fast decode kept no raw object (a Pod CREATE, a validating Pod UPDATE). Not UTF-8
+/// cannot happen for a body that decoded; it is then searched as empty, and the typed parse has
+/// already failed.
 fn haystack<'r>(req: &'r Request<'_>) -> &'r str {
     match req.object() {
         Some(raw) => raw.get(),
@@ -110,11 +111,12 @@ fn haystack<'r>(req: &'r Request<'_>) -> &'r str {
     }
 }
 
-/// The object's JSON text: the raw object, or the one in the body (found again, only when the
-/// cheap test hit, so the fast decode stays fast for everything else).
-fn object_text<'r>(req: &'r Request<'_>) -> Result<&'r str, Reason> {
+/// The object's JSON text and the old object's (`None`: absent or `null`): the raw objects, or
+/// those in the body, found again only when the cheap test hit, so the fast decode stays fast
+/// for everything else. Both are slices of the body, searched as the API server sent them.
+fn object_texts<'r>(req: &'r Request<'_>) -> Result<(&'r str, Option<&'r str>), Reason> {
     if let Some(raw) = req.object() {
-        return Ok(raw.get());
+        return Ok((raw.get(), req.old_object().map(RawValue::get)));
     }
     #[derive(serde::Deserialize)]
     struct Review<'a> {
@@ -122,14 +124,24 @@ fn object_text<'r>(req: &'r Request<'_>) -> Result<&'r str, Reason> {
         request: Inner<'a>,
     }
     #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
     struct Inner<'a> {
         #[serde(borrow, default)]
         object: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        old_object: Option<&'a RawValue>,
     }
-    serde_json::from_slice::<Review<'_>>(req.body)
+    let inner = serde_json::from_slice::<Review<'_>>(req.body)
         .ok()
-        .and_then(|r| r.request.object)
+        .map(|r| r.request);
+    let old = inner
+        .as_ref()
+        .and_then(|i| i.old_object)
         .map(RawValue::get)
+        .filter(|o| *o != "null");
+    inner
+        .and_then(|i| i.object)
+        .map(|text| (text.get(), old))
         .ok_or_else(|| Reason::Malformed("request.object is missing".into()))
 }
 

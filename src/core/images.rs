@@ -24,7 +24,7 @@ use std::fmt;
 use serde_json::Value;
 
 use crate::core::hardening::{Loc, Violation};
-use crate::core::objects::{Container, Pod, SparkAppSpec};
+use crate::core::objects::{Container, Pod, PodSpec, SparkAppSpec};
 
 /// Docker Hub's canonical registry host.
 const DOCKER_HUB: &str = "docker.io";
@@ -484,12 +484,17 @@ fn containers(loc: &Loc, list: &[Container], out: &mut Vec<ImageField>) {
 
 /// Every image of a pod: containers, init containers, ephemeral containers.
 pub fn pod_images(pod: &Pod) -> Vec<ImageField> {
+    pod_spec_images(&pod.spec)
+}
+
+/// `pod_images` of a pod's spec.
+pub fn pod_spec_images(pod_spec: &PodSpec) -> Vec<ImageField> {
     let spec = Loc::root().key("spec");
     let mut out = Vec::new();
     for (key, list) in [
-        ("containers", &pod.spec.containers),
-        ("initContainers", &pod.spec.init_containers),
-        ("ephemeralContainers", &pod.spec.ephemeral_containers),
+        ("containers", &pod_spec.containers),
+        ("initContainers", &pod_spec.init_containers),
+        ("ephemeralContainers", &pod_spec.ephemeral_containers),
     ] {
         containers(&spec.key(key), list, &mut out);
     }

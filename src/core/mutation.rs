@@ -20,7 +20,7 @@ use crate::core::hardening::{
     inspect_volumes, plan_writable_mounts, plan_writable_volumes,
 };
 use crate::core::labels::{self, PREFIX, SUBMITTER_ANNOTATION, USER_LABEL};
-use crate::core::objects::{Meta, Pod, SparkAppSpec, SparkPodSpec};
+use crate::core::objects::{Meta, Pod, PodSpec, SparkAppSpec, SparkPodSpec};
 
 /// The labels and annotations sparkward writes on one object.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -296,9 +296,19 @@ pub fn scrub_spark_properties(
 /// ephemeral containers (a `pods/ephemeralcontainers` update adds containers to a running pod
 /// whose other fields are immutable).
 pub fn inspect_pod(pod: &Pod, cfg: &HardeningConfig, only_ephemeral: Option<&[&str]>) -> Findings {
+    inspect_pod_parts(&pod.metadata, &pod.spec, cfg, only_ephemeral)
+}
+
+/// `inspect_pod` of a pod given as its metadata and spec (the validating UPDATE reads them
+/// separately).
+pub fn inspect_pod_parts(
+    meta: &Meta,
+    s: &PodSpec,
+    cfg: &HardeningConfig,
+    only_ephemeral: Option<&[&str]>,
+) -> Findings {
     let mut f = Findings::default();
     let spec = Loc::root().key("spec");
-    let s = &pod.spec;
     if only_ephemeral.is_none() {
         inspect_pod_context(
             &spec,
@@ -322,7 +332,7 @@ pub fn inspect_pod(pod: &Pod, cfg: &HardeningConfig, only_ephemeral: Option<&[&s
             hardening::inspect_pod_volume_sources(&spec.key("volumes"), volumes, &mut f);
         }
         plan_writable_volumes(&spec.key("volumes"), s.volumes.as_deref(), cfg, &mut f);
-        inspect_apparmor_annotations(&pod.metadata, &mut f.weaker);
+        inspect_apparmor_annotations(meta, &mut f.weaker);
         for (key, list) in [
             ("containers", &s.containers),
             ("initContainers", &s.init_containers),
