@@ -1744,3 +1744,62 @@ fn mutated_reviews_never_panic_and_allowed_answers_hold() {
     assert!(stats.outcomes.keys().any(|k| k == "mutate allowed"));
     assert!(stats.validated_after_mutate > 0 && stats.pss_checked > 0);
 }
+
+/// The memory class the fuzzer's heap count found: a list of empty objects (`[{}, {}, ...]`,
+/// 3 bytes an item) in each list a review's typed views read, for the pod and the
+/// SparkApplication seeds, in both modes. Each review is held to the same bound as a fuzzed
+/// one (`heap::within_bound`), and the long lists are refused with what to do.
+#[test]
+fn long_lists_of_empty_objects_stay_within_the_memory_bound() {
+    let h = Harness::new();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pod = h.seeds[0].review.clone();
+    assert_eq!(pod["request"]["kind"]["kind"], "Pod", "{}", h.seeds[0].name);
+    let app = h.seeds[1].review.clone();
+    assert_eq!(app["request"]["kind"]["kind"], "SparkApplication");
+    let empties = json!(vec![json!({}); 200_000]);
+    let cases: [(&Value, &str); 12] = [
+        (&pod, "/spec/containers"),
+        (&pod, "/spec/initContainers"),
+        (&pod, "/spec/ephemeralContainers"),
+        (&pod, "/spec/volumes"),
+        (&pod, "/metadata/ownerReferences"),
+        (&pod, "/spec/containers/0/env"),
+        (&pod, "/spec/containers/0/volumeMounts"),
+        (&pod, "/spec/containers/0/ports"),
+        (&app, "/spec/volumes"),
+        (&app, "/spec/executor/volumeMounts"),
+        (&app, "/spec/driver/sidecars"),
+        (&app, "/spec/executor/ports"),
+    ];
+    let mut failures = Vec::new();
+    for (seed, path) in cases {
+        let mut review = seed.clone();
+        let Some(object) = review.pointer_mut("/request/object") else {
+            panic!("seed without an object")
+        };
+        let (parent, key) = path.rsplit_once('/').unwrap();
+        object.pointer_mut(parent).unwrap()[key] = empties.clone();
+        let body = review.to_string().into_bytes();
+        for mode in [Mode::Mutate, Mode::Validate] {
+            let (outcome, peak) = heap::peak_of(|| run(&rt, &h.pipeline, mode, &body));
+            let (allowed, answer) = outcome.unwrap().unwrap();
+            let message = answer["response"]["status"]["message"]
+                .as_str()
+                .unwrap_or("");
+            if allowed || !message.contains("in one list; sparkward admits at most") {
+                failures.push(format!(
+                    "{path} ({}): not refused as too long: {message:.300}",
+                    mode.as_str()
+                ));
+            }
+            if let Err(why) = heap::within_bound(peak, body.len()) {
+                failures.push(format!("{path} ({}): {why}", mode.as_str()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

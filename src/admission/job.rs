@@ -569,7 +569,7 @@ impl Pipeline {
 
     pub(super) fn require_hardened(&self, findings: Findings) -> Result<(), Reason> {
         if !findings.weaker.is_empty() {
-            return Err(Reason::Hardening(findings.weaker));
+            return Err(Reason::Hardening(findings.into_violations()));
         }
         let missing = findings.missing_as_violations();
         if !missing.is_empty() {

@@ -194,12 +194,18 @@ impl Loc {
     }
 }
 
+/// The most weaker settings one object's findings keep: the first name what to fix, and each
+/// costs a few hundred bytes (a 4 MiB list of volumes without a source was a million).
+pub const MAX_VIOLATIONS: usize = 64;
+
 /// What inspection found.
 #[derive(Debug, Default, Clone)]
 pub struct Findings {
     /// Settings to add (mutation) or report as not hardened (validation).
     pub missing: Vec<Missing>,
+    /// At most `MAX_VIOLATIONS`; the rest are counted in `weaker_omitted`.
     pub weaker: Vec<Violation>,
+    pub weaker_omitted: usize,
 }
 
 /// A missing setting and the operation that adds it (or rewrites the value in place).
@@ -251,11 +257,28 @@ impl Findings {
     }
 
     fn weaker(&mut self, loc: &Loc, problem: impl Into<String>, fix: impl Into<String>) {
+        if self.weaker.len() >= MAX_VIOLATIONS {
+            self.weaker_omitted += 1;
+            return;
+        }
         self.weaker.push(Violation {
             field: loc.human(),
             problem: problem.into(),
             fix: fix.into(),
         });
+    }
+
+    /// The weaker settings for a denial, with a last line for those past `MAX_VIOLATIONS`.
+    pub fn into_violations(self) -> Vec<Violation> {
+        let mut out = self.weaker;
+        if self.weaker_omitted > 0 {
+            out.push(Violation {
+                field: format!("and {} more", self.weaker_omitted),
+                problem: "not listed".into(),
+                fix: "fix the settings above and resubmit to see the rest".into(),
+            });
+        }
+        out
     }
 
     /// Security settings that are missing, as violations (for the validating webhook).
@@ -1131,6 +1154,27 @@ mod tests {
         f.ops()
             .map(|op| serde_json::to_value(op).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn findings_keep_the_first_violations_and_count_the_rest() {
+        let volumes: Vec<Volume> = (0..MAX_VIOLATIONS + 5)
+            .map(|i| Volume {
+                name: format!("v{i}"),
+                ..Volume::default()
+            })
+            .collect();
+        let mut f = Findings::default();
+        inspect_pod_volume_sources(&Loc::root().key("spec").key("volumes"), &volumes, &mut f);
+        assert_eq!(f.weaker.len(), MAX_VIOLATIONS);
+        assert_eq!(f.weaker_omitted, 5);
+        let listed = f.into_violations();
+        assert_eq!(listed.len(), MAX_VIOLATIONS + 1);
+        assert_eq!(listed[0].field, "spec.volumes[0]");
+        assert_eq!(
+            listed[MAX_VIOLATIONS].to_string(),
+            "and 5 more not listed: fix the settings above and resubmit to see the rest"
+        );
     }
 
     #[test]

@@ -443,7 +443,7 @@ fn inspect_spark_pod(loc: &Loc, pod: &SparkPodSpec, cfg: &HardeningConfig, f: &m
 /// `ops`.
 pub fn finish(findings: Findings, mut ops: Vec<PatchOperation>) -> Plan {
     if !findings.weaker.is_empty() {
-        return Err(findings.weaker);
+        return Err(findings.into_violations());
     }
     ops.extend(findings.missing.into_iter().map(|m| m.op));
     Ok(ops)

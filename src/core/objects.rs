@@ -52,6 +52,13 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
 /// allocate gigabytes (found by the fuzzer's memory check). Spark pods have a handful.
 pub const MAX_CONTAINERS: usize = 128;
 
+/// The most items sparkward reads from any other list of an object: owner references, volumes,
+/// and a container's env, volume mounts and ports. Real objects hold tens. Without a limit an
+/// item written as `{}` (3 bytes of body) cost a typed value of about 100 bytes, or a denial
+/// finding of about 700 (a volume without a source): a list of them cost 35 to 230 times its
+/// size in memory.
+pub const MAX_LIST_ITEMS: usize = 1024;
+
 /// A list of containers, each read only from a JSON object (see `map_only`), refused past
 /// `MAX_CONTAINERS` before the rest of the list is read.
 pub fn containers_only<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
@@ -59,27 +66,90 @@ where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,
 {
-    struct Containers<T>(std::marker::PhantomData<T>);
-    impl<'de, T: Deserialize<'de>> Visitor<'de> for Containers<T> {
-        type Value = Vec<T>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "a list of at most {MAX_CONTAINERS} containers")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
-            let mut out = Vec::new();
-            while let Some(ObjectOnly(item)) = seq.next_element::<ObjectOnly<T>>()? {
-                if out.len() == MAX_CONTAINERS {
-                    return Err(serde::de::Error::custom(format_args!(
-                        "more than {MAX_CONTAINERS} containers in one list; sparkward admits \
-                         at most {MAX_CONTAINERS} per list: split the work over more pods"
-                    )));
-                }
-                out.push(item);
-            }
-            Ok(out)
+    d.deserialize_seq(Capped::<ObjectOnly<T>>::new(
+        MAX_CONTAINERS,
+        "containers",
+        "pods",
+    ))
+    .map(|v| v.into_iter().map(|o| o.0).collect())
+}
+
+/// Any other list, refused past `MAX_LIST_ITEMS` before the rest of it is read.
+pub fn capped_list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    d.deserialize_seq(Capped::<T>::new(MAX_LIST_ITEMS, "items", "objects"))
+}
+
+/// `capped_list` for an optional list (`null` or absent is `None`).
+pub fn opt_capped_list<'de, D, T>(d: D) -> Result<Option<Vec<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    d.deserialize_option(OptCapped::<T>(std::marker::PhantomData))
+}
+
+/// A sequence read item by item and refused at its `max + 1`st item.
+struct Capped<T> {
+    max: usize,
+    items: &'static str,
+    split: &'static str,
+    of: std::marker::PhantomData<T>,
+}
+
+impl<T> Capped<T> {
+    fn new(max: usize, items: &'static str, split: &'static str) -> Self {
+        Self {
+            max,
+            items,
+            split,
+            of: std::marker::PhantomData,
         }
     }
-    d.deserialize_seq(Containers(std::marker::PhantomData))
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for Capped<T> {
+    type Value = Vec<T>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a list of at most {} {}", self.max, self.items)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+        let mut out = Vec::new();
+        while let Some(item) = seq.next_element::<T>()? {
+            if out.len() == self.max {
+                return Err(serde::de::Error::custom(format_args!(
+                    "more than {max} {items} in one list; sparkward admits at most {max} per \
+                     list: split the work over more {split}",
+                    max = self.max,
+                    items = self.items,
+                    split = self.split,
+                )));
+            }
+            out.push(item);
+        }
+        Ok(out)
+    }
+}
+
+struct OptCapped<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for OptCapped<T> {
+    type Value = Option<Vec<T>>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a list of at most {MAX_LIST_ITEMS} items, or null")
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        capped_list(d).map(Some)
+    }
 }
 
 /// An optional struct-typed field, read only from a JSON object or `null` (see `map_only`).
@@ -102,6 +172,7 @@ pub struct Meta {
     /// `None` when the object has no `labels` key at all (the patch must then add the map).
     pub labels: Option<BTreeMap<String, String>>,
     pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(deserialize_with = "capped_list")]
     pub owner_references: Vec<OwnerRef>,
 }
 
@@ -142,9 +213,12 @@ pub struct Container {
     /// The image reference, as written (checked against `hardening.images`).
     pub image: Option<String>,
     /// Only the names matter (Spark's `_SPARK_AUTH_SECRET` must not be there).
+    #[serde(deserialize_with = "capped_list")]
     pub env: Vec<EnvVar>,
     pub security_context: Option<SecurityContext>,
+    #[serde(deserialize_with = "capped_list")]
     pub volume_mounts: Vec<VolumeMount>,
+    #[serde(deserialize_with = "capped_list")]
     pub ports: Vec<ContainerPort>,
 }
 
@@ -231,6 +305,7 @@ pub struct PodSpec {
     pub init_containers: Vec<Container>,
     #[serde(deserialize_with = "containers_only")]
     pub ephemeral_containers: Vec<Container>,
+    #[serde(deserialize_with = "opt_capped_list")]
     pub volumes: Option<Vec<Volume>>,
     pub host_network: Option<bool>,
     #[serde(rename = "hostPID")]
@@ -274,6 +349,7 @@ pub struct SparkPodSpec {
     pub annotations: Option<BTreeMap<String, String>>,
     pub security_context: Option<SecurityContext>,
     pub pod_security_context: Option<PodSecurityContext>,
+    #[serde(deserialize_with = "opt_capped_list")]
     pub volume_mounts: Option<Vec<VolumeMount>>,
     #[serde(deserialize_with = "containers_only")]
     pub sidecars: Vec<Container>,
@@ -282,6 +358,7 @@ pub struct SparkPodSpec {
     pub host_network: Option<bool>,
     /// spark-operator copies it onto the pod (v1beta2 has it, unlike hostPID and hostIPC).
     pub share_process_namespace: Option<bool>,
+    #[serde(deserialize_with = "capped_list")]
     pub ports: Vec<ContainerPort>,
     /// A pod template (`x-kubernetes-preserve-unknown-fields` in the CRD): read loosely.
     pub template: Option<serde_json::Value>,
@@ -299,6 +376,7 @@ pub struct SparkAppSpec {
     pub driver: Option<SparkPodSpec>,
     #[serde(deserialize_with = "opt_map_only")]
     pub executor: Option<SparkPodSpec>,
+    #[serde(deserialize_with = "opt_capped_list")]
     pub volumes: Option<Vec<Volume>>,
     /// `spec.sparkConf`: Spark properties passed to spark-submit.
     pub spark_conf: Option<BTreeMap<String, String>>,
@@ -389,6 +467,61 @@ mod tests {
         ] {
             assert!(serde_json::from_str::<PodSpec>(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn other_lists_are_read_up_to_their_limit_and_refused_past_it() {
+        let items = |n: usize| vec!["{}"; n].join(",");
+        let at = format!(
+            r#"{{"containers":[{{"env":[{0}],"ports":[{0}]}}],"volumes":[{0}]}}"#,
+            items(MAX_LIST_ITEMS)
+        );
+        let spec: PodSpec = serde_json::from_str(&at).unwrap();
+        assert_eq!(spec.containers[0].env.len(), MAX_LIST_ITEMS);
+        assert_eq!(spec.volumes.map(|v| v.len()), Some(MAX_LIST_ITEMS));
+        for list in ["env", "ports", "volumeMounts"] {
+            let past = format!(
+                r#"{{"containers":[{{"{list}":[{}]}}]}}"#,
+                items(MAX_LIST_ITEMS + 1)
+            );
+            let e = serde_json::from_str::<PodSpec>(&past)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("more than 1024 items in one list"),
+                "{list}: {e}"
+            );
+        }
+        for (field, past) in [
+            (
+                "volumes",
+                format!(r#"{{"volumes":[{}]}}"#, items(MAX_LIST_ITEMS + 1)),
+            ),
+            (
+                "ownerReferences",
+                format!(
+                    r#"{{"name":"a","ownerReferences":[{}]}}"#,
+                    items(MAX_LIST_ITEMS + 1)
+                ),
+            ),
+        ] {
+            let e = if field == "volumes" {
+                serde_json::from_str::<PodSpec>(&past).map(|_| ())
+            } else {
+                serde_json::from_str::<Meta>(&past).map(|_| ())
+            };
+            assert!(e.is_err(), "{field}");
+        }
+        // An optional list: absent and null are None, a wrong type is still an error.
+        let none: PodSpec = serde_json::from_str(r#"{"volumes":null}"#).unwrap();
+        assert!(none.volumes.is_none());
+        assert!(serde_json::from_str::<PodSpec>(r#"{"volumes":{}}"#).is_err());
+        assert!(
+            serde_json::from_str::<PodSpec>("{}")
+                .unwrap()
+                .volumes
+                .is_none()
+        );
     }
 
     #[test]
