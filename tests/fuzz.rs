@@ -1775,6 +1775,13 @@ fn long_lists_of_empty_objects_stay_within_the_memory_bound() {
         (&app, "/spec/driver/sidecars"),
         (&app, "/spec/executor/ports"),
     ];
+    // A validating Pod UPDATE, which reads its two pods in one pass (`decode::PodParts`).
+    let mut update = pod.clone();
+    update["request"]["operation"] = json!("UPDATE");
+    update["request"]["oldObject"] = update["request"]["object"].clone();
+    let cases = cases
+        .into_iter()
+        .chain([(&update, "/metadata/ownerReferences")]);
     let mut failures = Vec::new();
     for (seed, path) in cases {
         let mut review = seed.clone();
@@ -1783,14 +1790,16 @@ fn long_lists_of_empty_objects_stay_within_the_memory_bound() {
         };
         let (parent, key) = path.rsplit_once('/').unwrap();
         object.pointer_mut(parent).unwrap()[key] = empties.clone();
-        let body = review.to_string().into_bytes();
+        let body = objects_last(&review);
         for mode in [Mode::Mutate, Mode::Validate] {
             let (outcome, peak) = heap::peak_of(|| run(&rt, &h.pipeline, mode, &body));
             let (allowed, answer) = outcome.unwrap().unwrap();
             let message = answer["response"]["status"]["message"]
                 .as_str()
                 .unwrap_or("");
-            if allowed || !message.contains("in one list; sparkward admits at most") {
+            // The mutating webhook changes nothing on a Pod UPDATE and does not read its pods.
+            let read = !(mode == Mode::Mutate && review["request"]["operation"] == "UPDATE");
+            if read && (allowed || !message.contains("in one list; sparkward admits at most")) {
                 failures.push(format!(
                     "{path} ({}): not refused as too long: {message:.300}",
                     mode.as_str()
@@ -1802,4 +1811,26 @@ fn long_lists_of_empty_objects_stay_within_the_memory_bound() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A review's text with `object` and `oldObject` last in `request`, as kube-apiserver orders
+/// them (`serde_json` sorts keys, and `operation` after `object` sends a body down the plain
+/// decode instead of the one-pass paths).
+fn objects_last(review: &Value) -> Vec<u8> {
+    let mut request = review["request"].clone();
+    let Some(fields) = request.as_object_mut() else {
+        return review.to_string().into_bytes();
+    };
+    let mut tail = String::new();
+    for key in ["object", "oldObject"] {
+        if let Some(v) = fields.remove(key) {
+            tail.push_str(&format!(",\"{key}\":{v}"));
+        }
+    }
+    let head = request.to_string();
+    let request = format!("{}{tail}}}", &head[..head.len() - 1]);
+    format!(
+        r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{request}}}"#
+    )
+    .into_bytes()
 }

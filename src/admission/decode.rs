@@ -26,7 +26,7 @@ use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::admission::review::Mode;
-use crate::core::objects::{Meta, ObjectOnly, OwnerRef, Pod, PodStatus};
+use crate::core::objects::{Meta, ObjectOnly, OwnerRef, Pod, PodStatus, capped_list};
 
 /// API group/version/kind of `request.kind`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -301,8 +301,10 @@ impl<'de: 'a, 'a> Visitor<'de> for PartsVisitor<'a> {
         let (owner_references, owners) = match m.owner_references {
             None => (Vec::new(), None),
             Some(raw) => {
+                // Capped as the typed `Meta` caps it, and read before the shape's `Value`.
                 let typed: Vec<OwnerRef> =
-                    serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
+                    capped_list(&mut serde_json::Deserializer::from_str(raw.get()))
+                        .map_err(de::Error::custom)?;
                 let value: serde_json::Value =
                     serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
                 if depth(&value) > OWNERS_MAX_DEPTH {
