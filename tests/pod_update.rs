@@ -26,25 +26,6 @@ use sparkward::k8s::state::ClusterState;
 
 use inputs::{DRIVER_POD, DRIVER_UID, NAMESPACE, NODE, SigningKey};
 
-/// The order kube-apiserver writes an AdmissionRequest's fields in (Go struct order).
-const REQUEST_ORDER: [&str; 15] = [
-    "uid",
-    "kind",
-    "resource",
-    "subResource",
-    "requestKind",
-    "requestResource",
-    "requestSubResource",
-    "name",
-    "namespace",
-    "operation",
-    "userInfo",
-    "object",
-    "oldObject",
-    "dryRun",
-    "options",
-];
-
 struct Fixture {
     rt: tokio::runtime::Runtime,
     /// The default configuration (no image rule), and one with an image rule.
@@ -107,22 +88,7 @@ fn fixture() -> Fixture {
 
 /// The body as kube-apiserver writes it: the fast path reads it.
 fn apiserver_order(request: &Value) -> Vec<u8> {
-    let mut out =
-        String::from(r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"#);
-    let mut first = true;
-    for key in REQUEST_ORDER {
-        if let Some(value) = request.get(key) {
-            if !first {
-                out.push(',');
-            }
-            first = false;
-            out.push_str(&serde_json::to_string(key).unwrap());
-            out.push(':');
-            out.push_str(&serde_json::to_string(value).unwrap());
-        }
-    }
-    out.push_str("}}");
-    out.into_bytes()
+    inputs::review(request.clone())
 }
 
 /// The same body with sorted keys (`object` before `operation`): the plain path reads it.

@@ -204,7 +204,7 @@ pub fn cluster_state() -> String {
 
 /// The fields of an AdmissionRequest in the order kube-apiserver writes them (Go struct order:
 /// `kind`, `subResource` and `operation` come before `object`). `json!` would sort the keys.
-const REQUEST_ORDER: [&str; 15] = [
+pub const REQUEST_ORDER: [&str; 15] = [
     "uid",
     "kind",
     "resource",
@@ -222,7 +222,9 @@ const REQUEST_ORDER: [&str; 15] = [
     "options",
 ];
 
-fn review(request: Value) -> Vec<u8> {
+/// An AdmissionReview body with `request`'s fields in kube-apiserver's order (what the
+/// one-pass decode paths read).
+pub fn review(request: Value) -> Vec<u8> {
     let mut out =
         String::from(r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"#);
     let mut first = true;

@@ -238,17 +238,41 @@ pub fn find_issuer_jwts(
     }
     let object: Value = serde_json::from_str(raw)?;
     let mut found = Vec::new();
+    let mut budget = search_budget(raw);
+    let mut exhausted = false;
     walk(&object, &mut Vec::new(), &mut |path, text, in_key| {
-        let mut jwts = issuer_jwts(text, issuer).peekable();
-        let any = jwts.peek().is_some();
-        if jwts.any(|jwt| already_stored.is_none_or(|old| !old.contains(jwt))) {
+        if exhausted {
+            return false;
+        }
+        let Ok(jwts) = issuer_jwts(text, issuer, &mut budget) else {
+            exhausted = true;
+            return false;
+        };
+        let new = |jwt: &&str| {
+            // Each comparison with the stored object is charged too.
+            let cost = already_stored.map_or(0, str::len);
+            match budget.checked_sub(cost) {
+                Some(left) => budget = left,
+                None => exhausted = true,
+            }
+            already_stored.is_none_or(|old| !old.contains(*jwt))
+        };
+        if jwts.iter().any(new) {
             found.push(Found {
                 loc: to_loc(path),
                 in_key,
             });
         }
-        any
+        !jwts.is_empty()
     });
+    if exhausted {
+        return Err(serde::de::Error::custom(format_args!(
+            "it holds too many strings shaped like a JWT to search them within {} KiB of \
+             decoding; remove the JWT-like text (sparkward refuses objects that store bearer \
+             tokens)",
+            search_budget(raw) / 1024
+        )));
+    }
     Ok(found)
 }
 
@@ -273,25 +297,55 @@ pub fn issuer_jwt_violations(found: &[Found], issuer: &str) -> Vec<Violation> {
         .collect()
 }
 
-/// The JWTs in `text` whose payload names `issuer`.
-fn issuer_jwts<'t>(text: &'t str, issuer: &'t str) -> impl Iterator<Item = &'t str> + 't {
+/// How much decoding `find_issuer_jwts` may do for one object: a few times its size plus a
+/// fixed allowance. Every `eyJ` inside a run of token characters starts a candidate, so a run
+/// such as `eyJ.eyJ.eyJ…` (or any string made of them) asks for a decode per 4 bytes; past the
+/// budget the object is refused instead of searched for minutes.
+fn search_budget(raw: &str) -> usize {
+    raw.len().saturating_mul(8).saturating_add(1 << 20)
+}
+
+/// The search ran out of its budget (`search_budget`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TooManyCandidates;
+
+/// The JWTs in `text` whose payload names `issuer`, charging what each candidate costs to
+/// `budget`. Linear in `text` apart from the charged decoding: the end of a run of token
+/// characters is found once for every candidate in it.
+fn issuer_jwts<'t>(
+    text: &'t str,
+    issuer: &str,
+    budget: &mut usize,
+) -> Result<Vec<&'t str>, TooManyCandidates> {
+    let mut out = Vec::new();
     let mut from = 0;
-    std::iter::from_fn(move || {
-        while let Some(at) = text.get(from..)?.find(JWT_PREFIX) {
-            let start = from + at;
-            let rest = &text[start..];
-            let len = rest
+    // The end of the run the last candidate was in: a later start before it is in the same run.
+    let mut run_end = 0;
+    while let Some(at) = text
+        .get(from..)
+        .and_then(|t| memmem::find(t.as_bytes(), JWT_PREFIX.as_bytes()))
+    {
+        let start = from + at;
+        if start >= run_end {
+            run_end = text[start..]
                 .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-                .unwrap_or(rest.len());
-            let candidate = &rest[..len];
-            from = start + JWT_PREFIX.len();
-            if let Some(jwt) = jwt_of_issuer(candidate, issuer) {
-                from = start + jwt.len();
-                return Some(jwt);
-            }
+                .map_or(text.len(), |len| start + len);
         }
-        None
-    })
+        let candidate = &text[start..run_end];
+        // What `jwt_of_issuer` may read: up to its third dot.
+        let cost = candidate
+            .match_indices('.')
+            .nth(2)
+            .map_or(candidate.len(), |(dot, _)| dot)
+            .max(1);
+        *budget = budget.checked_sub(cost).ok_or(TooManyCandidates)?;
+        from = start + JWT_PREFIX.len();
+        if let Some(jwt) = jwt_of_issuer(candidate, issuer) {
+            from = start + jwt.len();
+            out.push(jwt);
+        }
+    }
+    Ok(out)
 }
 
 /// The JWT at the start of `run` (a run of base64url characters and dots starting `eyJ`) when
@@ -713,6 +767,31 @@ mod tests {
                 "metadata.annotations[\"sparkward.io/submitter-token\"]"
             ]
         );
+    }
+
+    #[test]
+    fn the_issuer_search_is_bounded_on_strings_made_of_jwt_prefixes() {
+        let mine = mk_jwt(ISSUER, 'S');
+        // A run of prefixes without dots: each start would read to the end of the run (a
+        // quadratic search before, minutes for a 1 MiB string). Refused within the budget.
+        let dotless = json!({"data": {"a": "eyJ".repeat(350_000)}}).to_string();
+        let e = find_issuer_jwts(&dotless, ISSUER, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("too many strings shaped like a JWT"), "{e}");
+        // Prefixes with dots cost a few bytes each: searched, nothing found, and a real token
+        // after them is still found.
+        let dotted = json!({"data": {"a": "eyJ.".repeat(250_000), "b": mine}}).to_string();
+        let found = find_issuer_jwts(&dotted, ISSUER, None).unwrap();
+        let fields: Vec<String> = found.iter().map(Found::field).collect();
+        assert_eq!(fields, vec!["data.b"]);
+        // The legitimate neighbour: base64 of JSON starts with `eyJ` too; 200 values of 5 KB
+        // are searched whole.
+        let blob = URL_SAFE_NO_PAD.encode(format!("{{\"k\":\"{}\"}}", "v".repeat(3700)));
+        let values: serde_json::Map<String, Value> =
+            (0..200).map(|i| (format!("k{i}"), json!(blob))).collect();
+        let cm = json!({"data": values}).to_string();
+        assert!(find_issuer_jwts(&cm, ISSUER, None).unwrap().is_empty());
     }
 
     #[test]
