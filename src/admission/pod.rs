@@ -27,6 +27,18 @@ use crate::core::stamp::Source;
 
 const KIND: &str = "Pod";
 
+/// What a DELETE reads of the pod it removes: its metadata and its node, nothing of its
+/// containers, so that a pod stored before one of the list limits of `core::objects` (admitted
+/// before sparkward, or before this version) can still be deleted by its submitter, the
+/// garbage collector or the namespace controller.
+#[derive(serde::Deserialize)]
+struct DeletedPod {
+    #[serde(deserialize_with = "crate::core::objects::map_only")]
+    metadata: Meta,
+    #[serde(deserialize_with = "crate::core::objects::map_only")]
+    spec: SpecNodeName,
+}
+
 pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
     let req = ctx.req;
     let sub = req.sub_resource.as_deref().unwrap_or("");
@@ -64,7 +76,7 @@ pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
         }
         (Mode::Mutate, Operation::Delete, "") => pass(),
         (Mode::Validate, Operation::Delete, "") => {
-            let old: Pod = parse_old_object(req)?;
+            let old: DeletedPod = parse_old_object(req)?;
             if let Some(job) = JobIdentity::from_admitted(&old.metadata) {
                 let object = job_object(&old.metadata);
                 p.require_owner_rights(
