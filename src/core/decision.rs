@@ -282,10 +282,22 @@ impl Reason {
     }
 }
 
+/// The most items a denial message lists: the rest are counted. The message goes back to the
+/// user through the API server and into the audit line, so it stays short whatever the object
+/// holds (every claim key or image of a long list is an item).
+const MAX_LISTED: usize = 64;
+
 fn list(f: &mut fmt::Formatter<'_>, lead: &str, items: &[Violation]) -> fmt::Result {
     write!(f, "{lead}")?;
-    for (i, v) in items.iter().enumerate() {
+    for (i, v) in items.iter().take(MAX_LISTED).enumerate() {
         write!(f, "{}{v}", if i == 0 { ": " } else { "; " })?;
+    }
+    if items.len() > MAX_LISTED {
+        write!(
+            f,
+            "; and {} more not listed: fix the ones above and resubmit to see the rest",
+            items.len() - MAX_LISTED
+        )?;
     }
     Ok(())
 }
@@ -436,6 +448,28 @@ mod tests {
                 None
             );
         }
+    }
+
+    #[test]
+    fn a_denial_lists_at_most_64_items_and_counts_the_rest() {
+        let item = |i: usize| Violation {
+            field: format!("metadata.labels[\"sparkward.io/k{i}\"]"),
+            problem: "is a claim".into(),
+            fix: "remove it".into(),
+        };
+        let message = Reason::Spoofing((0..100).map(item).collect()).to_string();
+        assert!(
+            message.contains("k63\"]") && !message.contains("k64\"]"),
+            "{message}"
+        );
+        assert!(
+            message.ends_with(
+                "; and 36 more not listed: fix the ones above and resubmit to see the rest"
+            ),
+            "{message}"
+        );
+        let short = Reason::Spoofing((0..2).map(item).collect()).to_string();
+        assert!(!short.contains("not listed"), "{short}");
     }
 
     #[test]

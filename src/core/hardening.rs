@@ -195,8 +195,9 @@ impl Loc {
 }
 
 /// The most weaker settings one object's findings keep: the first name what to fix, and each
-/// costs a few hundred bytes (a 4 MiB list of volumes without a source was a million).
-pub const MAX_VIOLATIONS: usize = 64;
+/// costs a few hundred bytes (a 4 MiB list of volumes without a source was a million). One
+/// less than a denial message lists, which leaves the line that counts the rest.
+pub const MAX_VIOLATIONS: usize = 63;
 
 /// What inspection found.
 #[derive(Debug, Default, Clone)]
