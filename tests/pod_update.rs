@@ -120,27 +120,7 @@ fn user(name: &str) -> Value {
 }
 
 fn update(sub: Option<&str>, user: Value, old: &Value, new: &Value) -> Value {
-    let pods = json!({"group": "", "version": "v1", "resource": "pods"});
-    let mut request = json!({
-        "uid": "3e4d5c6b-7a89-4b0c-9d1e-2f3a4b5c6d7e",
-        "kind": {"group": "", "version": "v1", "kind": "Pod"},
-        "resource": pods,
-        "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
-        "requestResource": pods,
-        "name": old["metadata"]["name"],
-        "namespace": NAMESPACE,
-        "operation": "UPDATE",
-        "userInfo": user,
-        "object": new,
-        "oldObject": old,
-        "dryRun": false,
-        "options": {"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1"},
-    });
-    if let Some(sub) = sub {
-        request["subResource"] = json!(sub);
-        request["requestSubResource"] = json!(sub);
-    }
-    request
+    inputs::pod_update_request("3e4d5c6b-7a89-4b0c-9d1e-2f3a4b5c6d7e", sub, user, old, new)
 }
 
 /// What an outcome decides and records.

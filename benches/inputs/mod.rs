@@ -363,6 +363,17 @@ fn driver_user() -> Value {
 }
 
 fn pod_update(uid: &str, sub: Option<&str>, user: Value, old: &Value, new: &Value) -> Vec<u8> {
+    review(pod_update_request(uid, sub, user, old, new))
+}
+
+/// The `request` of a Pod UPDATE (`sub`: its subresource) as kube-apiserver fills it in.
+pub fn pod_update_request(
+    uid: &str,
+    sub: Option<&str>,
+    user: Value,
+    old: &Value,
+    new: &Value,
+) -> Value {
     let pods = json!({"group": "", "version": "v1", "resource": "pods"});
     let mut request = json!({
         "uid": uid,
@@ -383,7 +394,7 @@ fn pod_update(uid: &str, sub: Option<&str>, user: Value, old: &Value, new: &Valu
         request["subResource"] = json!(sub);
         request["requestSubResource"] = json!(sub);
     }
-    review(request)
+    request
 }
 
 /// The driver marking its admitted executor inactive (Spark's `spark-exec-inactive` label), a
