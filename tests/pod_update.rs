@@ -598,3 +598,39 @@ fn a_spec_is_checked_where_it_is_read() {
     assert!(fast.allowed(), "{:?}", fast.decision);
     assert!(malformed(&plain), "{:?}", plain.decision);
 }
+
+/// A pod stored before the list limits of `core::objects` (here 200 containers, in a namespace
+/// enforced after it started: no job) keeps its metadata updates: the garbage collector removes
+/// its finalizer. Its spec is not read, so nothing refuses it; a job's pod is still read.
+#[test]
+fn a_pod_of_no_job_beyond_the_list_limits_keeps_its_metadata_updates() {
+    let f = fixture();
+    let mut old = f.admitted.clone();
+    for key in ["labels", "annotations"] {
+        old["metadata"][key]
+            .as_object_mut()
+            .unwrap()
+            .retain(|k, _| !k.starts_with("sparkward.io/"));
+    }
+    let first = old["spec"]["containers"][0].clone();
+    old["spec"]["containers"] = json!(
+        (0..200)
+            .map(|i| {
+                let mut c = first.clone();
+                c["name"] = json!(format!("c{i}"));
+                c
+            })
+            .collect::<Vec<_>>()
+    );
+    old["metadata"]["finalizers"] = json!(["example.com/cleanup"]);
+    let mut new = old.clone();
+    new["metadata"]["finalizers"] = json!([]);
+    let gc = json!({
+        "username": "system:serviceaccount:kube-system:generic-garbage-collector",
+        "groups": ["system:serviceaccounts", "system:authenticated"],
+    });
+    let request = update(None, gc, &old, &new);
+    assert!(takes_fast_path(&request));
+    let fast = f.review(&f.plain, &apiserver_order(&request));
+    assert!(fast.allowed(), "{:?}", fast.decision);
+}

@@ -143,12 +143,15 @@ async fn validate_update_parts(
 ) -> Result<(), Reason> {
     let PodUpdate { new, old } = parts;
     let job = JobIdentity::from_admitted(&old.meta);
-    // What `check_update` reads: hardening reads the new spec (not in a status write); an
-    // image rule reads both, in a status write only for a pod of no job.
+    // What `check_update` reads: hardening reads the new spec of a job's pod (not in a status
+    // write); an image rule reads both, in a status write only for a pod of no job. A pod of
+    // no job without an image rule has neither read: its metadata updates (the garbage
+    // collector removing a finalizer) pass even where its spec is beyond the list limits of
+    // `core::objects` (a pod stored before them).
     let images = p.config.hardening.images.is_active();
     let status = sub == "status";
-    let read_new = !status || (images && job.is_none());
     let read_old = images && (!status || job.is_none());
+    let read_new = (!status && job.is_some()) || read_old;
     let read = match sub {
         // Reads the whole of both specs: the plain path (decode makes no parts for it).
         "ephemeralcontainers" => None,
