@@ -1506,10 +1506,7 @@ mod heap {
     pub fn peak_of<T>(f: impl FnOnce() -> T) -> (T, u64) {
         let mut out = None;
         let info = allocation_counter::measure(|| out = Some(f()));
-        match out {
-            Some(out) => (out, info.bytes_max),
-            None => unreachable!("measure runs its closure once"),
-        }
+        (out.expect("measure runs its closure"), info.bytes_max)
     }
 
     /// The invariant: at most `BASE + PER_BODY_BYTE × body` held at once.

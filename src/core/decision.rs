@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::core::hardening::Violation;
+use crate::core::hardening::{MAX_LISTED, Violation};
 use crate::core::identity::IdentityError;
 use crate::core::labels::{
     self, ISSUER_ANNOTATION, JOB_ID_LABEL, POLICY_ANNOTATION, ROLE_LABEL, RPC_SECRET_ANNOTATION,
@@ -281,11 +281,6 @@ impl Reason {
         }
     }
 }
-
-/// The most items a denial message lists: the rest are counted. The message goes back to the
-/// user through the API server and into the audit line, so it stays short whatever the object
-/// holds (every claim key or image of a long list is an item).
-const MAX_LISTED: usize = 64;
 
 fn list(f: &mut fmt::Formatter<'_>, lead: &str, items: &[Violation]) -> fmt::Result {
     write!(f, "{lead}")?;

@@ -194,10 +194,15 @@ impl Loc {
     }
 }
 
+/// The most violations a denial message lists (`Reason`'s message): the rest are counted. The
+/// message goes back to the user through the API server and into the audit line, so it stays
+/// short whatever the object holds.
+pub const MAX_LISTED: usize = 64;
+
 /// The most weaker settings one object's findings keep: the first name what to fix, and each
 /// costs a few hundred bytes (a 4 MiB list of volumes without a source was a million). One
 /// less than a denial message lists, which leaves the line that counts the rest.
-pub const MAX_VIOLATIONS: usize = 63;
+pub const MAX_VIOLATIONS: usize = MAX_LISTED - 1;
 
 /// What inspection found.
 #[derive(Debug, Default, Clone)]

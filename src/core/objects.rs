@@ -83,13 +83,23 @@ where
     d.deserialize_seq(Capped::<T>::new(MAX_LIST_ITEMS, "items", "objects"))
 }
 
-/// `capped_list` for an optional list (`null` or absent is `None`).
+/// `capped_list` for an optional list (`null` or absent is `None`), as `opt_map_only` is for
+/// `map_only`.
 pub fn opt_capped_list<'de, D, T>(d: D) -> Result<Option<Vec<T>>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,
 {
-    d.deserialize_option(OptCapped::<T>(std::marker::PhantomData))
+    Option::<CappedList<T>>::deserialize(d).map(|o| o.map(|l| l.0))
+}
+
+/// A list read by `capped_list`.
+struct CappedList<T>(Vec<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for CappedList<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        capped_list(d).map(CappedList)
+    }
 }
 
 /// A sequence read item by item and refused at its `max + 1`st item.
@@ -131,24 +141,6 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for Capped<T> {
             out.push(item);
         }
         Ok(out)
-    }
-}
-
-struct OptCapped<T>(std::marker::PhantomData<T>);
-
-impl<'de, T: Deserialize<'de>> Visitor<'de> for OptCapped<T> {
-    type Value = Option<Vec<T>>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "a list of at most {MAX_LIST_ITEMS} items, or null")
-    }
-    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        capped_list(d).map(Some)
     }
 }
 

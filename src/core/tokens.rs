@@ -238,7 +238,8 @@ pub fn find_issuer_jwts(
     }
     let object: Value = serde_json::from_str(raw)?;
     let mut found = Vec::new();
-    let mut budget = search_budget(raw);
+    let limit = search_budget(raw);
+    let mut budget = limit;
     let mut exhausted = false;
     walk(&object, &mut Vec::new(), &mut |path, text, in_key| {
         if exhausted {
@@ -270,7 +271,7 @@ pub fn find_issuer_jwts(
             "it holds too many strings shaped like a JWT to search them within {} KiB of \
              decoding; remove the JWT-like text (sparkward refuses objects that store bearer \
              tokens)",
-            search_budget(raw) / 1024
+            limit / 1024
         )));
     }
     Ok(found)
@@ -306,7 +307,6 @@ fn search_budget(raw: &str) -> usize {
 }
 
 /// The search ran out of its budget (`search_budget`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct TooManyCandidates;
 
 /// The JWTs in `text` whose payload names `issuer`, charging what each candidate costs to
