@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sparkward::admission::decode::decode;
-use sparkward::admission::{Keyring, Mode, Pipeline};
+use sparkward::admission::{Mode, Pipeline};
 use sparkward::config::Config;
 use sparkward::core::hardening::Loc;
 use sparkward::core::identity::verify_token;
@@ -28,11 +28,7 @@ use sparkward::core::mutation::{
 };
 use sparkward::core::objects::{Pod, SparkApplication};
 use sparkward::core::policy::{PolicyInput, render_policy};
-use sparkward::core::stamp::StampKeys;
 use sparkward::k8s::jwks::JwksCache;
-use sparkward::k8s::policy::CollectingPolicyStore;
-use sparkward::k8s::secrets::CollectingSecretStore;
-use sparkward::k8s::state::ClusterState;
 
 use inputs::SigningKey;
 
@@ -70,15 +66,8 @@ fn fixture() -> Fixture {
     let cache = JwksCache::new(identity.jwks.clone()).unwrap();
     rt.block_on(cache.refresh()).unwrap();
     let (token_rs, token_es) = (rs.token(3600), es.token(3600));
-    let pipeline = Pipeline {
-        config: config.clone(),
-        verifier: Arc::new(cache),
-        lookup: Arc::new(ClusterState::parse(&inputs::cluster_state()).unwrap()),
-        policies: Arc::new(CollectingPolicyStore::default()),
-        secrets: Arc::new(CollectingSecretStore::default()),
-        stamp_keys: Keyring::new(StampKeys::parse(inputs::STAMP_KEYS).unwrap()),
-        metrics: None,
-    };
+    let pipeline = inputs::pipeline(config.clone(), cache);
+
     Fixture {
         rt,
         keys: KeySet::from_jwks_json(&jwks).unwrap(),

@@ -927,22 +927,28 @@ async fn legitimate_ids_and_a_lower_case_drop_all_are_admitted_through_the_api_s
     assert_eq!(app["spec"]["driver"]["podSecurityContext"]["fsGroup"], 185);
 }
 
+/// `pod` with `list` set to `n` copies of its first container, named `c0`, `c1`, ...
+fn copies_of_first_container(pod: &Value, list: &str, n: usize) -> Value {
+    let first = &pod["spec"]["containers"][0];
+    let copies: Vec<Value> = (0..n)
+        .map(|i| {
+            let mut c = first.clone();
+            c["name"] = json!(format!("c{i}"));
+            c
+        })
+        .collect();
+    let mut pod = pod.clone();
+    pod["spec"][list] = json!(copies);
+    pod
+}
+
 #[test]
 fn a_pod_with_more_containers_than_sparkward_reads_is_denied_and_one_at_the_limit_is_hardened() {
     let setup = OfflineSetup::new("");
     let token = setup.token("alice", "x");
     let pod_of = |n: usize, list: &str| {
-        let mut pod = fixture("pods/spark-submit-driver.yaml");
-        let first = pod["spec"]["containers"][0].clone();
-        let copies: Vec<Value> = (0..n)
-            .map(|i| {
-                let mut c = first.clone();
-                c["name"] = json!(format!("c{i}"));
-                c
-            })
-            .collect();
-        pod["spec"][list] = json!(copies);
-        Review::pod(with_token(pod, &token))
+        let pod = fixture("pods/spark-submit-driver.yaml");
+        Review::pod(with_token(copies_of_first_container(&pod, list, n), &token))
             .user("oidc:alice")
             .build()
     };
@@ -957,17 +963,7 @@ fn a_pod_with_more_containers_than_sparkward_reads_is_denied_and_one_at_the_limi
     // A pod stored before the limit (admitted before sparkward, or before this version) with
     // more containers than it reads can still be deleted by its submitter; another user is
     // still refused. A DELETE reads the pod's metadata and node only.
-    let mut stored = pod.clone();
-    let first = stored["spec"]["containers"][0].clone();
-    stored["spec"]["containers"] = json!(
-        (0..200)
-            .map(|i| {
-                let mut c = first.clone();
-                c["name"] = json!(format!("c{i}"));
-                c
-            })
-            .collect::<Vec<_>>()
-    );
+    let mut stored = copies_of_first_container(&pod, "containers", 200);
     stored["metadata"]["uid"] = json!("stored-uid-1");
     stored["metadata"]["name"] = json!("stored");
     for (user, allowed) in [("oidc:alice", true), ("oidc:mallory", false)] {

@@ -16,13 +16,9 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use sparkward::admission::decode::decode_for;
-use sparkward::admission::{Keyring, Mode, Outcome, Pipeline};
+use sparkward::admission::{Mode, Outcome, Pipeline};
 use sparkward::config::Config;
-use sparkward::core::stamp::StampKeys;
 use sparkward::k8s::jwks::JwksCache;
-use sparkward::k8s::policy::CollectingPolicyStore;
-use sparkward::k8s::secrets::CollectingSecretStore;
-use sparkward::k8s::state::ClusterState;
 
 use inputs::{DRIVER_POD, DRIVER_UID, NAMESPACE, NODE, SigningKey};
 
@@ -42,15 +38,7 @@ fn pipeline(rt: &tokio::runtime::Runtime, yaml: &str) -> Pipeline {
     let config = Arc::new(Config::from_yaml(yaml).unwrap());
     let cache = JwksCache::new(config.identity.clone().unwrap().jwks.clone()).unwrap();
     rt.block_on(cache.refresh()).unwrap();
-    Pipeline {
-        config,
-        verifier: Arc::new(cache),
-        lookup: Arc::new(ClusterState::parse(&inputs::cluster_state()).unwrap()),
-        policies: Arc::new(CollectingPolicyStore::default()),
-        secrets: Arc::new(CollectingSecretStore::default()),
-        stamp_keys: Keyring::new(StampKeys::parse(inputs::STAMP_KEYS).unwrap()),
-        metrics: None,
-    }
+    inputs::pipeline(config, cache)
 }
 
 fn fixture() -> Fixture {
@@ -601,7 +589,7 @@ fn a_spec_is_checked_where_it_is_read() {
 
 /// A pod stored before the list limits of `core::objects` (here 200 containers, in a namespace
 /// enforced after it started: no job) keeps its metadata updates: the garbage collector removes
-/// its finalizer. Its spec is not read, so nothing refuses it; a job's pod is still read.
+/// its finalizer: without an image rule its spec is not read, so the limits do not refuse it.
 #[test]
 fn a_pod_of_no_job_beyond_the_list_limits_keeps_its_metadata_updates() {
     let f = fixture();

@@ -18,7 +18,14 @@ use aws_lc_rs::signature::{
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
+use sparkward::admission::{Keyring, Pipeline};
+use sparkward::config::Config;
 use sparkward::core::decision::{JobIdentity, Submitter};
+use sparkward::core::stamp::StampKeys;
+use sparkward::k8s::jwks::JwksCache;
+use sparkward::k8s::policy::CollectingPolicyStore;
+use sparkward::k8s::secrets::CollectingSecretStore;
+use sparkward::k8s::state::ClusterState;
 
 pub const ISSUER: &str = "https://idp.example.com/realms/data";
 pub const AUDIENCE: &str = "sparkward";
@@ -443,4 +450,18 @@ pub fn connect_review() -> Vec<u8> {
         "dryRun": false,
         "options": null,
     }))
+}
+
+/// The pipeline these inputs are reviewed by: `config`, its loaded keys, the cluster state
+/// above, the stamp keys, and policies and Secrets kept in memory.
+pub fn pipeline(config: std::sync::Arc<Config>, verifier: JwksCache) -> Pipeline {
+    Pipeline {
+        config,
+        verifier: std::sync::Arc::new(verifier),
+        lookup: std::sync::Arc::new(ClusterState::parse(&cluster_state()).unwrap()),
+        policies: std::sync::Arc::new(CollectingPolicyStore::default()),
+        secrets: std::sync::Arc::new(CollectingSecretStore::default()),
+        stamp_keys: Keyring::new(StampKeys::parse(STAMP_KEYS).unwrap()),
+        metrics: None,
+    }
 }
