@@ -1811,3 +1811,147 @@ fn long_lists_of_empty_objects_stay_within_the_memory_bound() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The memory class the fuzzer's `{}` items miss: one-key objects (`{"a":0}`, 8 bytes of text
+/// and hundreds of bytes as a `serde_json::Value`) where a review reads JSON it does not type.
+/// The token searches walk the text of a pod whose annotation starts like a JWT; an UPDATE
+/// compares its specs and owner references as JSON when their texts differ (the plain decode,
+/// another field order than kube-apiserver's) or reads its owner references' unknown fields
+/// (the one-pass decode). Each review is held to the fuzzer's bound (`heap::within_bound`).
+#[test]
+fn one_key_objects_where_a_review_reads_untyped_json_stay_within_the_memory_bound() {
+    let h = Harness::new();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pod = h.seeds[0].review.clone();
+    assert_eq!(pod["request"]["kind"]["kind"], "Pod", "{}", h.seeds[0].name);
+    let app = h.seeds[1].review.clone();
+    assert_eq!(app["request"]["kind"]["kind"], "SparkApplication");
+    let items = json!(vec![json!({"a": 0}); 100_000]);
+    let set = |seed: &Value, at: &str, value: Value| {
+        let mut review = seed.clone();
+        let (parent, key) = at.rsplit_once('/').unwrap();
+        review.pointer_mut(parent).unwrap()[key] = value;
+        review
+    };
+    let update = |seed: &Value| {
+        let mut review = seed.clone();
+        review["request"]["operation"] = json!("UPDATE");
+        review["request"]["oldObject"] = review["request"]["object"].clone();
+        review
+    };
+    let jwt_like = |review: Value| {
+        set(
+            &review,
+            "/request/object/metadata/annotations/note",
+            json!("eyJub3QiOiJhIHRva2VuIn0"),
+        )
+    };
+    let owner_with = |extra: &Value| json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "c", "uid": "u", "x": extra}]);
+    let cases: Vec<(&str, Value)> = vec![
+        (
+            "pod tolerations, annotation like a JWT (token searches)",
+            jwt_like(set(&pod, "/request/object/spec/tolerations", items.clone())),
+        ),
+        (
+            "SparkApplication executor tolerations, annotation like a JWT",
+            jwt_like(set(
+                &app,
+                "/request/object/spec/executor/tolerations",
+                items.clone(),
+            )),
+        ),
+        (
+            "pod UPDATE, specs that differ in long tolerations",
+            set(
+                &set(
+                    &update(&pod),
+                    "/request/oldObject/spec/tolerations",
+                    items.clone(),
+                ),
+                "/request/object/spec/tolerations",
+                json!(vec![json!({"a": 1}); 100_000]),
+            ),
+        ),
+        (
+            "pod UPDATE, owner references that differ in an unknown field",
+            set(
+                &set(
+                    &update(&pod),
+                    "/request/oldObject/metadata/ownerReferences",
+                    owner_with(&items),
+                ),
+                "/request/object/metadata/ownerReferences",
+                owner_with(&json!(vec![json!({"a": 1}); 100_000])),
+            ),
+        ),
+        (
+            "SparkApplication UPDATE, owner references and specs that differ",
+            set(
+                &set(
+                    &set(
+                        &update(&app),
+                        "/request/oldObject/metadata/ownerReferences",
+                        owner_with(&items),
+                    ),
+                    "/request/object/metadata/ownerReferences",
+                    owner_with(&json!(vec![json!({"a": 1}); 100_000])),
+                ),
+                "/request/object/spec/executor/tolerations",
+                items.clone(),
+            ),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, review) in cases {
+        // Both decodes: kube-apiserver's field order (the one-pass paths) and serde_json's
+        // sorted keys (`object` before `operation`: the plain path).
+        let bodies = [
+            ("kube order", inputs::review(review["request"].clone())),
+            ("sorted", serde_json::to_vec(&review).unwrap()),
+        ];
+        for (order, body) in bodies {
+            for mode in [Mode::Mutate, Mode::Validate] {
+                let (outcome, peak) = heap::peak_of(|| run(&rt, &h.pipeline, mode, &body));
+                if let Err(why) = outcome {
+                    failures.push(format!("{what} ({order}, {}): {why}", mode.as_str()));
+                }
+                if let Err(why) = heap::within_bound(peak, body.len()) {
+                    failures.push(format!("{what} ({order}, {}): {why}", mode.as_str()));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `json::same_json`, which the UPDATEs above compare specs and owner references with when their
+/// texts differ, on its costliest inputs: long maps and lists of one-key objects whose last item
+/// differs, so that every level along the path to it is read. Held to the same bound.
+#[test]
+fn comparing_long_json_texts_stays_within_the_memory_bound() {
+    let list = |last: u32| {
+        let mut items = vec![json!({"a": 0}); 100_000];
+        items.push(json!({"a": last}));
+        json!({"spec": {"tolerations": items}})
+    };
+    let map = |last: u32| {
+        let mut m = serde_json::Map::new();
+        for i in 0..100_000 {
+            m.insert(format!("k{i}"), json!(0));
+        }
+        m.insert("z".into(), json!({"a": last}));
+        json!({"spec": m})
+    };
+    for (what, make) in [("list", &list as &dyn Fn(u32) -> Value), ("map", &map)] {
+        let (a, b) = (make(0).to_string(), make(1).to_string());
+        let (same, peak) = heap::peak_of(|| sparkward::core::json::same_json(&a, &b));
+        assert!(!same, "{what}");
+        heap::within_bound(peak, a.len() + b.len()).unwrap();
+        let (same, _) =
+            heap::peak_of(|| sparkward::core::json::same_json(&a, &a.replace(':', ": ")));
+        assert!(same, "{what}: the same value written with other spacing");
+    }
+}

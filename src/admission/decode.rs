@@ -26,6 +26,7 @@ use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::admission::review::Mode;
+use crate::core::json::{nesting_depth, raw_differs};
 use crate::core::objects::{Meta, ObjectOnly, OwnerRef, Pod, PodStatus, capped_list};
 
 /// API group/version/kind of `request.kind`.
@@ -160,7 +161,7 @@ pub struct PodParts<'a> {
     /// `metadata.finalizers` and `metadata.ownerReferences` as `update_actions` compares them:
     /// a change to either is a metadata change.
     pub finalizers: Option<Vec<String>>,
-    pub owners: Option<serde_json::Value>,
+    pub owners: Option<&'a RawValue>,
     /// `spec`, raw: compared as text, parsed where it is read. Always a JSON object. `None`
     /// where decode read the spec for `nodeName` alone (the old pod of a `status` write).
     pub spec: Option<&'a RawValue>,
@@ -195,7 +196,7 @@ impl PodParts<'_> {
         self.meta.labels == other.meta.labels
             && self.meta.annotations == other.meta.annotations
             && self.finalizers == other.finalizers
-            && self.owners == other.owners
+            && !raw_differs(self.owners, other.owners)
     }
 }
 
@@ -226,14 +227,6 @@ fn raw_present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de Raw
 /// reference sits below (the object and its metadata): a deeper `ownerReferences` is left to
 /// the plain path, which refuses it.
 const OWNERS_MAX_DEPTH: usize = 120;
-
-fn depth(v: &serde_json::Value) -> usize {
-    match v {
-        serde_json::Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
-        serde_json::Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
-        _ => 0,
-    }
-}
 
 /// Reads one object of a validating Pod UPDATE into `PodParts`.
 struct PartsSeed<'a>(SpecRead, std::marker::PhantomData<&'a ()>);
@@ -305,12 +298,10 @@ impl<'de: 'a, 'a> Visitor<'de> for PartsVisitor<'a> {
                 let typed: Vec<OwnerRef> =
                     capped_list(&mut serde_json::Deserializer::from_str(raw.get()))
                         .map_err(de::Error::custom)?;
-                let value: serde_json::Value =
-                    serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
-                if depth(&value) > OWNERS_MAX_DEPTH {
+                if nesting_depth(raw.get()) > OWNERS_MAX_DEPTH {
                     return Err(de::Error::custom("ownerReferences nest too deep"));
                 }
-                (typed, Some(value))
+                (typed, Some(raw))
             }
         };
         Ok(PodParts {
@@ -924,7 +915,7 @@ mod tests {
             assert_eq!(parts.new.meta.label("a"), Some("1"));
             assert_eq!(parts.new.finalizers, Some(vec!["f".to_string()]));
             assert_eq!(parts.new.meta.owner_references[0].controller, Some(true));
-            assert!(parts.new.owners.as_ref().is_some_and(|o| o.is_array()));
+            assert!(parts.new.owners.is_some_and(|o| o.get().starts_with('[')));
             assert_eq!(
                 parts.new.spec.map(RawValue::get),
                 Some(r#"{"nodeName":"n1","containers":[]}"#)

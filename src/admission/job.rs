@@ -21,6 +21,7 @@ use crate::core::decision::{JobIdentity, JobSecurity, Reason, Submitter, spark_r
 use crate::core::hardening::{Findings, Loc, Violation};
 use crate::core::identity::{IdentityError, requester_identity};
 use crate::core::images::{ImageField, check_images};
+use crate::core::json;
 use crate::core::labels::{self, JOB_ID_LABEL, PREFIX, STAMP_ANNOTATION};
 use crate::core::mutation::{
     Stamp, conflicting_claims, token_present, without_superseded_user_label,
@@ -604,40 +605,34 @@ fn kind_key(req: &Request<'_>) -> String {
     format!("{}/{}", req.kind.group, req.kind.kind)
 }
 
-/// The parts of an object whose change decides the action of an UPDATE. `spec` and `status`
-/// stay raw: equal bytes are equal (the API server encodes old and new objects the same way);
-/// unequal bytes are compared as JSON before they count as a change.
+/// The parts of an object whose change decides the action of an UPDATE. `spec` and the owner
+/// references stay raw: equal bytes are equal (the API server encodes old and new objects the
+/// same way); unequal bytes are compared as JSON (`json::same_json`) before they count as a
+/// change.
 #[derive(serde::Deserialize)]
 struct Shape<'a> {
-    #[serde(default)]
-    metadata: ShapeMeta,
+    #[serde(borrow, default)]
+    metadata: ShapeMeta<'a>,
     #[serde(borrow, default)]
     spec: Option<&'a serde_json::value::RawValue>,
 }
 
-#[derive(Default, PartialEq, serde::Deserialize)]
+#[derive(Default, serde::Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-struct ShapeMeta {
+struct ShapeMeta<'a> {
     labels: Option<BTreeMap<String, String>>,
     annotations: Option<BTreeMap<String, String>>,
     finalizers: Option<Vec<String>>,
-    owner_references: Option<serde_json::Value>,
+    #[serde(borrow)]
+    owner_references: Option<&'a serde_json::value::RawValue>,
 }
 
-fn raw_differs(
-    a: Option<&serde_json::value::RawValue>,
-    b: Option<&serde_json::value::RawValue>,
-) -> bool {
-    match (a, b) {
-        (None, None) => false,
-        (Some(a), Some(b)) if a.get() == b.get() => false,
-        (Some(a), Some(b)) => {
-            let parse = |r: &serde_json::value::RawValue| {
-                serde_json::from_str::<serde_json::Value>(r.get()).ok()
-            };
-            parse(a) != parse(b)
-        }
-        _ => true,
+impl ShapeMeta<'_> {
+    fn same(&self, other: &ShapeMeta<'_>) -> bool {
+        self.labels == other.labels
+            && self.annotations == other.annotations
+            && self.finalizers == other.finalizers
+            && !json::raw_differs(self.owner_references, other.owner_references)
     }
 }
 
@@ -663,12 +658,12 @@ pub(super) fn update_actions(req: &Request<'_>) -> Result<Vec<Action>, Reason> {
         "status" => actions.push(Action::Status),
         "ephemeralcontainers" => actions.push(Action::Enter),
         _ => {
-            if raw_differs(new.spec, old.spec) {
+            if json::raw_differs(new.spec, old.spec) {
                 actions.push(Action::Spec);
             }
         }
     }
-    if new.metadata != old.metadata {
+    if !new.metadata.same(&old.metadata) {
         actions.push(Action::Metadata);
     }
     Ok(actions)
@@ -685,7 +680,7 @@ pub(super) fn update_actions_of(sub: &str, new: &PodParts<'_>, old: &PodParts<'_
         "ephemeralcontainers" => actions.push(Action::Enter),
         _ => {
             // Both specs are kept raw outside status writes (a missing one counts as changed).
-            if raw_differs(new.spec, old.spec) {
+            if json::raw_differs(new.spec, old.spec) {
                 actions.push(Action::Spec);
             }
         }

@@ -7,6 +7,7 @@ pub mod decision;
 pub mod hardening;
 pub mod identity;
 pub mod images;
+pub mod json;
 pub mod keys;
 pub mod labels;
 pub mod lifecycle;

@@ -20,9 +20,12 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use memchr::memmem;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
+use std::borrow::Cow;
 
 use crate::core::hardening::{Loc, Violation};
+use crate::core::json::KeyText;
 use crate::core::mutation::{LAST_APPLIED_ANNOTATION, rewrite_last_applied, token_properties};
 
 /// A signature shorter than this is not searched for on its own (every algorithm sparkward
@@ -148,25 +151,29 @@ pub fn find_token_copies(
     }
     // The signature is part of the token: searching for it finds both.
     let needle = token_needle(token.trim());
-    let object: Value = serde_json::from_str(raw)?;
-    let spark_conf: &[&str] = match object.get("kind").and_then(Value::as_str) {
-        Some("SparkApplication") => &["spec", "sparkConf"],
-        Some("ScheduledSparkApplication") => &["spec", "template", "sparkConf"],
-        _ => &[],
-    };
+    // Which spark-submit properties are known forms depends on the object's `kind`, which the
+    // walk may meet after them: a copy there is classed when the walk is done.
+    let mut kind = None;
     let properties = token_properties(token_annotation);
     let mut copies = Vec::new();
-    walk(&object, &mut Vec::new(), &mut |path, text, in_key| {
+    let mut seen = Seen::default();
+    walk(raw, &mut |path, text, in_key| {
+        if let [Seg::Key(k)] = path
+            && k == "kind"
+            && !in_key
+        {
+            kind = Some(text.to_string());
+        }
         if !text.contains(needle) {
             return false;
         }
         let value_at = |prefix: &[&str]| {
             !in_key
                 && path.len() == prefix.len() + 1
-                && path.iter().zip(prefix).all(|(a, b)| *a == Seg::Key(b))
+                && path.iter().zip(prefix).all(|(a, b)| a.is_key(b))
         };
         let key = match path.last() {
-            Some(Seg::Key(k)) => *k,
+            Some(Seg::Key(k)) => k.as_ref(),
             _ => "",
         };
         let annotation = value_at(&["metadata", "annotations"]);
@@ -180,28 +187,59 @@ pub fn find_token_copies(
                 && rewrite_last_applied(text, token_annotation)
                     .is_none_or(|rewritten| !rewritten.contains(needle));
             if scrubbed {
-                Remedy::LastApplied
+                Pending::Known(Remedy::LastApplied)
             } else {
-                Remedy::Deny
+                Pending::Known(Remedy::Deny)
             }
-        } else if !spark_conf.is_empty()
-            && value_at(spark_conf)
-            && properties.iter().any(|p| p == key)
+        } else if properties.iter().any(|p| p == key) && value_at(&["spec", "sparkConf"]) {
+            Pending::Conf("SparkApplication")
+        } else if properties.iter().any(|p| p == key)
+            && value_at(&["spec", "template", "sparkConf"])
         {
-            Remedy::Remove
+            Pending::Conf("ScheduledSparkApplication")
         } else {
-            Remedy::Deny
+            Pending::Known(Remedy::Deny)
         };
-        copies.push(TokenCopy {
-            found: Found {
-                loc: to_loc(path),
-                in_key,
-            },
-            remedy,
-        });
+        let found = Found {
+            loc: to_loc(path),
+            in_key,
+        };
+        if seen.first(&found) {
+            copies.push((found, remedy));
+        }
         true
-    });
-    Ok(copies)
+    })?;
+    Ok(copies
+        .into_iter()
+        .map(|(found, pending)| TokenCopy {
+            found,
+            remedy: match pending {
+                Pending::Known(remedy) => remedy,
+                Pending::Conf(of) if kind.as_deref() == Some(of) => Remedy::Remove,
+                Pending::Conf(_) => Remedy::Deny,
+            },
+        })
+        .collect())
+}
+
+/// A copy's remedy before the object's `kind` is known: a spark-submit property is one only in
+/// the `sparkConf` of its kind.
+enum Pending {
+    Known(Remedy),
+    /// A token property in a `sparkConf`: removed if the object is of this kind.
+    Conf(&'static str),
+}
+
+/// The places already reported: a JSON object may repeat a key (the API server keeps the last
+/// one), and one place is reported, and patched, once.
+#[derive(Default)]
+struct Seen(std::collections::HashSet<(String, bool)>);
+
+impl Seen {
+    fn first(&mut self, found: &Found) -> bool {
+        self.0
+            .insert((found.loc.pointer().as_str().to_string(), found.in_key))
+    }
 }
 
 /// The denial for the copies that cannot be scrubbed (`Remedy::Deny`), one violation each.
@@ -236,12 +274,12 @@ pub fn find_issuer_jwts(
     if issuer.is_empty() || !may_hold_jwt(raw) {
         return Ok(Vec::new());
     }
-    let object: Value = serde_json::from_str(raw)?;
     let mut found = Vec::new();
+    let mut seen = Seen::default();
     let limit = search_budget(raw);
     let mut budget = limit;
     let mut exhausted = false;
-    walk(&object, &mut Vec::new(), &mut |path, text, in_key| {
+    walk(raw, &mut |path, text, in_key| {
         if exhausted {
             return false;
         }
@@ -259,13 +297,16 @@ pub fn find_issuer_jwts(
             already_stored.is_none_or(|old| !old.contains(*jwt))
         };
         if jwts.iter().any(new) {
-            found.push(Found {
+            let place = Found {
                 loc: to_loc(path),
                 in_key,
-            });
+            };
+            if seen.first(&place) {
+                found.push(place);
+            }
         }
         !jwts.is_empty()
-    });
+    })?;
     if exhausted {
         return Err(serde::de::Error::custom(format_args!(
             "it holds too many strings shaped like a JWT to search them within {} KiB of \
@@ -378,10 +419,16 @@ fn escapes_token_characters(raw: &str) -> bool {
 }
 
 /// One step of a path through the object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Seg<'v> {
-    Key(&'v str),
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg<'t> {
+    Key(Cow<'t, str>),
     Index(usize),
+}
+
+impl Seg<'_> {
+    fn is_key(&self, key: &str) -> bool {
+        matches!(self, Seg::Key(k) if k == key)
+    }
 }
 
 fn to_loc(path: &[Seg<'_>]) -> Loc {
@@ -391,36 +438,100 @@ fn to_loc(path: &[Seg<'_>]) -> Loc {
     })
 }
 
-/// Calls `visit(path, text, in_key)` for every string in `value` and every key of its maps
-/// (`path` is then the map's). `visit` answers whether the text holds what it looks for; such a
-/// key is not descended into, since a path through it would have to name it.
-fn walk<'v>(
-    value: &'v Value,
-    path: &mut Vec<Seg<'v>>,
-    visit: &mut dyn FnMut(&[Seg<'v>], &str, bool) -> bool,
-) {
-    match value {
-        Value::String(s) => {
-            visit(path, s, false);
-        }
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                path.push(Seg::Index(i));
-                walk(item, path, visit);
-                path.pop();
+/// What `walk` calls for every string and key: `(path, text, in_key)`, answering whether the
+/// text holds what it looks for.
+type Visit<'a, 't> = dyn FnMut(&[Seg<'t>], &str, bool) -> bool + 'a;
+
+/// Calls `visit(path, text, in_key)` for every string in the JSON text `raw` and every key of its
+/// maps (`path` is then the map's), in the order they are written; a key written twice is
+/// visited twice. A key whose `visit` answers true is not descended into, since a path through
+/// it would have to name it. The text is read as it is walked, never held as a tree: what the
+/// walk keeps is its path, at most serde_json's 128 levels.
+fn walk<'t>(raw: &'t str, visit: &mut Visit<'_, 't>) -> Result<(), serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(raw);
+    Walker {
+        path: &mut Vec::new(),
+        visit,
+    }
+    .deserialize(&mut de)?;
+    de.end()
+}
+
+/// One level of `walk`.
+struct Walker<'w, 'a, 't> {
+    path: &'w mut Vec<Seg<'t>>,
+    visit: &'w mut Visit<'a, 't>,
+}
+
+impl<'t> DeserializeSeed<'t> for Walker<'_, '_, 't> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'t>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'t> Visitor<'t> for Walker<'_, '_, 't> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
+        (self.visit)(self.path, s, false);
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'t>>(self, mut seq: A) -> Result<(), A::Error> {
+        for i in 0.. {
+            self.path.push(Seg::Index(i));
+            let more = seq.next_element_seed(Walker {
+                path: self.path,
+                visit: self.visit,
+            })?;
+            self.path.pop();
+            if more.is_none() {
+                break;
             }
         }
-        Value::Object(map) => {
-            for (key, item) in map {
-                if visit(path, key, true) {
-                    continue;
-                }
-                path.push(Seg::Key(key));
-                walk(item, path, visit);
-                path.pop();
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'t>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key_seed(KeyText)? {
+            if (self.visit)(self.path, &key, true) {
+                map.next_value::<IgnoredAny>()?;
+                continue;
             }
+            self.path.push(Seg::Key(key));
+            map.next_value_seed(Walker {
+                path: self.path,
+                visit: self.visit,
+            })?;
+            self.path.pop();
         }
-        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        Ok(())
     }
 }
 
@@ -586,6 +697,57 @@ mod tests {
                 Remedy::Remove
             )]
         );
+    }
+
+    #[test]
+    fn the_walk_reads_the_text_as_written_kind_last_keys_repeated_or_escaped() {
+        let t = token();
+        let driver = format!("spark.kubernetes.driver.annotation.{TOKEN_ANNOTATION}");
+        // `kind` after `spec`, a property written twice (the API server keeps the last), an
+        // escaped key: one `remove` for the property, and it applies.
+        let raw = format!(
+            r#"{{"spec":{{"sparkConf":{{"{driver}":"{t}","{driver}":"{t}"}}}},
+                "metadata":{{"annotations":{{"{TOKEN_ANNOTATION}":"{t}"}}}},
+                "kind":"SparkApplication"}}"#
+        );
+        let found = find_token_copies(&raw, &t, TOKEN_ANNOTATION).unwrap();
+        let fields: Vec<(String, Remedy)> =
+            found.iter().map(|c| (c.found.field(), c.remedy)).collect();
+        assert_eq!(
+            fields,
+            vec![(format!("spec.sparkConf[\"{driver}\"]"), Remedy::Remove)]
+        );
+        let ops: Vec<json_patch::PatchOperation> = found
+            .iter()
+            .map(|c| {
+                json_patch::PatchOperation::Remove(json_patch::RemoveOperation {
+                    path: c.found.loc.pointer(),
+                })
+            })
+            .collect();
+        let mut object: Value = serde_json::from_str(&raw).unwrap();
+        json_patch::patch(&mut object, &ops).unwrap();
+        // The same property in an object of another kind is no known form.
+        let other = raw.replace("\"SparkApplication\"", "\"Pod\"");
+        assert_eq!(
+            find_token_copies(&other, &t, TOKEN_ANNOTATION).unwrap()[0].remedy,
+            Remedy::Deny
+        );
+        // A copy under a key written with escapes is found at the key's unescaped path, and a
+        // key written twice with a copy in the first value is still reported (once).
+        let escaped = format!(
+            r#"{{"kind":"Pod","metadata":{{"annotations":{{"{TOKEN_ANNOTATION}":"{t}"}}}},
+                "spec":{{"n\u0061me":"{t}","x":"{t}","x":"clean"}}}}"#
+        );
+        let fields: Vec<String> = find_token_copies(&escaped, &t, TOKEN_ANNOTATION)
+            .unwrap()
+            .iter()
+            .map(|c| c.found.field())
+            .collect();
+        assert_eq!(fields, vec!["spec.name", "spec.x"]);
+        // Broken JSON is an error, as before.
+        assert!(find_token_copies(&format!("{escaped}x"), &t, TOKEN_ANNOTATION).is_err());
+        assert!(find_issuer_jwts(&format!("[\"{t}\""), ISSUER, None).is_err());
     }
 
     #[test]
