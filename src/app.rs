@@ -40,7 +40,7 @@ use crate::k8s::local::LocalPolicyStore;
 use crate::k8s::policy::{CollectingPolicyStore, KubePolicyStore, PolicyStore};
 use crate::k8s::secrets::{CollectingSecretStore, KubeSecretStore, LocalSecretStore};
 use crate::k8s::state::ClusterState;
-use crate::server::service::WebhookState;
+use crate::server::service::{MemoryBudget, WebhookState};
 use crate::server::tls::{self, CertPaths, CertStore};
 use crate::server::{self, ConnLimits, Readiness};
 use crate::shutdown;
@@ -576,6 +576,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         pipeline: ArcSwap::from_pointee(pipeline),
         metrics: metrics.clone(),
         audit: ArcSwap::from_pointee(audit_sink(&config)?),
+        memory: MemoryBudget::new(config.server.max_memory_in_flight, &metrics),
     });
 
     let listener = TcpListener::bind(args.listen)

@@ -637,6 +637,10 @@ pub struct FileServer {
     /// Connections the webhook port holds at once; further clients wait in the listen backlog.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// The memory the reviews in flight may hold together, counted from their bodies
+    /// (`server::service::MemoryBudget`).
+    #[serde(default = "default_max_memory_in_flight")]
+    pub max_memory_in_flight: usize,
 }
 
 impl Default for FileServer {
@@ -648,6 +652,7 @@ impl Default for FileServer {
             drain_timeout: default_drain_timeout(),
             idle_timeout: default_idle_timeout(),
             max_connections: default_max_connections(),
+            max_memory_in_flight: default_max_memory_in_flight(),
         }
     }
 }
@@ -669,6 +674,9 @@ fn default_idle_timeout() -> HumanDuration {
 }
 fn default_max_connections() -> usize {
     1024
+}
+fn default_max_memory_in_flight() -> usize {
+    256 * 1024 * 1024
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -927,6 +935,11 @@ pub struct LifecycleConfig {
     pub lease_duration: Duration,
 }
 
+/// What a review in flight is counted as holding, per byte of its body, against
+/// `server.maxMemoryInFlight`: the body itself, its typed views, the patch and the answer (the
+/// answer's base64 patch alone is 4/3 of what it encodes).
+pub const MEMORY_PER_BODY_BYTE: usize = 8;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     pub review_deadline: Duration,
@@ -935,6 +948,7 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    pub max_memory_in_flight: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -1476,12 +1490,25 @@ impl TryFrom<FileConfig> for Config {
             drain_timeout: positive("server.drainTimeout", f.server.drain_timeout)?,
             idle_timeout: positive("server.idleTimeout", f.server.idle_timeout)?,
             max_connections: f.server.max_connections,
+            max_memory_in_flight: f.server.max_memory_in_flight,
         };
         if server.max_connections == 0 {
             return Err(invalid("server.maxConnections", "must be at least 1"));
         }
         if server.max_body_bytes < 1024 {
             return Err(invalid("server.maxBodyBytes", "must be at least 1024"));
+        }
+        let per_byte = MEMORY_PER_BODY_BYTE;
+        if server.max_memory_in_flight / per_byte < server.max_body_bytes {
+            return Err(invalid(
+                "server.maxMemoryInFlight",
+                format!(
+                    "must be at least {per_byte} times server.maxBodyBytes ({} bytes): a review \
+                     is counted as {per_byte} bytes per byte of its body, and a body of the \
+                     largest size must fit",
+                    server.max_body_bytes.saturating_mul(per_byte)
+                ),
+            ));
         }
         let stamp_validity = positive("stamp.validity", f.stamp.validity)?;
         if stamp_validity < server.review_deadline || stamp_validity > Duration::from_secs(600) {
@@ -1634,6 +1661,25 @@ audit:
         let text = err.to_string();
         assert!(text.contains("maxBody"), "{text}");
         assert!(text.contains("line 3"), "{text}");
+    }
+
+    #[test]
+    fn the_memory_budget_must_hold_a_body_of_the_largest_size() {
+        let yaml = |budget: usize| {
+            format!("server:\n  maxBodyBytes: 1048576\n  maxMemoryInFlight: {budget}\n")
+        };
+        let err = Config::from_yaml(&yaml(8 * 1048576 - 1)).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { field, reason }
+                if field == "server.maxMemoryInFlight" && reason.contains("8388608")),
+            "{err}"
+        );
+        let ok = Config::from_yaml(&yaml(8 * 1048576)).unwrap();
+        assert_eq!(ok.server.max_memory_in_flight, 8 * 1048576);
+        assert_eq!(
+            Config::default().server.max_memory_in_flight,
+            256 * 1024 * 1024
+        );
     }
 
     #[test]

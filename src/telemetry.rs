@@ -49,13 +49,14 @@ pub struct LifecycleLabels {
 }
 
 /// Why an HTTP request was rejected before a review could be decided.
-pub const REJECT_REASONS: [&str; 6] = [
+pub const REJECT_REASONS: [&str; 7] = [
     "not_found",
     "method",
     "content_type",
     "too_large",
     "timeout",
     "bad_request",
+    "memory",
 ];
 
 /// Why the webhook port closed a connection before or between requests.
@@ -79,6 +80,8 @@ pub struct Metrics {
     pub http_rejected: Family<RejectLabels, Counter>,
     /// Connections open on the webhook port (TLS handshake included).
     pub connections_open: Gauge,
+    /// Memory the requests in flight are counted as holding (`server.maxMemoryInFlight`).
+    pub review_memory: Gauge,
     /// Connections the webhook port closed because the client was too slow or idle.
     pub connections_shed: Family<RejectLabels, Counter>,
     pub tls_reloads: Family<OutcomeLabels, Counter>,
@@ -99,6 +102,7 @@ impl Metrics {
             runtime_tasks: Gauge::default(),
             http_rejected: Family::default(),
             connections_open: Gauge::default(),
+            review_memory: Gauge::default(),
             connections_shed: Family::default(),
             tls_reloads: Family::default(),
             tls_cert_expiry: Gauge::default(),
@@ -149,6 +153,12 @@ impl Metrics {
             "connections_open",
             "Connections open on the webhook port, TLS handshakes included",
             m.connections_open.clone(),
+        );
+        r.register_with_unit(
+            "review_memory",
+            "Memory the requests in flight are counted as holding against server.maxMemoryInFlight",
+            Unit::Bytes,
+            m.review_memory.clone(),
         );
         r.register(
             "connections_shed",

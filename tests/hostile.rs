@@ -459,3 +459,84 @@ async fn at_the_connection_limit_new_clients_wait_and_are_then_served() {
         started.elapsed().as_secs_f64() * 1e3
     );
 }
+
+/// Large bodies sent all but their last byte and then held: without a budget, 60 clients would
+/// make the server hold 60 MiB of bodies until their read timeout (a thousand connections of
+/// 4 MiB, 4 GiB). `server.maxMemoryInFlight` (16 MiB here, counted as 8 bytes per body byte:
+/// 2 MiB of bodies) refuses the rest at once with a 503 that names it; a normal review meanwhile
+/// gets the same clear 503 rather than a wait, and is answered as soon as the holders are shed.
+#[tokio::test]
+async fn bodies_held_open_fill_the_memory_budget_and_no_more() {
+    const MIB: f64 = 1024.0 * 1024.0;
+    let s = Arc::new(
+        Sparkward::start(config(
+            "  readTimeout: 5s\n  maxBodyBytes: 1048576\n  maxMemoryInFlight: 16777216\n",
+        ))
+        .await,
+    );
+    let rss_before = rss_kib(&s);
+    let head = b"POST /validate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1048576\r\n\r\n";
+    let hold = |s: &Arc<Sparkward>| {
+        let s = s.clone();
+        tokio::spawn(async move { send_raw(&s, head, (1 << 20) - 1).await })
+    };
+    // Two holders, one after the other, fill the budget (8 MiB - 8 bytes counted each).
+    let mut holders = Vec::new();
+    for n in 1..=2 {
+        holders.push(hold(&s));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while metric(&s, "sparkward_review_memory_bytes").await < n as f64 * 8.0 * MIB - 16.0 {
+            assert!(
+                Instant::now() < deadline,
+                "holder {n} never got its body in"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Then 58 more: each is refused at its first chunk, while the server's memory stays put.
+    let refused: Vec<String> = futures::future::join_all((0..58).map(|_| hold(&s)))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let most_rss = rss_kib(&s);
+    let (status, answer) = s
+        .client(HttpVersion::Http1)
+        .review("/validate", &normal_review())
+        .await;
+    let counted = metric(&s, "sparkward_review_memory_bytes").await;
+    for a in &refused {
+        assert!(
+            a.starts_with("HTTP/1.1 503") && a.contains("retry-after: 1"),
+            "{a}"
+        );
+    }
+    assert_eq!(status, 503, "{answer}");
+    let message = answer["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("server.maxMemoryInFlight") && message.contains("retry"),
+        "{message}"
+    );
+    assert!(counted <= 16.0 * MIB, "counted {counted} bytes");
+    assert_eq!(
+        metric(&s, "sparkward_http_rejected_total{reason=\"memory\"}").await,
+        59.0
+    );
+    let growth = most_rss.saturating_sub(rss_before);
+    assert!(
+        growth < 40 * 1024,
+        "RSS grew by {growth} KiB while 60 MiB of bodies were offered"
+    );
+    // The holders are shed by the read timeout; what they held is given back.
+    for h in holders {
+        let a = h.await.unwrap();
+        assert!(a.starts_with("HTTP/1.1 408"), "{a}");
+    }
+    assert_eq!(metric(&s, "sparkward_review_memory_bytes").await, 0.0);
+    assert_normal_review(&s).await;
+    eprintln!(
+        "hostile memory budget: 2 bodies of 1 MiB held open fill 16 MiB counted; 58 more and a \
+         normal review answered 503 at once; RSS {rss_before} KiB before, {most_rss} KiB with \
+         all 60 offered"
+    );
+}

@@ -3,21 +3,24 @@
 //!
 //! Status codes: 200 with an AdmissionReview for every request whose body is a review (allowed
 //! or denied); 400 for a body with no readable uid; 404/405/415/413/408 for the wrong path,
-//! method, content type, size or a client too slow to send its body.
+//! method, content type, size or a client too slow to send its body; 503 for a body that would
+//! take the reviews in flight past their memory budget (`MemoryBudget`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
 use crate::admission::respond;
 use crate::admission::{Mode, Pipeline};
+use crate::config::MEMORY_PER_BODY_BYTE;
 use crate::telemetry::{AuditSink, Metrics};
 
 /// State shared by all connections. The pipeline is swapped whole on a config reload.
@@ -25,6 +28,108 @@ pub struct WebhookState {
     pub pipeline: ArcSwap<Pipeline>,
     pub metrics: Metrics,
     pub audit: ArcSwap<AuditSink>,
+    pub memory: MemoryBudget,
+}
+
+/// The memory the requests in flight hold together (`server.maxMemoryInFlight`, read at start),
+/// counted as `MEMORY_PER_BODY_BYTE` per byte of body from the moment the byte arrives until
+/// the review is answered. Each review is bounded on its own (the list limits), but without this
+/// a thousand connections sending 4 MiB each would hold 4 GiB before any review ran.
+///
+/// Bytes are counted as they arrive, not as a request declares them, so a client that declares a
+/// large body and sends it slowly holds only what it has sent. A chunk that does not fit is not
+/// waited for: the request is answered 503 at once. Waiting would let requests that each hold
+/// part of their body wait for each other until their read timeout, where failing one lets the
+/// others finish.
+pub struct MemoryBudget {
+    limit: usize,
+    held: AtomicUsize,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl MemoryBudget {
+    pub fn new(limit: usize, metrics: &Metrics) -> Self {
+        Self {
+            limit,
+            held: AtomicUsize::new(0),
+            gauge: metrics.review_memory.clone(),
+        }
+    }
+
+    fn reservation(&self) -> Reservation<'_> {
+        Reservation {
+            budget: self,
+            held: 0,
+        }
+    }
+}
+
+/// What one request holds of the `MemoryBudget`; given back when dropped.
+struct Reservation<'a> {
+    budget: &'a MemoryBudget,
+    held: usize,
+}
+
+/// The budget could not take a request's next chunk.
+struct BudgetFull;
+
+impl Reservation<'_> {
+    /// Counts `body_bytes` more of the request's body, if the budget has room for them.
+    fn grow(&mut self, body_bytes: usize) -> Result<(), BudgetFull> {
+        let charge = body_bytes.saturating_mul(MEMORY_PER_BODY_BYTE);
+        let b = self.budget;
+        b.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(charge).filter(|total| *total <= b.limit)
+            })
+            .map_err(|_| BudgetFull)?;
+        self.held += charge;
+        b.gauge.inc_by(i64::try_from(charge).unwrap_or(i64::MAX));
+        Ok(())
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.budget.held.fetch_sub(self.held, Ordering::AcqRel);
+        self.budget
+            .gauge
+            .dec_by(i64::try_from(self.held).unwrap_or(i64::MAX));
+    }
+}
+
+/// Why a request body was not read whole.
+enum ReadError {
+    TooLarge,
+    BudgetFull,
+    Body(hyper::Error),
+}
+
+/// Reads a request body of at most `max` bytes, counting each chunk against `held` as it
+/// arrives. A body that arrives in one chunk is kept as it came, without a copy.
+async fn read_body(
+    mut body: Incoming,
+    max: usize,
+    held: &mut Reservation<'_>,
+) -> Result<Bytes, ReadError> {
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(ReadError::Body)?.into_data() else {
+            continue; // trailers
+        };
+        len = len.saturating_add(data.len());
+        if len > max {
+            return Err(ReadError::TooLarge);
+        }
+        held.grow(data.len())
+            .map_err(|BudgetFull| ReadError::BudgetFull)?;
+        chunks.push(data);
+    }
+    Ok(match chunks.len() {
+        1 => chunks.swap_remove(0),
+        _ => Bytes::from(chunks.concat()),
+    })
 }
 
 pub type Body = Full<Bytes>;
@@ -126,8 +231,9 @@ pub async fn handle(
         state.metrics.reject("too_large");
         return Ok(too_large(server.max_body_bytes));
     }
-    let limited = Limited::new(req.into_body(), server.max_body_bytes);
-    let body = match tokio::time::timeout(server.read_timeout, limited.collect()).await {
+    let mut held = state.memory.reservation();
+    let read = read_body(req.into_body(), server.max_body_bytes, &mut held);
+    let body = match tokio::time::timeout(server.read_timeout, read).await {
         Err(_) => {
             state.metrics.reject("timeout");
             return Ok(early_reject(
@@ -135,20 +241,33 @@ pub async fn handle(
                 "timed out reading the request body",
             ));
         }
-        Ok(Err(e)) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                state.metrics.reject("too_large");
-                return Ok(too_large(server.max_body_bytes));
-            }
+        Ok(Err(ReadError::TooLarge)) => {
+            state.metrics.reject("too_large");
+            return Ok(too_large(server.max_body_bytes));
+        }
+        Ok(Err(ReadError::BudgetFull)) => {
+            state.metrics.reject("memory");
+            let mut resp = early_reject(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!(
+                    "sparkward is holding as many reviews as its memory budget allows \
+                     (server.maxMemoryInFlight, {} MiB, counted as {MEMORY_PER_BODY_BYTE} bytes \
+                     per byte of request body); nothing was decided, retry shortly",
+                    state.memory.limit >> 20
+                ),
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            return Ok(resp);
+        }
+        Ok(Err(ReadError::Body(e))) => {
             state.metrics.reject("bad_request");
             return Ok(status_json(
                 StatusCode::BAD_REQUEST,
                 &format!("failed to read the request body: {e}"),
             ));
         }
-        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Ok(body)) => body,
     };
     Ok(review(&state, pipeline, mode, body, server.review_deadline).await)
 }
