@@ -587,6 +587,52 @@ fn a_spec_is_checked_where_it_is_read() {
     assert!(malformed(&plain), "{:?}", plain.decision);
 }
 
+/// A job's pod stored before the list limits of `core::objects` (here 200 containers, admitted
+/// by an earlier version) keeps its metadata updates: an UPDATE that leaves its spec as it was
+/// does not read the spec, with or without an image rule, so the limits do not refuse the
+/// garbage collector removing a finalizer. The ownership rules still apply (a stranger's edit
+/// of the same metadata is refused), and an UPDATE that changes the spec reads it, and is
+/// refused for the list limit.
+#[test]
+fn a_job_pod_beyond_the_list_limits_keeps_its_metadata_updates_and_no_more() {
+    let f = fixture();
+    let mut old = f.admitted.clone();
+    let first = old["spec"]["containers"][0].clone();
+    old["spec"]["containers"] = json!(
+        (0..200)
+            .map(|i| {
+                let mut c = first.clone();
+                c["name"] = json!(format!("c{i}"));
+                c
+            })
+            .collect::<Vec<_>>()
+    );
+    old["metadata"]["finalizers"] = json!(["example.com/cleanup"]);
+    let mut unfinalized = old.clone();
+    unfinalized["metadata"]["finalizers"] = json!([]);
+    let mut respecced = unfinalized.clone();
+    respecced["spec"]["activeDeadlineSeconds"] = json!(60);
+    let gc = json!({
+        "username": "system:serviceaccount:kube-system:generic-garbage-collector",
+        "groups": ["system:serviceaccounts", "system:authenticated"],
+    });
+    for pipeline in [&f.plain, &f.images] {
+        let request = update(None, gc.clone(), &old, &unfinalized);
+        assert!(takes_fast_path(&request));
+        let fast = f.review(pipeline, &apiserver_order(&request));
+        assert!(fast.allowed(), "{:?}", fast.decision);
+        let stranger = update(None, user("oidc:mallory"), &old, &unfinalized);
+        let refused = f.review(pipeline, &apiserver_order(&stranger));
+        assert_ne!(refused.reason_code(), "malformed", "{:?}", refused.decision);
+        assert!(!refused.allowed(), "{:?}", refused.decision);
+        let request = update(None, gc.clone(), &old, &respecced);
+        let read = f.review(pipeline, &apiserver_order(&request));
+        let message = format!("{:?}", read.decision);
+        assert_eq!(read.reason_code(), "malformed", "{message}");
+        assert!(message.contains("at most 128"), "{message}");
+    }
+}
+
 /// A pod stored before the list limits of `core::objects` (here 200 containers, in a namespace
 /// enforced after it started: no job) keeps its metadata updates: the garbage collector removes
 /// its finalizer: without an image rule its spec is not read, so the limits do not refuse it.

@@ -117,6 +117,7 @@ async fn validate_update(p: &Pipeline, ctx: &mut Ctx<'_>, sub: &str) -> Result<(
         new_spec: Some(&new.spec),
         old_spec: Some(&old.spec),
         old_node: old.spec.node_name.as_deref(),
+        spec_kept: false,
     };
     let job = JobIdentity::from_admitted(&old.metadata);
     check_update(p, ctx, sub, view, job, || update_actions(req)).await
@@ -145,13 +146,20 @@ async fn validate_update_parts(
     let job = JobIdentity::from_admitted(&old.meta);
     // What `check_update` reads: hardening reads the new spec of a job's pod (not in a status
     // write); an image rule reads both, in a status write only for a pod of no job. A pod of
-    // no job without an image rule has neither read: its metadata updates (the garbage
-    // collector removing a finalizer) pass even where its spec is beyond the list limits of
-    // `core::objects` (a pod stored before them).
+    // no job without an image rule has neither read.
+    // A spec the UPDATE leaves as it was (the same text: the API server encodes both pods
+    // alike) is not read at all: there is nothing new in it to harden or approve, and a pod
+    // stored beyond the list limits keeps its metadata updates (the garbage collector removing
+    // a finalizer), whether or not it belongs to a job.
     let images = p.config.hardening.images.is_active();
     let status = sub == "status";
-    let read_old = images && (!status || job.is_none());
-    let read_new = (!status && job.is_some()) || read_old;
+    let spec_kept = !status
+        && new
+            .spec
+            .zip(old.spec)
+            .is_some_and(|(n, o)| n.get() == o.get());
+    let read_old = images && !spec_kept && (!status || job.is_none());
+    let read_new = (!status && job.is_some() && !spec_kept) || read_old;
     let read = match sub {
         // Reads the whole of both specs: the plain path (decode makes no parts for it).
         "ephemeralcontainers" => None,
@@ -166,6 +174,7 @@ async fn validate_update_parts(
         new_spec: read.new.as_ref(),
         old_spec: read.old.as_ref(),
         old_node: read.old_node.as_deref(),
+        spec_kept,
     };
     check_update(p, ctx, sub, view, job, || {
         Ok(update_actions_of(sub, new, old))
@@ -263,6 +272,9 @@ struct UpdateView<'v> {
     new_spec: Option<&'v PodSpec>,
     old_spec: Option<&'v PodSpec>,
     old_node: Option<&'v str>,
+    /// The new spec is the old one's text (not read: see `validate_update_parts`). `false`
+    /// where both were read, which tells the same from the actions.
+    spec_kept: bool,
 }
 
 /// The checks of a pod UPDATE, shared by both paths. `job`: the old pod's job, if it has one
@@ -299,25 +311,33 @@ async fn check_update(
     // adds; images admitted earlier stay (a pod from before the rules keeps its updates).
     let specs = view.new_spec.zip(view.old_spec);
     let Some(job) = job else {
-        return require_added_images(p, specs);
+        return if view.spec_kept {
+            Ok(())
+        } else {
+            require_added_images(p, specs)
+        };
     };
     let actions = actions()?;
     p.require_owner_rights(ctx, job_object(old), &job, view.old_node, &actions)
         .await?;
-    if sub != "status" {
-        require_added_images(p, specs)?;
-    }
+    // A spec that is the same JSON as before holds nothing that was not hardened and approved
+    // when the pod was admitted.
+    let spec_changed = actions.contains(&Action::Spec);
     let hardening = &p.config.hardening;
     match (sub, view.new_spec) {
         ("status", _) => Ok(()),
         ("ephemeralcontainers", Some(new_spec)) => {
+            require_added_images(p, specs)?;
             let Some(old_spec) = view.old_spec else {
                 return Err(spec_not_read());
             };
             let added = new_ephemeral_names(new_spec, old_spec);
             p.require_hardened(inspect_pod_parts(new, new_spec, hardening, Some(&added)))
         }
+        ("ephemeralcontainers", None) => Err(spec_not_read()),
+        _ if !spec_changed => Ok(()),
         (_, Some(new_spec)) => {
+            require_added_images(p, specs)?;
             p.require_hardened(inspect_pod_parts(new, new_spec, hardening, None))
         }
         (_, None) => Err(spec_not_read()),
