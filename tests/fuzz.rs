@@ -1497,10 +1497,11 @@ mod heap {
     /// multiple of the body (its typed views, the answer's patch and base64, the audit line).
     /// The costliest input found is a list of empty objects (`volumeMounts: [{}, {}, ...]`):
     /// 3 bytes each of body, about 100 bytes each as typed items, 35 times the body in all.
-    /// The server reads at most `server.maxBodyBytes` (4 MiB), so the bound also caps what one
-    /// request can make a replica allocate: about 200 MiB.
-    pub const BASE: u64 = 8 << 20;
-    pub const PER_BODY_BYTE: u64 = 48;
+    /// These are the server's own counts against `server.maxMemoryInFlight`
+    /// (`MEMORY_PER_REQUEST`, `MEMORY_PER_BODY_BYTE`): this invariant is what makes that count
+    /// an upper bound of what the reviews in flight hold.
+    pub const BASE: u64 = sparkward::config::MEMORY_PER_REQUEST as u64;
+    pub const PER_BODY_BYTE: u64 = sparkward::config::MEMORY_PER_BODY_BYTE as u64;
 
     /// Runs `f` and returns what it held at once.
     pub fn peak_of<T>(f: impl FnOnce() -> T) -> (T, u64) {

@@ -462,16 +462,21 @@ async fn at_the_connection_limit_new_clients_wait_and_are_then_served() {
 
 /// Large bodies sent all but their last byte and then held: without a budget, 60 clients would
 /// make the server hold 60 MiB of bodies until their read timeout (a thousand connections of
-/// 4 MiB, 4 GiB). `server.maxMemoryInFlight` (16 MiB here, counted as 8 bytes per body byte:
-/// 2 MiB of bodies) refuses the rest at once with a 503 that names it; a normal review meanwhile
-/// gets the same clear 503 rather than a wait, and is answered as soon as the holders are shed.
+/// 4 MiB, 4 GiB). `server.maxMemoryInFlight` (96 MiB here, counted as 64 KiB per request plus
+/// 48 bytes per body byte: two bodies of 1 MiB) refuses the rest at once with a 503 that names
+/// it; a normal review meanwhile gets the same clear 503 rather than a wait, and is answered as
+/// soon as the holders are shed.
 #[tokio::test]
 async fn bodies_held_open_fill_the_memory_budget_and_no_more() {
     const MIB: f64 = 1024.0 * 1024.0;
+    // What one holder is counted as: 64 KiB, and 48 bytes for each of its 1 MiB - 1 bytes.
+    const HOLDER: f64 = 65536.0 + 48.0 * (MIB - 1.0);
     let s = Arc::new(
-        Sparkward::start(config(
-            "  readTimeout: 5s\n  maxBodyBytes: 1048576\n  maxMemoryInFlight: 16777216\n",
-        ))
+        Sparkward::start(config(&format!(
+            "  readTimeout: 5s\n  maxBodyBytes: 1048576\n  maxMemoryInFlight: {}\n",
+            // Two holders and 32 KiB: less than any other request's first count.
+            2 * (65536 + 48 * ((1 << 20) - 1)) + 32768
+        )))
         .await,
     );
     let rss_before = rss_kib(&s);
@@ -480,12 +485,12 @@ async fn bodies_held_open_fill_the_memory_budget_and_no_more() {
         let s = s.clone();
         tokio::spawn(async move { send_raw(&s, head, (1 << 20) - 1).await })
     };
-    // Two holders, one after the other, fill the budget (8 MiB - 8 bytes counted each).
+    // Two holders, one after the other, fill the budget.
     let mut holders = Vec::new();
     for n in 1..=2 {
         holders.push(hold(&s));
         let deadline = Instant::now() + Duration::from_secs(30);
-        while metric(&s, "sparkward_review_memory_bytes").await < n as f64 * 8.0 * MIB - 16.0 {
+        while metric(&s, "sparkward_review_memory_bytes").await < n as f64 * HOLDER {
             assert!(
                 Instant::now() < deadline,
                 "holder {n} never got its body in"
@@ -517,7 +522,7 @@ async fn bodies_held_open_fill_the_memory_budget_and_no_more() {
         message.contains("server.maxMemoryInFlight") && message.contains("retry"),
         "{message}"
     );
-    assert!(counted <= 16.0 * MIB, "counted {counted} bytes");
+    assert_eq!(counted, 2.0 * HOLDER, "counted");
     assert_eq!(
         metric(&s, "sparkward_http_rejected_total{reason=\"memory\"}").await,
         59.0
@@ -535,7 +540,7 @@ async fn bodies_held_open_fill_the_memory_budget_and_no_more() {
     assert_eq!(metric(&s, "sparkward_review_memory_bytes").await, 0.0);
     assert_normal_review(&s).await;
     eprintln!(
-        "hostile memory budget: 2 bodies of 1 MiB held open fill 16 MiB counted; 58 more and a \
+        "hostile memory budget: 2 bodies of 1 MiB held open fill 96 MiB counted; 58 more and a \
          normal review answered 503 at once; RSS {rss_before} KiB before, {most_rss} KiB with \
          all 60 offered"
     );

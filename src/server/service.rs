@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use crate::admission::respond;
 use crate::admission::{Mode, Pipeline};
-use crate::config::MEMORY_PER_BODY_BYTE;
+use crate::config::{MEMORY_PER_BODY_BYTE, MEMORY_PER_REQUEST};
 use crate::telemetry::{AuditSink, Metrics};
 
 /// State shared by all connections. The pipeline is swapped whole on a config reload.
@@ -31,10 +31,11 @@ pub struct WebhookState {
     pub memory: MemoryBudget,
 }
 
-/// The memory the requests in flight hold together (`server.maxMemoryInFlight`, read at start),
-/// counted as `MEMORY_PER_BODY_BYTE` per byte of body from the moment the byte arrives until
-/// the review is answered. Each review is bounded on its own (the list limits), but without this
-/// a thousand connections sending 4 MiB each would hold 4 GiB before any review ran.
+/// The memory the requests in flight hold together (`server.maxMemoryInFlight`, read at start):
+/// each is counted as `MEMORY_PER_REQUEST` from its first body byte plus `MEMORY_PER_BODY_BYTE`
+/// per byte of body from the moment the byte arrives, until the review is answered: the most
+/// one review holds. Each review is bounded on its own (the list limits), but without this a
+/// thousand connections sending 4 MiB each would hold 4 GiB before any review ran.
 ///
 /// Bytes are counted as they arrive, not as a request declares them, so a client that declares a
 /// large body and sends it slowly holds only what it has sent. A chunk that does not fit is not
@@ -74,9 +75,17 @@ struct Reservation<'a> {
 struct BudgetFull;
 
 impl Reservation<'_> {
-    /// Counts `body_bytes` more of the request's body, if the budget has room for them.
+    /// Counts `body_bytes` more of the request's body (and, with its first bytes, the review's
+    /// own part), if the budget has room for them.
     fn grow(&mut self, body_bytes: usize) -> Result<(), BudgetFull> {
-        let charge = body_bytes.saturating_mul(MEMORY_PER_BODY_BYTE);
+        let fixed = if self.held == 0 {
+            MEMORY_PER_REQUEST
+        } else {
+            0
+        };
+        let charge = body_bytes
+            .saturating_mul(MEMORY_PER_BODY_BYTE)
+            .saturating_add(fixed);
         let b = self.budget;
         b.held
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
@@ -251,9 +260,11 @@ pub async fn handle(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &format!(
                     "sparkward is holding as many reviews as its memory budget allows \
-                     (server.maxMemoryInFlight, {} MiB, counted as {MEMORY_PER_BODY_BYTE} bytes \
-                     per byte of request body); nothing was decided, retry shortly",
-                    state.memory.limit >> 20
+                     (server.maxMemoryInFlight, {} MiB, counted as {} KiB per request plus \
+                     {MEMORY_PER_BODY_BYTE} bytes per byte of body); nothing was decided, retry \
+                     shortly",
+                    state.memory.limit >> 20,
+                    MEMORY_PER_REQUEST >> 10
                 ),
             );
             resp.headers_mut()
