@@ -633,6 +633,29 @@ fn a_job_pod_beyond_the_list_limits_keeps_its_metadata_updates_and_no_more() {
     }
 }
 
+/// An UPDATE that leaves the spec as it was is still checked for what the metadata can weaken:
+/// the driver marking its executor's container AppArmor-unconfined through the legacy
+/// annotation is refused on both paths, while its ordinary relabelling passes.
+#[test]
+fn a_metadata_only_update_is_still_checked_for_the_metadata_hardening() {
+    let f = fixture();
+    let old = f.admitted.clone();
+    let unconfined = f.edit(|p| {
+        p["metadata"]["annotations"]
+            ["container.apparmor.security.beta.kubernetes.io/spark-kubernetes-executor"] =
+            json!("unconfined")
+    });
+    let request = update(None, driver(), &old, &unconfined);
+    assert!(takes_fast_path(&request));
+    let (fast, plain) = f.both(&f.plain, &request);
+    assert_eq!(fast.reason_code(), "hardening", "{:?}", fast.decision);
+    assert_eq!(decided(&fast), decided(&plain));
+    let noted = f.edit(|p| p["metadata"]["annotations"]["example.com/note"] = json!("x"));
+    let (fast, plain) = f.both(&f.plain, &update(None, driver(), &old, &noted));
+    assert!(fast.allowed(), "{:?}", fast.decision);
+    assert_eq!(decided(&fast), decided(&plain));
+}
+
 /// A pod stored before the list limits of `core::objects` (here 200 containers, in a namespace
 /// enforced after it started: no job) keeps its metadata updates: the garbage collector removes
 /// its finalizer: without an image rule its spec is not read, so the limits do not refuse it.
@@ -667,4 +690,51 @@ fn a_pod_of_no_job_beyond_the_list_limits_keeps_its_metadata_updates() {
     assert!(takes_fast_path(&request));
     let fast = f.review(&f.plain, &apiserver_order(&request));
     assert!(fast.allowed(), "{:?}", fast.decision);
+}
+
+/// Specs that differ only at the bottom of 60,000 nested lists (a 240 KB body no API server
+/// sends) are compared without overflowing a worker's 2 MiB stack: below
+/// `json::SAME_JSON_DEPTH` levels, text that differs counts as a change. The same for owner
+/// references, which the one-pass decode leaves to the plain path when they nest that deep.
+#[test]
+fn specs_and_owners_nested_beyond_any_stack_are_compared_within_one() {
+    let deep = |bottom: &str| {
+        let d = 60_000;
+        format!("{}{bottom}{}", "[".repeat(d), "]".repeat(d))
+    };
+    for at in ["spec", "owners"] {
+        let f = fixture();
+        let marked = f.edit(|p| match at {
+            "spec" => p["spec"]["schedulingHints"] = json!("MARK"),
+            _ => p["metadata"]["ownerReferences"][0]["x"] = json!("MARK"),
+        });
+        let body = String::from_utf8(apiserver_order(&update(
+            None,
+            user("oidc:mallory"),
+            &marked,
+            &marked,
+        )))
+        .unwrap();
+        let parts: Vec<&str> = body.split("\"MARK\"").collect();
+        assert_eq!(parts.len(), 3, "{at}");
+        let body = format!(
+            "{}{}{}{}{}",
+            parts[0],
+            deep("1"),
+            parts[1],
+            deep("0"),
+            parts[2]
+        );
+        let outcome = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let o = f.review(&f.plain, body.as_bytes());
+                (o.allowed(), o.reason_code())
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        // A stranger's change of the job's pod: refused, for what it changes.
+        assert_eq!(outcome, (false, "not_owner"), "{at}");
+    }
 }

@@ -19,7 +19,9 @@ use crate::core::decision::{JobIdentity, Reason, spark_role};
 use crate::core::hardening::{Findings, Loc, Violation};
 use crate::core::images::{changed_images, pod_images, pod_spec_images};
 use crate::core::labels::{JOB_ID_LABEL, SPARK_APP_NAME_LABEL, SPARK_ROLE_LABEL, STAMP_ANNOTATION};
-use crate::core::mutation::{finish, inspect_pod, inspect_pod_parts, plan_metadata};
+use crate::core::mutation::{
+    finish, inspect_pod, inspect_pod_metadata, inspect_pod_parts, plan_metadata,
+};
 use crate::core::objects::{Meta, ObjectOnly, Pod, PodSpec};
 use crate::core::ownership::{Action, JobObject};
 use crate::core::spark::{auth_secret_in_env, inspect_rpc_mount};
@@ -321,7 +323,7 @@ async fn check_update(
     p.require_owner_rights(ctx, job_object(old), &job, view.old_node, &actions)
         .await?;
     // A spec that is the same JSON as before holds nothing that was not hardened and approved
-    // when the pod was admitted.
+    // when the pod was admitted; the metadata may have changed.
     let spec_changed = actions.contains(&Action::Spec);
     let hardening = &p.config.hardening;
     match (sub, view.new_spec) {
@@ -335,7 +337,8 @@ async fn check_update(
             p.require_hardened(inspect_pod_parts(new, new_spec, hardening, Some(&added)))
         }
         ("ephemeralcontainers", None) => Err(spec_not_read()),
-        _ if !spec_changed => Ok(()),
+        // The spec as it was: only what the metadata can weaken is checked.
+        _ if !spec_changed => p.require_hardened(inspect_pod_metadata(new)),
         (_, Some(new_spec)) => {
             require_added_images(p, specs)?;
             p.require_hardened(inspect_pod_parts(new, new_spec, hardening, None))

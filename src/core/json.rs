@@ -11,6 +11,11 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+/// How many levels `same_json` reads before it compares the rest as text. Kubernetes objects
+/// nest about a dozen levels (a pod template's container's security context is 8 below a
+/// SparkApplication's `spec`); below this, a difference in text is taken as a change.
+pub const SAME_JSON_DEPTH: usize = 32;
+
 /// Whether the JSON texts `a` and `b` hold the same value, as `serde_json::Value`'s equality
 /// judges it: maps compared by key whatever their order (a key written twice counts once, the
 /// last), numbers as serde_json reads them (`1` and `1.0` differ). Text that is not one JSON
@@ -18,20 +23,32 @@ use serde_json::value::RawValue;
 ///
 /// Equal texts are equal without reading. Otherwise each level is read into a map or list of
 /// its children's raw texts, and only children whose texts differ are read further: what is held
-/// at once is the levels along one path, about ten times the text at worst.
+/// at once is the levels along one path, about ten times the text at worst. Below
+/// `SAME_JSON_DEPTH` levels only equal texts are the same: that bounds the recursion (serde_json
+/// skips a raw child of any depth) and the work (each level reads its subtree once).
 pub fn same_json(a: &str, b: &str) -> bool {
+    same_within(a, b, SAME_JSON_DEPTH)
+}
+
+fn same_within(a: &str, b: &str, levels: usize) -> bool {
     if a == b {
         return true;
     }
+    let Some(below) = levels.checked_sub(1) else {
+        return false;
+    };
     match (Level::read(a), Level::read(b)) {
         (Some(Level::Map(a)), Some(Level::Map(b))) => {
             a.len() == b.len()
                 && a.iter()
                     .zip(&b)
-                    .all(|((ka, va), (kb, vb))| ka == kb && same_json(va.get(), vb.get()))
+                    .all(|((ka, va), (kb, vb))| ka == kb && same_within(va.get(), vb.get(), below))
         }
         (Some(Level::List(a)), Some(Level::List(b))) => {
-            a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| same_json(x.get(), y.get()))
+            a.len() == b.len()
+                && a.iter()
+                    .zip(&b)
+                    .all(|(x, y)| same_within(x.get(), y.get(), below))
         }
         (Some(Level::Scalar(a)), Some(Level::Scalar(b))) => a == b,
         _ => false,
@@ -213,6 +230,19 @@ mod tests {
                 assert_eq!(same_json(a, b), va == vb, "{a} / {b}");
             }
         }
+        // Deeper than `SAME_JSON_DEPTH`: the same value written differently counts as a change;
+        // far deeper than any stack would hold, the comparison still ends.
+        let nested = |depth: usize, spacing: &str| {
+            format!(
+                "{}1{}",
+                "[".repeat(depth),
+                format!("{spacing}]").repeat(depth)
+            )
+        };
+        let at = SAME_JSON_DEPTH;
+        assert!(same_json(&nested(at, ""), &nested(at, " ")));
+        assert!(!same_json(&nested(at + 1, ""), &nested(at + 1, " ")));
+        assert!(!same_json(&nested(100_000, ""), &nested(100_000, " ")));
         // Not one JSON value: equal to nothing, itself included when written differently.
         assert!(!same_json("{", "{ "));
         assert!(!same_json("[1] x", "[1]"));

@@ -358,6 +358,14 @@ pub fn inspect_pod_parts(
     f
 }
 
+/// The hardening findings a pod's metadata alone can have (the legacy AppArmor annotations): what
+/// an UPDATE that leaves the spec as it was is checked for.
+pub fn inspect_pod_metadata(meta: &Meta) -> Findings {
+    let mut f = Findings::default();
+    inspect_apparmor_annotations(meta, &mut f.weaker);
+    f
+}
+
 fn inspect_apparmor_annotations(meta: &Meta, out: &mut Vec<Violation>) {
     const LEGACY: &str = "container.apparmor.security.beta.kubernetes.io/";
     for (key, value) in meta.annotations.iter().flatten() {
