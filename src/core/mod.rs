@@ -10,6 +10,7 @@ pub mod images;
 pub mod keys;
 pub mod labels;
 pub mod lifecycle;
+pub mod loose;
 pub mod mutation;
 pub mod objects;
 pub mod ownership;

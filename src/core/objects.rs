@@ -103,7 +103,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for CappedList<T> {
 }
 
 /// A sequence read item by item and refused at its `max + 1`st item.
-struct Capped<T> {
+pub(crate) struct Capped<T> {
     max: usize,
     items: &'static str,
     split: &'static str,
@@ -111,7 +111,7 @@ struct Capped<T> {
 }
 
 impl<T> Capped<T> {
-    fn new(max: usize, items: &'static str, split: &'static str) -> Self {
+    pub(crate) fn new(max: usize, items: &'static str, split: &'static str) -> Self {
         Self {
             max,
             items,
