@@ -1956,3 +1956,117 @@ fn comparing_long_json_texts_stays_within_the_memory_bound() {
         assert!(same, "{what}: the same value written with other spacing");
     }
 }
+
+/// A pod template (`spec.driver.template`, loosely typed by the CRD) is read into a capped,
+/// typed view like the rest of a SparkApplication: lists of one-key objects (`{"a":0}`, 8
+/// bytes of body, several hundred as a `serde_json::Value`) in the lists it reads are refused
+/// past their limit, and those in fields it skips (known, unknown, or inside a security
+/// context) or holds only as short text (a field of the wrong type) cost nothing, in both
+/// modes, for a SparkApplication and a ScheduledSparkApplication, within the fuzzer's memory
+/// bound.
+#[test]
+fn pod_templates_with_long_lists_stay_within_the_memory_bound() {
+    let h = Harness::new();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let app = h.seeds[1].review.clone();
+    assert_eq!(app["request"]["kind"]["kind"], "SparkApplication");
+    let schedule = h
+        .seeds
+        .iter()
+        .find(|s| s.review["request"]["kind"]["kind"] == "ScheduledSparkApplication")
+        .expect("a ScheduledSparkApplication seed")
+        .review
+        .clone();
+    let items = json!(vec![json!({"a": 0}); 100_000]);
+    // (template, whether a list in it is refused as too long).
+    let cases = [
+        (json!({"spec": {"volumes": items}}), true),
+        (json!({"spec": {"containers": items}}), true),
+        (json!({"spec": {"initContainers": items}}), true),
+        (json!({"spec": {"ephemeralContainers": items}}), true),
+        (
+            json!({"spec": {"containers": [{"name": "c", "ports": items}]}}),
+            true,
+        ),
+        (
+            json!({"spec": {"securityContext": {"supplementalGroups": items}}}),
+            true,
+        ),
+        (json!({"spec": {"tolerations": items}}), false),
+        (json!({"spec": {"notAPodField": items}}), false),
+        (json!({"notATemplateField": items}), false),
+        (
+            json!({"spec": {"securityContext": {"notAField": items}}}),
+            false,
+        ),
+        (
+            json!({"spec": {"containers": [{"name": "c", "securityContext": {"x": items}}]}}),
+            false,
+        ),
+        (json!({"metadata": {"annotations": {"a": items}}}), false),
+        // An image that is not a string is named by an image rule only (this pipeline has none).
+        (
+            json!({"spec": {"containers": [{"name": "c", "image": items}]}}),
+            false,
+        ),
+    ];
+    // Wrong types the checks name in their denial: held as short text.
+    let denied = [
+        json!({"spec": {"securityContext": {"runAsUser": items}}}),
+        json!({"spec": {"securityContext": {"supplementalGroups": {"a": items}}}}),
+        json!({"metadata": {"ownerReferences": items}}),
+        json!({"metadata": {"labels": {"sparkoperator.k8s.io/app-name": items}}}),
+    ];
+    let cases = cases
+        .into_iter()
+        .map(|(t, refused)| (t, refused, false))
+        .chain(denied.into_iter().map(|t| (t, false, true)));
+    let mut failures = Vec::new();
+    for (template, refused, denied) in cases {
+        for (seed, driver) in [(&app, "/spec/driver"), (&schedule, "/spec/template/driver")] {
+            let mut review = seed.clone();
+            review["request"]["object"]
+                .pointer_mut(driver)
+                .expect("a driver")["template"] = template.clone();
+            let body = inputs::review(review["request"].clone());
+            let what = format!(
+                "{driver}/template {}",
+                template.to_string().chars().take(60).collect::<String>()
+            );
+            for mode in [Mode::Mutate, Mode::Validate] {
+                let (outcome, peak) = heap::peak_of(|| run(&rt, &h.pipeline, mode, &body));
+                let (allowed, answer) = outcome.unwrap().unwrap();
+                let message = answer["response"]["status"]["message"]
+                    .as_str()
+                    .unwrap_or("");
+                eprintln!(
+                    "{what} ({}): {} KiB held for a body of {} KiB ({:.2}x)",
+                    mode.as_str(),
+                    peak / 1024,
+                    body.len() / 1024,
+                    peak as f64 / body.len() as f64
+                );
+                let too_long = message.contains("in one list; sparkward admits at most");
+                if refused && (allowed || !too_long) {
+                    failures.push(format!(
+                        "{what} ({}): not refused as too long: {message:.300}",
+                        mode.as_str()
+                    ));
+                }
+                // The mutating webhook hardens what it skips, and denies what it names.
+                if mode == Mode::Mutate && !refused && allowed == denied {
+                    failures.push(format!(
+                        "{what} (mutate): allowed {allowed}: {message:.300}"
+                    ));
+                }
+                if let Err(why) = heap::within_bound(peak, body.len()) {
+                    failures.push(format!("{what} ({}): {why}", mode.as_str()));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

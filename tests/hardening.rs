@@ -1004,3 +1004,84 @@ fn a_pod_with_more_containers_than_sparkward_reads_is_denied_and_one_at_the_limi
         run.message()
     );
 }
+
+/// A pod template (`spec.driver.template`, untyped in the CRD) is read with the limits of the
+/// typed lists: 128 containers or init containers and 1,024 volumes are read (and their
+/// settings checked), one more is refused as malformed with what to do, in both webhooks.
+#[test]
+fn a_pod_template_is_read_up_to_the_list_limits_and_refused_past_them() {
+    let setup = OfflineSetup::new("");
+    let token = setup.token("alice", "x");
+    let app_with = |list: &str, items: Vec<Value>| {
+        let mut app = fixture("apps/pyspark-etl.yaml");
+        app["spec"]["driver"]["template"] = json!({"spec": {list: items}});
+        Review::spark_app(with_token(app, &token))
+            .user("oidc:alice")
+            .build()
+    };
+    let containers =
+        |n: usize| -> Vec<Value> { (0..n).map(|i| json!({"name": format!("c{i}")})).collect() };
+    let volumes = |n: usize| -> Vec<Value> {
+        (0..n)
+            .map(|i| json!({"name": format!("v{i}"), "emptyDir": {}}))
+            .collect()
+    };
+    for (list, at, past, limit) in [
+        (
+            "containers",
+            containers(128),
+            containers(129),
+            "more than 128 containers in one list; sparkward admits at most 128 per list: \
+             split the work over more pods",
+        ),
+        (
+            "initContainers",
+            containers(128),
+            containers(129),
+            "more than 128 containers in one list",
+        ),
+        (
+            "volumes",
+            volumes(1024),
+            volumes(1025),
+            "more than 1024 items in one list; sparkward admits at most 1024 per list: split \
+             the work over more objects",
+        ),
+    ] {
+        let run = setup.review(&app_with(list, at.clone()), None, false);
+        assert!(run.allowed(), "{list} at the limit: {}", run.message());
+        // What is read is checked: the last item at the limit is still inspected.
+        let mut weaker = at;
+        let last = weaker.len() - 1;
+        if list == "volumes" {
+            weaker[last] = json!({"name": "h", "hostPath": {"path": "/"}});
+        } else {
+            weaker[last]["securityContext"] = json!({"privileged": true});
+        }
+        let run = setup.review(&app_with(list, weaker), None, false);
+        assert!(!run.allowed(), "{list}: the last item was not checked");
+        assert!(
+            run.message()
+                .contains(&format!("spec.driver.template.spec.{list}[{last}]")),
+            "{list}: {}",
+            run.message()
+        );
+        for validate in [false, true] {
+            let run = setup.review(&app_with(list, past.clone()), None, validate);
+            assert!(
+                !run.allowed(),
+                "{list} past the limit (validate: {validate})"
+            );
+            assert_eq!(
+                run.response()["auditAnnotations"]["reason"],
+                "malformed",
+                "{list}"
+            );
+            assert!(
+                run.message().contains(limit),
+                "{list} (validate: {validate}): {}",
+                run.message()
+            );
+        }
+    }
+}

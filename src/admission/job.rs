@@ -22,7 +22,7 @@ use crate::core::hardening::{Findings, Loc, Violation};
 use crate::core::identity::{IdentityError, requester_identity};
 use crate::core::images::{ImageField, check_images};
 use crate::core::json;
-use crate::core::labels::{self, JOB_ID_LABEL, PREFIX, STAMP_ANNOTATION};
+use crate::core::labels::{self, JOB_ID_LABEL, OPERATOR_LABEL_PREFIX, PREFIX, STAMP_ANNOTATION};
 use crate::core::mutation::{
     Stamp, conflicting_claims, token_present, without_superseded_user_label,
 };
@@ -758,10 +758,6 @@ pub(super) fn protected_changes(
     out
 }
 
-/// Labels spark-operator sets (`sparkoperator.k8s.io/`): it names the application a driver
-/// belongs to with them, so only the operator may write them.
-pub(super) const OPERATOR_LABEL_PREFIX: &str = "sparkoperator.k8s.io/";
-
 /// `sparkoperator.k8s.io/` labels added, removed or changed by an update.
 pub(super) fn operator_label_changes(
     loc: &Loc,
@@ -819,25 +815,18 @@ pub(super) fn app_spec_operator_claims(spec_loc: &Loc, spec: &SparkAppSpec) -> V
             &loc.key("serviceLabels"),
             pod.service_labels.as_ref(),
         ));
-        if let Some(meta) = pod.template.as_ref().and_then(|t| t.get("metadata")) {
+        if let Some(meta) = pod.template.as_ref().and_then(|t| t.metadata.as_ref()) {
             let tloc = loc.key("template").key("metadata");
-            if let Some(labels) = meta.get("labels").and_then(|l| l.as_object()) {
-                for (k, v) in labels {
-                    if k.starts_with(OPERATOR_LABEL_PREFIX) {
-                        out.push(Violation {
-                            field: tloc.key("labels").key(k).human(),
-                            problem: format!("is set to {v}"),
-                            fix: "remove it: sparkoperator.k8s.io/ labels are set by \
-                                  spark-operator only"
-                                .into(),
-                        });
-                    }
-                }
+            // The view keeps the sparkoperator.k8s.io/ labels only, values as JSON text.
+            for (k, v) in &meta.operator_labels {
+                out.push(Violation {
+                    field: tloc.key("labels").key(k).human(),
+                    problem: format!("is set to {v}"),
+                    fix: "remove it: sparkoperator.k8s.io/ labels are set by spark-operator only"
+                        .into(),
+                });
             }
-            if meta
-                .get("ownerReferences")
-                .is_some_and(|o| o.as_array().is_none_or(|a| !a.is_empty()))
-            {
+            if meta.owner_references_set {
                 out.push(Violation {
                     field: tloc.key("ownerReferences").human(),
                     problem: "is set".into(),

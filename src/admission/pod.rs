@@ -7,9 +7,8 @@ use serde_json::value::RawValue;
 
 use crate::admission::decode::{Operation, PodParts, PodUpdate, SpecNodeName, decode};
 use crate::admission::job::{
-    OPERATOR_LABEL_PREFIX, foreign_job_claim, lookup_failed, missing_claims, not_admitted_here,
-    operator_label_changes, operator_label_claims, protected_changes, record_job, update_actions,
-    update_actions_of,
+    foreign_job_claim, lookup_failed, missing_claims, not_admitted_here, operator_label_changes,
+    operator_label_claims, protected_changes, record_job, update_actions, update_actions_of,
 };
 use crate::admission::review::{
     Ctx, Decided, Mode, Pipeline, parse_object, parse_old_object, parse_pod, pass, patched,
@@ -18,7 +17,9 @@ use crate::admission::review::{
 use crate::core::decision::{JobIdentity, Reason, spark_role};
 use crate::core::hardening::{Findings, Loc, Violation};
 use crate::core::images::{changed_images, pod_images, pod_spec_images};
-use crate::core::labels::{JOB_ID_LABEL, SPARK_APP_NAME_LABEL, SPARK_ROLE_LABEL, STAMP_ANNOTATION};
+use crate::core::labels::{
+    JOB_ID_LABEL, OPERATOR_LABEL_PREFIX, SPARK_APP_NAME_LABEL, SPARK_ROLE_LABEL, STAMP_ANNOTATION,
+};
 use crate::core::mutation::{
     finish, inspect_pod, inspect_pod_metadata, inspect_pod_parts, plan_metadata,
 };

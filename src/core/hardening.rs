@@ -22,7 +22,8 @@ use k8s_openapi::api::core::v1::{
 use serde_json::{Value, json};
 
 use crate::config::HardeningConfig;
-use crate::core::objects::{Container, ContainerPort, Volume};
+use crate::core::loose::{Loose, LooseList};
+use crate::core::objects::{Container, ContainerPort, LooseContext, Template, Volume};
 
 /// Volume types the Pod Security Standard "restricted" allows.
 pub const ALLOWED_VOLUME_TYPES: &[&str] = &[
@@ -774,13 +775,18 @@ pub fn inspect_process_namespace(spec: &Loc, share: Option<bool>, out: &mut Find
 pub fn inspect_ports(container: &Loc, name: &str, ports: &[ContainerPort], out: &mut Findings) {
     for (i, port) in ports.iter().enumerate() {
         if port.host_port.is_some_and(|p| p != 0) {
-            out.weaker(
-                &container.key("ports").index(i).key("hostPort"),
-                format!("is set{}", container_note(name)),
-                "remove hostPort: use a Service to expose the port",
-            );
+            deny_host_port(container, i, name, out);
         }
     }
+}
+
+/// The denial of a host port at `ports[i]` of the container at `container`.
+fn deny_host_port(container: &Loc, i: usize, name: &str, out: &mut Findings) {
+    out.weaker(
+        &container.key("ports").index(i).key("hostPort"),
+        format!("is set{}", container_note(name)),
+        "remove hostPort: use a Service to expose the port",
+    );
 }
 
 /// Denies hostPath and other volume types the restricted profile does not allow.
@@ -937,123 +943,133 @@ pub fn inspect_containers(
 /// the pod webhook would deny those pods later; denying here tells the user at submission.
 pub fn inspect_template(
     template_loc: &Loc,
-    template: &Value,
+    template: &Template,
     cfg: &HardeningConfig,
     out: &mut Findings,
 ) {
     let spec_loc = template_loc.key("spec");
-    let Some(spec) = template.get("spec") else {
+    let Some(spec) = &template.spec else {
         return;
     };
-    let flags =
-        ["hostNetwork", "hostPID", "hostIPC"].map(|k| (k, spec.get(k).and_then(Value::as_bool)));
-    inspect_host_namespaces(&spec_loc, flags, out);
-    inspect_process_namespace(
+    inspect_host_namespaces(
         &spec_loc,
-        spec.get("shareProcessNamespace").and_then(Value::as_bool),
+        [
+            ("hostNetwork", loose_flag(&spec.host_network)),
+            ("hostPID", loose_flag(&spec.host_pid)),
+            ("hostIPC", loose_flag(&spec.host_ipc)),
+        ],
         out,
     );
-    if let Some(psc) = spec.get("securityContext") {
+    inspect_process_namespace(&spec_loc, loose_flag(&spec.share_process_namespace), out);
+    if let Some(psc) = &spec.security_context {
         let loc = spec_loc.key("securityContext");
         loose_context(&loc, psc, "", out);
         let ids = [
-            IdField::user(Some(cfg.run_as_user)),
-            IdField::group("runAsGroup", Some(cfg.run_as_group)),
-            IdField::group("fsGroup", Some(cfg.fs_group)),
+            (IdField::user(Some(cfg.run_as_user)), &psc.run_as_user),
+            (
+                IdField::group("runAsGroup", Some(cfg.run_as_group)),
+                &psc.run_as_group,
+            ),
+            (IdField::group("fsGroup", Some(cfg.fs_group)), &psc.fs_group),
         ];
-        loose_ids(&loc, psc, &ids, "", cfg, out);
-        match psc.get("supplementalGroups") {
-            None | Some(Value::Null) => {}
-            Some(Value::Array(groups)) => {
+        loose_ids(&loc, &ids, "", cfg, out);
+        match &psc.supplemental_groups {
+            None => {}
+            Some(LooseList::List(groups)) => {
                 let groups_loc = loc.key("supplementalGroups");
                 for (i, gid) in groups.iter().enumerate() {
-                    loose_id(
-                        &groups_loc.index(i),
-                        &IdField::group("", None),
-                        gid,
-                        "",
-                        cfg,
-                        out,
-                    );
+                    if let Some(gid) = gid {
+                        loose_id(
+                            &groups_loc.index(i),
+                            &IdField::group("", None),
+                            gid,
+                            "",
+                            cfg,
+                            out,
+                        );
+                    }
                 }
             }
-            Some(other) => out.weaker(
+            Some(LooseList::Not(other)) => out.weaker(
                 &loc.key("supplementalGroups"),
                 format!("is {other}, not a list of GIDs"),
                 "write a list of integer GIDs, or remove it",
             ),
         }
     }
-    for list in ["containers", "initContainers"] {
-        for (i, c) in spec
-            .get(list)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
+    for (list, containers) in [
+        ("containers", &spec.containers),
+        ("initContainers", &spec.init_containers),
+    ] {
+        for (i, c) in containers.iter().enumerate() {
             let loc = spec_loc.key(list).index(i);
-            let name = c.get("name").and_then(Value::as_str).unwrap_or_default();
-            if let Some(sc) = c.get("securityContext") {
+            let name = c.name();
+            if let Some(sc) = &c.security_context {
                 let sc_loc = loc.key("securityContext");
                 let who = container_note(name);
                 loose_context(&sc_loc, sc, &who, out);
-                let ids = [IdField::user(None), IdField::group("runAsGroup", None)];
-                loose_ids(&sc_loc, sc, &ids, &who, cfg, out);
+                let ids = [
+                    (IdField::user(None), &sc.run_as_user),
+                    (IdField::group("runAsGroup", None), &sc.run_as_group),
+                ];
+                loose_ids(&sc_loc, &ids, &who, cfg, out);
             }
-            if let Some(ports) = c.get("ports")
-                && let Ok(ports) = serde_json::from_value::<Vec<ContainerPort>>(ports.clone())
-            {
-                inspect_ports(&loc, name, &ports, out);
+            // Each port on its own: one of another shape no longer hides the others.
+            for (j, port) in c.ports.iter().enumerate() {
+                if port
+                    .host_port
+                    .as_ref()
+                    .and_then(Loose::get)
+                    .is_some_and(|p| *p != 0)
+                {
+                    deny_host_port(&loc, j, name, out);
+                }
             }
         }
     }
-    if let Some(volumes) = spec.get("volumes")
-        && let Ok(volumes) = serde_json::from_value::<Vec<Volume>>(volumes.clone())
-    {
-        inspect_volumes(&spec_loc.key("volumes"), &volumes, out);
-    }
+    inspect_volumes(&spec_loc.key("volumes"), &spec.volumes, out);
 }
 
-/// The weaker-setting checks on a security context given as loose JSON (templates).
-fn loose_context(loc: &Loc, sc: &Value, who: &str, out: &mut Findings) {
-    let flag = |k: &str| sc.get(k).and_then(Value::as_bool);
-    if flag("privileged") == Some(true) {
+/// A loosely typed flag: its value when it is a JSON boolean, else unset (`Value::as_bool`).
+fn loose_flag(flag: &Option<Loose<bool>>) -> Option<bool> {
+    flag.as_ref().and_then(Loose::get).copied()
+}
+
+/// The weaker-setting checks on a security context of a pod template.
+fn loose_context(loc: &Loc, sc: &LooseContext, who: &str, out: &mut Findings) {
+    if loose_flag(&sc.privileged) == Some(true) {
         out.weaker(&loc.key("privileged"), format!("is true{who}"), "remove it");
     }
-    if flag("allowPrivilegeEscalation") == Some(true) {
+    if loose_flag(&sc.allow_privilege_escalation) == Some(true) {
         out.weaker(
             &loc.key("allowPrivilegeEscalation"),
             format!("is true{who}"),
             "set it to false or remove it",
         );
     }
-    if flag("readOnlyRootFilesystem") == Some(false) {
+    if loose_flag(&sc.read_only_root_filesystem) == Some(false) {
         out.weaker(
             &loc.key("readOnlyRootFilesystem"),
             format!("is false{who}"),
             "remove it: the root filesystem is read-only",
         );
     }
-    if flag("runAsNonRoot") == Some(false) {
+    if loose_flag(&sc.run_as_non_root) == Some(false) {
         out.weaker(
             &loc.key("runAsNonRoot"),
             format!("is false{who}"),
             "remove it",
         );
     }
-    if sc
-        .pointer("/capabilities/add")
-        .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty())
-    {
+    if sc.capabilities.as_ref().is_some_and(|c| c.add) {
         out.weaker(
             &loc.key("capabilities").key("add"),
             format!("adds capabilities{who}"),
             "remove capabilities.add",
         );
     }
-    if sc.pointer("/seccompProfile/type").and_then(Value::as_str) == Some("Unconfined") {
+    let seccomp = sc.seccomp_profile.as_ref().and_then(|p| p.kind.as_ref());
+    if seccomp.and_then(Loose::get).map(String::as_str) == Some("Unconfined") {
         out.weaker(
             &loc.key("seccompProfile").key("type"),
             format!("is Unconfined{who}"),
@@ -1062,17 +1078,16 @@ fn loose_context(loc: &Loc, sc: &Value, who: &str, out: &mut Findings) {
     }
 }
 
-/// The id checks of typed contexts, on a loosely typed one: each of `fields` present in `sc`.
+/// The id checks of typed contexts, on a loosely typed one: each of `fields` that is set.
 fn loose_ids(
     loc: &Loc,
-    sc: &Value,
-    fields: &[IdField],
+    fields: &[(IdField, &Option<Loose<i64>>)],
     who: &str,
     cfg: &HardeningConfig,
     out: &mut Findings,
 ) {
-    for field in fields {
-        if let Some(value) = sc.get(field.key) {
+    for (field, value) in fields {
+        if let Some(value) = value {
             loose_id(
                 &loc.key(field.key),
                 &IdField { key: "", ..*field },
@@ -1085,23 +1100,21 @@ fn loose_ids(
     }
 }
 
-/// One loosely typed id at `loc`. Anything but an integer is denied: the template is read by
-/// Spark's Kubernetes client, not by the API server, and a lenient reader may turn a string
-/// "0" into root; only a plain integer can be checked.
+/// One loosely typed id at `loc` (`null` is read as unset before it gets here). Anything but
+/// an integer is denied: the template is read by Spark's Kubernetes client, not by the API
+/// server, and a lenient reader may turn a string "0" into root; only a plain integer can be
+/// checked.
 fn loose_id(
     loc: &Loc,
     field: &IdField,
-    value: &Value,
+    value: &Loose<i64>,
     who: &str,
     cfg: &HardeningConfig,
     out: &mut Findings,
 ) {
-    if value.is_null() {
-        return;
-    }
-    match value.as_i64() {
-        Some(id) => inspect_id(loc, field, id, who, cfg, out),
-        None => out.weaker(
+    match value {
+        Loose::Is(id) => inspect_id(loc, field, *id, who, cfg, out),
+        Loose::Not(value) => out.weaker(
             loc,
             format!("is {value}, not an integer id{who}"),
             "write the id as a plain integer, or remove it",
@@ -1154,6 +1167,11 @@ mod tests {
 
     fn cfg() -> HardeningConfig {
         crate::config::Config::default().hardening
+    }
+
+    /// A pod template view of `t`, read from its JSON text as the webhook reads it.
+    fn mk_template(t: Value) -> Template {
+        serde_json::from_str(&t.to_string()).unwrap()
     }
 
     fn ops_json(f: &Findings) -> Vec<Value> {
@@ -1350,9 +1368,11 @@ mod tests {
 
     #[test]
     fn template_settings_that_are_weaker_are_denied() {
-        let t = json!({"spec": {"hostNetwork": true, "securityContext": {"runAsUser": 0},
+        let t = mk_template(
+            json!({"spec": {"hostNetwork": true, "securityContext": {"runAsUser": 0},
             "containers": [{"name": "c", "securityContext": {"privileged": true}, "ports": [{"containerPort": 1, "hostPort": 80}]}],
-            "volumes": [{"name":"h","hostPath":{"path":"/"}}]}});
+            "volumes": [{"name":"h","hostPath":{"path":"/"}}]}}),
+        );
         let mut f = Findings::default();
         inspect_template(
             &Loc::root().key("spec").key("driver").key("template"),
@@ -1371,6 +1391,66 @@ mod tests {
                 "spec.driver.template.spec.volumes[0].hostPath",
             ]
         );
+    }
+
+    #[test]
+    fn a_template_item_of_another_shape_no_longer_hides_the_weaker_ones_beside_it() {
+        // Read as one typed list, a volume named 1 or a port "80" hid every other item.
+        let t = mk_template(json!({"spec": {
+            "volumes": [{"name": 1}, "x", {"name": "h", "hostPath": {"path": "/"}}],
+            "containers": [{"name": "c", "ports": [{"hostPort": "80"}, {"hostPort": 0}, {"hostPort": 80}]}]}}));
+        let mut f = Findings::default();
+        inspect_template(&Loc::root().key("t"), &t, &cfg(), &mut f);
+        let found: Vec<String> = f.weaker.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            found,
+            vec![
+                "t.spec.containers[0].ports[2].hostPort is set (container \"c\"): remove \
+                 hostPort: use a Service to expose the port",
+                "t.spec.volumes[2].hostPath mounts a host directory (volume \"h\"): remove it: \
+                 use an emptyDir for scratch space or a persistentVolumeClaim",
+            ]
+        );
+    }
+
+    #[test]
+    fn template_flags_of_another_type_are_read_as_unset_as_before() {
+        // As `Value::as_bool` read them: only a JSON boolean is a setting. Spark's client
+        // (Jackson) may coerce "true" to true; the pod it then creates is denied by the pod
+        // webhook, which reads typed pods.
+        let t = mk_template(json!({"spec": {"hostNetwork": "true", "hostPID": 1,
+            "shareProcessNamespace": [true],
+            "securityContext": {"privileged": "true", "seccompProfile": {"type": ["Unconfined"]}},
+            "containers": [{"securityContext": {"allowPrivilegeEscalation": "true",
+                "readOnlyRootFilesystem": "false", "runAsNonRoot": 0,
+                "capabilities": {"add": "SYS_ADMIN"}}}]}}));
+        let mut f = Findings::default();
+        inspect_template(&Loc::root().key("t"), &t, &cfg(), &mut f);
+        assert!(f.weaker.is_empty(), "{:?}", f.weaker);
+    }
+
+    #[test]
+    fn a_template_id_of_a_huge_value_is_denied_with_its_text_cut() {
+        let huge = json!(vec![json!({"a": 0}); 10_000]);
+        for context in [
+            json!({"runAsUser": huge}),
+            json!({"supplementalGroups": {"a": huge}}),
+        ] {
+            let f = inspect_at(Level::TemplatePod, context, &cfg());
+            assert_eq!(f.weaker.len(), 1);
+            let problem = &f.weaker[0].problem;
+            assert!(
+                problem.starts_with(r#"is [{"a":0},{"a":0}"#)
+                    || problem.starts_with(r#"is {"a":[{"a":0}"#),
+                "{problem:.60}"
+            );
+            assert!(problem.len() < 1100, "{}", problem.len());
+            assert!(
+                problem.ends_with("..., not an integer id")
+                    || problem.ends_with("..., not a list of GIDs"),
+                "{problem}"
+            );
+        }
     }
 
     /// (allowedIds as (min, max) pairs, the id set, whether it is admitted).
@@ -1426,12 +1506,13 @@ mod tests {
                 inspect_container(&loc, "", Some(&sc), profile, cfg, &mut f);
             }
             Level::TemplatePod => {
-                let t = json!({"spec": {"securityContext": context}});
+                let t = mk_template(json!({"spec": {"securityContext": context}}));
                 inspect_template(&spec.key("template"), &t, cfg, &mut f);
             }
             Level::TemplateContainer => {
-                let t =
-                    json!({"spec": {"containers": [{"name": "c", "securityContext": context}]}});
+                let t = mk_template(
+                    json!({"spec": {"containers": [{"name": "c", "securityContext": context}]}}),
+                );
                 inspect_template(&spec.key("template"), &t, cfg, &mut f);
             }
         }
@@ -1823,7 +1904,7 @@ mod tests {
         inspect_process_namespace(&Loc::root().key("spec"), Some(true), &mut f);
         inspect_process_namespace(&Loc::root().key("spec"), Some(false), &mut f);
         inspect_process_namespace(&Loc::root().key("spec"), None, &mut f);
-        let t = json!({"spec": {"shareProcessNamespace": true}});
+        let t = mk_template(json!({"spec": {"shareProcessNamespace": true}}));
         inspect_template(
             &Loc::root().key("spec").key("executor").key("template"),
             &t,

@@ -21,10 +21,9 @@
 
 use std::fmt;
 
-use serde_json::Value;
-
 use crate::core::hardening::{Loc, Violation};
-use crate::core::objects::{Container, Pod, PodSpec, SparkAppSpec};
+use crate::core::loose::Loose;
+use crate::core::objects::{Container, Pod, PodSpec, SparkAppSpec, Template};
 
 /// Docker Hub's canonical registry host.
 const DOCKER_HUB: &str = "docker.io";
@@ -443,7 +442,8 @@ pub struct ImageField {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageValue {
     Text(String),
-    /// Not a string (a loosely typed pod template): its JSON text.
+    /// Not a string (a loosely typed pod template): its JSON text, cut at
+    /// `loose::MAX_RENDERED` bytes.
     NotText(String),
 }
 
@@ -536,18 +536,23 @@ pub fn app_spec_images(spec_loc: &Loc, spec: &SparkAppSpec) -> Vec<ImageField> {
     out
 }
 
-/// The images of a pod template (kept as loose JSON by the CRD).
-fn template_images(loc: &Loc, template: &Value, out: &mut Vec<ImageField>) {
+/// The images of a pod template (kept as loose JSON by the CRD): a container without one, or
+/// with `null`, names none.
+fn template_images(loc: &Loc, template: &Template, out: &mut Vec<ImageField>) {
+    let Some(spec) = &template.spec else {
+        return;
+    };
     let spec_loc = loc.key("spec");
-    for list in ["containers", "initContainers", "ephemeralContainers"] {
-        let items = template
-            .pointer(&format!("/spec/{list}"))
-            .and_then(Value::as_array);
-        for (i, c) in items.into_iter().flatten().enumerate() {
-            let value = match c.get("image") {
-                None | Some(Value::Null) => continue,
-                Some(Value::String(s)) => ImageValue::Text(s.clone()),
-                Some(other) => ImageValue::NotText(other.to_string()),
+    for (list, containers) in [
+        ("containers", &spec.containers),
+        ("initContainers", &spec.init_containers),
+        ("ephemeralContainers", &spec.ephemeral_containers),
+    ] {
+        for (i, c) in containers.iter().enumerate() {
+            let value = match &c.image {
+                None => continue,
+                Some(Loose::Is(s)) => ImageValue::Text(s.clone()),
+                Some(Loose::Not(text)) => ImageValue::NotText(text.clone()),
             };
             out.push(ImageField {
                 field: spec_loc.key(list).index(i).key("image").human(),

@@ -28,6 +28,9 @@ pub const SPARK_PROFILE_ANNOTATION: &str = "sparkward.io/spark-profile";
 pub const RPC_SECRET_ANNOTATION: &str = "sparkward.io/rpc-secret";
 pub const ENFORCE_LABEL: &str = "sparkward.io/enforce";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Labels spark-operator sets (`sparkoperator.k8s.io/`): it names the application a driver
+/// belongs to with them, so only the operator may write them.
+pub const OPERATOR_LABEL_PREFIX: &str = "sparkoperator.k8s.io/";
 pub const MANAGED_BY_VALUE: &str = "sparkward";
 /// Label Spark puts on driver and executor pods.
 pub const SPARK_ROLE_LABEL: &str = "spark-role";

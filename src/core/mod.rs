@@ -11,6 +11,7 @@ pub mod json;
 pub mod keys;
 pub mod labels;
 pub mod lifecycle;
+pub mod loose;
 pub mod mutation;
 pub mod objects;
 pub mod ownership;

@@ -12,6 +12,12 @@ use k8s_openapi::api::core::v1::{PodSecurityContext, SecurityContext};
 use serde::Deserialize;
 use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use crate::core::labels::OPERATOR_LABEL_PREFIX;
+use crate::core::loose::{
+    Loose, LooseList, loose_containers, loose_list, loose_object, non_empty_list, rendered_entries,
+    set_unless_empty_list,
+};
+
 /// Deserialises a struct-typed field only from a JSON object. serde's derived structs also
 /// accept a JSON array (fields in declaration order), so `"spec": [{...}]` would be read as a
 /// spec and get a patch below `/spec/...` that does not apply to an array. No API server sends
@@ -103,7 +109,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for CappedList<T> {
 }
 
 /// A sequence read item by item and refused at its `max + 1`st item.
-struct Capped<T> {
+pub(crate) struct Capped<T> {
     max: usize,
     items: &'static str,
     split: &'static str,
@@ -111,7 +117,7 @@ struct Capped<T> {
 }
 
 impl<T> Capped<T> {
-    fn new(max: usize, items: &'static str, split: &'static str) -> Self {
+    pub(crate) fn new(max: usize, items: &'static str, split: &'static str) -> Self {
         Self {
             max,
             items,
@@ -352,10 +358,182 @@ pub struct SparkPodSpec {
     pub share_process_namespace: Option<bool>,
     #[serde(deserialize_with = "capped_list")]
     pub ports: Vec<ContainerPort>,
-    /// A pod template (`x-kubernetes-preserve-unknown-fields` in the CRD): read loosely.
-    pub template: Option<serde_json::Value>,
+    /// A pod template (`x-kubernetes-preserve-unknown-fields` in the CRD): read loosely. The
+    /// CRD types it as an object, so anything else is refused as for `driver`.
+    #[serde(deserialize_with = "opt_map_only")]
+    pub template: Option<Template>,
     /// Labels of the driver's Service (driver only).
     pub service_labels: Option<BTreeMap<String, String>>,
+}
+
+/// A pod template (`spec.driver.template`, `spec.executor.template`): what the hardening and
+/// the claim checks read of it, typed loosely. The CRD does not type its content, so any field
+/// may hold any JSON: a field of another type than a pod gives it is read as unset (as
+/// `Value::as_bool` and `Value::get` read it before this view), unless a check says otherwise
+/// (ids that are not integers are denied). Lists are capped like the typed views' lists, and
+/// everything else is skipped, never stored: a `serde_json::Value` of the template made a list
+/// of 100,000 `{"a":0}` cost 168 times its body. A field this view reads written twice is
+/// refused as malformed, as in the other views (kube-apiserver re-encodes every object and
+/// never sends one). Spark reads the template with its own Kubernetes client (spark-operator
+/// v2 decodes it into a typed `corev1.PodTemplateSpec` first), and the pods made of it are
+/// checked again by the pod webhook.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Template {
+    #[serde(deserialize_with = "loose_object")]
+    pub metadata: Option<TemplateMeta>,
+    #[serde(deserialize_with = "loose_object")]
+    pub spec: Option<TemplateSpec>,
+}
+
+/// The metadata of a pod template: what spark-operator's owners and labels could be claimed
+/// with (`admission::job::app_spec_operator_claims`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TemplateMeta {
+    /// The `sparkoperator.k8s.io/` labels only, each value as its JSON text (a string is
+    /// quoted); other labels are skipped.
+    #[serde(rename = "labels", deserialize_with = "operator_labels")]
+    pub operator_labels: BTreeMap<String, String>,
+    /// Whether `ownerReferences` is set: anything but absent or an empty list (`null`, a
+    /// non-list and a list of items are all owners claimed); the items are skipped.
+    #[serde(rename = "ownerReferences", deserialize_with = "set_unless_empty_list")]
+    pub owner_references_set: bool,
+}
+
+fn operator_labels<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    rendered_entries(d, |k| k.starts_with(OPERATOR_LABEL_PREFIX))
+}
+
+/// The spec of a pod template.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TemplateSpec {
+    pub host_network: Option<Loose<bool>>,
+    #[serde(rename = "hostPID")]
+    pub host_pid: Option<Loose<bool>>,
+    #[serde(rename = "hostIPC")]
+    pub host_ipc: Option<Loose<bool>>,
+    pub share_process_namespace: Option<Loose<bool>>,
+    #[serde(deserialize_with = "loose_object")]
+    pub security_context: Option<LooseContext>,
+    #[serde(deserialize_with = "loose_containers")]
+    pub containers: Vec<TemplateContainer>,
+    #[serde(deserialize_with = "loose_containers")]
+    pub init_containers: Vec<TemplateContainer>,
+    /// Read for their images only (the API server refuses a pod created with them).
+    #[serde(deserialize_with = "loose_containers")]
+    pub ephemeral_containers: Vec<TemplateContainer>,
+    /// Item by item: an item that is not an object has no source, a `name` that is not a string
+    /// is empty, and any source key with a value other than `null` counts.
+    #[serde(deserialize_with = "loose_volumes")]
+    pub volumes: Vec<Volume>,
+}
+
+/// A container of a pod template.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TemplateContainer {
+    pub name: Option<Loose<String>>,
+    pub image: Option<Loose<String>>,
+    #[serde(deserialize_with = "loose_object")]
+    pub security_context: Option<LooseContext>,
+    #[serde(deserialize_with = "loose_list")]
+    pub ports: Vec<TemplatePort>,
+}
+
+impl TemplateContainer {
+    /// The name, or empty when it is not a string.
+    pub fn name(&self) -> &str {
+        match &self.name {
+            Some(Loose::Is(name)) => name,
+            _ => "",
+        }
+    }
+}
+
+/// A port of a template container.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TemplatePort {
+    pub host_port: Option<Loose<i64>>,
+}
+
+/// A security context of a pod template, the pod's or a container's: the fields the weaker-
+/// setting checks read. `fsGroup` and `supplementalGroups` are checked on the pod's only.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LooseContext {
+    pub privileged: Option<Loose<bool>>,
+    pub allow_privilege_escalation: Option<Loose<bool>>,
+    pub read_only_root_filesystem: Option<Loose<bool>>,
+    pub run_as_non_root: Option<Loose<bool>>,
+    #[serde(deserialize_with = "loose_object")]
+    pub capabilities: Option<LooseCapabilities>,
+    #[serde(deserialize_with = "loose_object")]
+    pub seccomp_profile: Option<LooseSeccompProfile>,
+    pub run_as_user: Option<Loose<i64>>,
+    pub run_as_group: Option<Loose<i64>>,
+    pub fs_group: Option<Loose<i64>>,
+    /// Each GID, `None` for `null`.
+    pub supplemental_groups: Option<LooseList<Option<Loose<i64>>>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct LooseCapabilities {
+    /// Whether `add` is a list with at least one item.
+    #[serde(deserialize_with = "non_empty_list")]
+    pub add: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct LooseSeccompProfile {
+    #[serde(rename = "type")]
+    pub kind: Option<Loose<String>>,
+}
+
+/// The volumes of a pod template (see `TemplateSpec::volumes`).
+fn loose_volumes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Volume>, D::Error> {
+    loose_list::<D, LooseVolume>(d).map(|v| v.into_iter().map(|v| v.0).collect())
+}
+
+/// A volume of a pod template, read as `Volume` is but loosely.
+#[derive(Default)]
+struct LooseVolume(Volume);
+
+impl<'de> Deserialize<'de> for LooseVolume {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LooseVolume;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a volume")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LooseVolume, A::Error> {
+                let mut volume = Volume::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "name" {
+                        volume.name = match map.next_value::<Option<Loose<String>>>()? {
+                            Some(Loose::Is(name)) => name,
+                            _ => String::new(),
+                        };
+                    } else {
+                        // As in `Volume`; a repeated key counts once.
+                        let value: Option<IgnoredAny> = map.next_value()?;
+                        if value.is_some() && !volume.sources.contains(&key) {
+                            volume.sources.push(key);
+                        }
+                    }
+                }
+                Ok(LooseVolume(volume))
+            }
+        }
+        de.deserialize_map(V)
+    }
 }
 
 /// `spec` of a SparkApplication (and `spec.template` of a ScheduledSparkApplication).
@@ -514,6 +692,134 @@ mod tests {
                 .volumes
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_pod_template_is_read_loosely_within_the_list_limits() {
+        let spec = |json: String| serde_json::from_str::<SparkPodSpec>(&json);
+        let template = |body: &str| spec(format!(r#"{{"template":{{"spec":{body}}}}}"#));
+        let items = |item: &str, n: usize| vec![item; n].join(",");
+        for list in ["containers", "initContainers", "ephemeralContainers"] {
+            let at = template(&format!(
+                r#"{{"{list}":[{}]}}"#,
+                items("{}", MAX_CONTAINERS)
+            ))
+            .unwrap();
+            let t = at.template.unwrap().spec.unwrap();
+            let read = match list {
+                "containers" => t.containers.len(),
+                "initContainers" => t.init_containers.len(),
+                _ => t.ephemeral_containers.len(),
+            };
+            assert_eq!(read, MAX_CONTAINERS, "{list}");
+            let past = template(&format!(
+                r#"{{"{list}":[{}]}}"#,
+                items("{}", MAX_CONTAINERS + 1)
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                past.contains("more than 128 containers in one list"),
+                "{list}: {past}"
+            );
+        }
+        let at = template(&format!(
+            r#"{{"volumes":[{}],"containers":[{{"ports":[{}]}}]}}"#,
+            items(r#"{"name":"v","emptyDir":{}}"#, MAX_LIST_ITEMS),
+            items("{}", MAX_LIST_ITEMS)
+        ))
+        .unwrap();
+        let t = at.template.unwrap().spec.unwrap();
+        assert_eq!(t.volumes.len(), MAX_LIST_ITEMS);
+        assert_eq!(t.containers[0].ports.len(), MAX_LIST_ITEMS);
+        for past in [
+            format!(r#"{{"volumes":[{}]}}"#, items("{}", MAX_LIST_ITEMS + 1)),
+            format!(
+                r#"{{"containers":[{{"ports":[{}]}}]}}"#,
+                items("{}", MAX_LIST_ITEMS + 1)
+            ),
+            format!(
+                r#"{{"securityContext":{{"supplementalGroups":[{}]}}}}"#,
+                items("1", MAX_LIST_ITEMS + 1)
+            ),
+        ] {
+            let e = template(&past).unwrap_err().to_string();
+            assert!(e.contains("more than 1024 items in one list"), "{e}");
+        }
+        // Inside the template, anything of another type is read as unset, not refused.
+        for odd in [
+            r#"[]"#,
+            r#"{"containers":{},"volumes":"x","securityContext":[],"hostNetwork":"true"}"#,
+            r#"{"containers":[1,[],"c",{"name":7,"image":null,"ports":{}}],"volumes":[null]}"#,
+        ] {
+            assert!(template(odd).is_ok(), "{odd}");
+        }
+        // The template itself is typed `object` by the CRD: anything else is refused, as a
+        // `driver` that is not an object is. `null` is no template.
+        for bad in ["5", "\"x\"", "[{}]"] {
+            assert!(spec(format!(r#"{{"template":{bad}}}"#)).is_err(), "{bad}");
+        }
+        assert!(
+            spec(r#"{"template":null}"#.into())
+                .unwrap()
+                .template
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_template_volume_or_port_of_another_shape_hides_no_other() {
+        // Read as one typed list, these hid every volume and port beside them.
+        let t: Template = serde_json::from_str(
+            r#"{"spec":{"volumes":[{"name":1},7,{"name":"h","hostPath":{"path":"/"},"secret":"s"}],
+                "containers":[{"ports":[{"hostPort":"80"},{"hostPort":99999999999},{"hostPort":80}]}]}}"#,
+        )
+        .unwrap();
+        let spec = t.spec.unwrap();
+        assert_eq!(spec.volumes[0], Volume::default());
+        assert_eq!(spec.volumes[1], Volume::default());
+        assert_eq!(spec.volumes[2].name, "h");
+        assert_eq!(spec.volumes[2].sources, vec!["hostPath", "secret"]);
+        let ports: Vec<Option<Loose<i64>>> = spec.containers[0]
+            .ports
+            .iter()
+            .map(|p| p.host_port.clone())
+            .collect();
+        assert_eq!(
+            ports,
+            vec![
+                Some(Loose::Not("\"80\"".into())),
+                Some(Loose::Is(99999999999)),
+                Some(Loose::Is(80))
+            ]
+        );
+    }
+
+    #[test]
+    fn template_metadata_keeps_only_the_operator_claims() {
+        let t: Template = serde_json::from_str(
+            r#"{"metadata":{"name":"x","labels":{"team":"a","sparkoperator.k8s.io/app-name":"other",
+                "sparkoperator.k8s.io/x":[1,{"a":null}]},"annotations":{"a":"b"}}}"#,
+        )
+        .unwrap();
+        let meta = t.metadata.unwrap();
+        let labels: Vec<(&str, &str)> = meta
+            .operator_labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            labels,
+            vec![
+                ("sparkoperator.k8s.io/app-name", "\"other\""),
+                ("sparkoperator.k8s.io/x", r#"[1,{"a":null}]"#)
+            ]
+        );
+        assert!(!meta.owner_references_set);
+        let t: Template =
+            serde_json::from_str(r#"{"metadata":{"ownerReferences":null,"labels":[]}}"#).unwrap();
+        let meta = t.metadata.unwrap();
+        assert!(meta.owner_references_set && meta.operator_labels.is_empty());
     }
 
     #[test]
