@@ -158,11 +158,12 @@ pub fn find_token_copies(
     let mut copies = Vec::new();
     let mut seen = Seen::default();
     walk(raw, &mut |path, text, in_key| {
-        if let [Seg::Key(k)] = path
-            && k == "kind"
-            && !in_key
-        {
-            kind = Some(text.to_string());
+        // The last `kind` written is the object's (the API server keeps the last of a key
+        // written twice): each one forgets the one before, and only a string sets it.
+        match (path, in_key) {
+            ([], true) if text == "kind" => kind = None,
+            ([Seg::Key(k)], false) if k == "kind" => kind = Some(text.to_string()),
+            _ => {}
         }
         if !text.contains(needle) {
             return false;
@@ -204,8 +205,10 @@ pub fn find_token_copies(
             loc: to_loc(path),
             in_key,
         };
-        if seen.first(&found) {
-            copies.push((found, remedy));
+        // A place written twice keeps the remedy of its last value, the one that is stored.
+        match seen.index(&found, copies.len()) {
+            Some(at) => copies[at] = (found, remedy),
+            None => copies.push((found, remedy)),
         }
         true
     })?;
@@ -230,15 +233,22 @@ enum Pending {
     Conf(&'static str),
 }
 
-/// The places already reported: a JSON object may repeat a key (the API server keeps the last
-/// one), and one place is reported, and patched, once.
+/// The places already reported, with their index in the report: a JSON object may repeat a
+/// key (the API server keeps the last one), and one place is reported, and patched, once.
 #[derive(Default)]
-struct Seen(std::collections::HashSet<(String, bool)>);
+struct Seen(std::collections::HashMap<(String, bool), usize>);
 
 impl Seen {
-    fn first(&mut self, found: &Found) -> bool {
-        self.0
-            .insert((found.loc.pointer().as_str().to_string(), found.in_key))
+    /// Where `found` was reported before, or `None` after recording it at `next`.
+    fn index(&mut self, found: &Found, next: usize) -> Option<usize> {
+        let place = (found.loc.pointer().as_str().to_string(), found.in_key);
+        match self.0.entry(place) {
+            std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(next);
+                None
+            }
+        }
     }
 }
 
@@ -301,7 +311,7 @@ pub fn find_issuer_jwts(
                 loc: to_loc(path),
                 in_key,
             };
-            if seen.first(&place) {
+            if seen.index(&place, found.len()).is_none() {
                 found.push(place);
             }
         }
@@ -745,6 +755,37 @@ mod tests {
             .map(|c| c.found.field())
             .collect();
         assert_eq!(fields, vec!["spec.name", "spec.x"]);
+        // `kind` and kubectl's last-applied copy written twice: the last value decides, as
+        // the API server keeps it.
+        let conf = format!(r#""spec":{{"sparkConf":{{"{driver}":"{t}"}}}}"#);
+        let own = format!(r#""metadata":{{"annotations":{{"{TOKEN_ANNOTATION}":"{t}"}}}}"#);
+        for (kinds, remedy) in [
+            (r#""kind":"Pod","kind":"SparkApplication""#, Remedy::Remove),
+            (r#""kind":"SparkApplication","kind":null"#, Remedy::Deny),
+            (r#""kind":"SparkApplication","kind":"Pod""#, Remedy::Deny),
+        ] {
+            let raw = format!("{{{kinds},{own},{conf}}}");
+            let found = find_token_copies(&raw, &t, TOKEN_ANNOTATION).unwrap();
+            assert_eq!(found.len(), 1, "{kinds}");
+            assert_eq!(found[0].remedy, remedy, "{kinds}");
+        }
+        let clean = format!(r#"{{{own}}}"#);
+        let dirty = format!(r#"{{{own},"spec":{{"x":"{t}"}}}}"#);
+        let quoted = |s: &str| serde_json::to_string(s).unwrap();
+        for (first, last, remedy) in [
+            (&clean, &dirty, Remedy::Deny),
+            (&dirty, &clean, Remedy::LastApplied),
+        ] {
+            let raw = format!(
+                r#"{{"kind":"Pod","metadata":{{"annotations":{{"{TOKEN_ANNOTATION}":"{t}",
+                    "{LAST_APPLIED_ANNOTATION}":{},"{LAST_APPLIED_ANNOTATION}":{}}}}}}}"#,
+                quoted(first),
+                quoted(last)
+            );
+            let found = find_token_copies(&raw, &t, TOKEN_ANNOTATION).unwrap();
+            assert_eq!(found.len(), 1);
+            assert_eq!(found[0].remedy, remedy);
+        }
         // Broken JSON is an error, as before.
         assert!(find_token_copies(&format!("{escaped}x"), &t, TOKEN_ANNOTATION).is_err());
         assert!(find_issuer_jwts(&format!("[\"{t}\""), ISSUER, None).is_err());
