@@ -576,7 +576,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         pipeline: ArcSwap::from_pointee(pipeline),
         metrics: metrics.clone(),
         audit: ArcSwap::from_pointee(audit_sink(&config)?),
-        memory: MemoryBudget::new(config.server.max_memory_in_flight, &metrics),
+        memory: MemoryBudget::new(&metrics),
     });
 
     let listener = TcpListener::bind(args.listen)

@@ -637,8 +637,8 @@ pub struct FileServer {
     /// Connections the webhook port holds at once; further clients wait in the listen backlog.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    /// The memory the reviews in flight may hold together, counted from their bodies
-    /// (`server::service::MemoryBudget`).
+    /// The memory the requests in flight may hold together, counted from their heads and
+    /// bodies (`server::service::MemoryBudget`).
     #[serde(default = "default_max_memory_in_flight")]
     pub max_memory_in_flight: usize,
 }
@@ -935,12 +935,12 @@ pub struct LifecycleConfig {
     pub lease_duration: Duration,
 }
 
-/// What a request in flight is counted as holding against `server.maxMemoryInFlight`: a fixed
-/// part for the review's own working set, counted at its first body byte, and a part per byte
-/// of body as it arrives. Together they are the bound the fuzzer holds every review to (the
-/// most heap one review held at once, tests/fuzz.rs), so the count is never less than what
-/// the reviews hold, for every input known: ordinary reviews hold 1.4 to 23 times their
-/// body, lists of empty objects up to about 40 times.
+/// What a review is counted as holding against `server.maxMemoryInFlight`, from its start to its
+/// answer (while its request is read, it counts what has arrived): a fixed part for the review's
+/// own working set and a part per byte of body. Together they are the bound the fuzzer holds
+/// every review to (the most heap one review held at once, tests/fuzz.rs), so the count is
+/// never less than what the reviews hold, for every input known: ordinary reviews hold 1.4 to 23
+/// times their body, lists of empty objects up to about 40 times.
 pub const MEMORY_PER_REQUEST: usize = 64 * 1024;
 pub const MEMORY_PER_BODY_BYTE: usize = 48;
 

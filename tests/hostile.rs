@@ -460,46 +460,43 @@ async fn at_the_connection_limit_new_clients_wait_and_are_then_served() {
     );
 }
 
-/// Large bodies sent all but their last byte and then held: without a budget, 60 clients would
-/// make the server hold 60 MiB of bodies until their read timeout (a thousand connections of
-/// 4 MiB, 4 GiB). `server.maxMemoryInFlight` (96 MiB here, counted as 64 KiB per request plus
-/// 48 bytes per body byte: two bodies of 1 MiB) refuses the rest at once with a 503 that names
-/// it; a normal review meanwhile gets the same clear 503 rather than a wait, and is answered as
-/// soon as the holders are shed.
+/// Bodies sent all but their last byte and then held, beyond what the memory budget holds:
+/// without the budget the server would keep every one until its read timeout (a thousand
+/// connections of 4 MiB, 4 GiB). `server.maxMemoryInFlight` is set to its least for
+/// `maxBodyBytes: 256 KiB` (64 KiB + 48 × 256 KiB = 12.06 MiB): 48 holders fill it with the
+/// bytes they sent, the 30 clients after them are answered 503 at once, and so is a normal
+/// review, whose review would count 64 KiB plus 48 bytes per body byte. Once the holders are
+/// shed by the read timeout, all they held is given back and reviews are answered.
 #[tokio::test]
 async fn bodies_held_open_fill_the_memory_budget_and_no_more() {
-    const MIB: f64 = 1024.0 * 1024.0;
-    // What one holder is counted as: 64 KiB, and 48 bytes for each of its 1 MiB - 1 bytes.
-    const HOLDER: f64 = 65536.0 + 48.0 * (MIB - 1.0);
+    const BODY: usize = 256 * 1024;
+    const BUDGET: usize = 65536 + 48 * BODY;
     let s = Arc::new(
         Sparkward::start(config(&format!(
-            "  readTimeout: 5s\n  maxBodyBytes: 1048576\n  maxMemoryInFlight: {}\n",
-            // Two holders and 32 KiB: less than any other request's first count.
-            2 * (65536 + 48 * ((1 << 20) - 1)) + 32768
+            "  readTimeout: 8s\n  maxBodyBytes: {BODY}\n  maxMemoryInFlight: {BUDGET}\n"
         )))
         .await,
     );
     let rss_before = rss_kib(&s);
-    let head = b"POST /validate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1048576\r\n\r\n";
+    let head = format!(
+        "POST /validate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {BODY}\r\n\r\n"
+    );
     let hold = |s: &Arc<Sparkward>| {
-        let s = s.clone();
-        tokio::spawn(async move { send_raw(&s, head, (1 << 20) - 1).await })
+        let (s, head) = (s.clone(), head.clone());
+        tokio::spawn(async move { send_raw(&s, head.as_bytes(), BODY - 1).await })
     };
-    // Two holders, one after the other, fill the budget.
-    let mut holders = Vec::new();
-    for n in 1..=2 {
-        holders.push(hold(&s));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while metric(&s, "sparkward_review_memory_bytes").await < n as f64 * HOLDER {
-            assert!(
-                Instant::now() < deadline,
-                "holder {n} never got its body in"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    // 48 holders: together they fit, with less than 64 KiB to spare.
+    let holders: Vec<_> = (0..48).map(|_| hold(&s)).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&s, "sparkward_review_memory_bytes").await < (48 * (BODY - 1)) as f64 {
+        assert!(
+            Instant::now() < deadline,
+            "the holders never got their bodies in"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Then 58 more: each is refused at its first chunk, while the server's memory stays put.
-    let refused: Vec<String> = futures::future::join_all((0..58).map(|_| hold(&s)))
+    // 30 more are refused as their bytes arrive, and the server's memory stays put.
+    let refused: Vec<String> = futures::future::join_all((0..30).map(|_| hold(&s)))
         .await
         .into_iter()
         .map(Result::unwrap)
@@ -522,16 +519,16 @@ async fn bodies_held_open_fill_the_memory_budget_and_no_more() {
         message.contains("server.maxMemoryInFlight") && message.contains("retry"),
         "{message}"
     );
-    assert_eq!(counted, 2.0 * HOLDER, "counted");
+    assert!(counted <= BUDGET as f64, "counted {counted} bytes");
     assert_eq!(
         metric(&s, "sparkward_http_rejected_total{reason=\"memory\"}").await,
-        59.0
+        31.0
     );
+    // The process's growth also holds each TLS connection's own state (a few hundred KiB in
+    // this debug build, bounded by `maxConnections`, as in the idle test): a sanity bound only;
+    // what the budget governs is asserted on its count above.
     let growth = most_rss.saturating_sub(rss_before);
-    assert!(
-        growth < 40 * 1024,
-        "RSS grew by {growth} KiB while 60 MiB of bodies were offered"
-    );
+    assert!(growth < 128 * 1024, "RSS grew by {growth} KiB");
     // The holders are shed by the read timeout; what they held is given back.
     for h in holders {
         let a = h.await.unwrap();
@@ -540,8 +537,9 @@ async fn bodies_held_open_fill_the_memory_budget_and_no_more() {
     assert_eq!(metric(&s, "sparkward_review_memory_bytes").await, 0.0);
     assert_normal_review(&s).await;
     eprintln!(
-        "hostile memory budget: 2 bodies of 1 MiB held open fill 96 MiB counted; 58 more and a \
-         normal review answered 503 at once; RSS {rss_before} KiB before, {most_rss} KiB with \
-         all 60 offered"
+        "hostile memory budget: 48 bodies of 256 KiB held open fill the {} KiB budget; 30 more \
+         and a normal review answered 503 at once; RSS {rss_before} KiB before, {most_rss} KiB \
+         with all 78 offered",
+        BUDGET / 1024
     );
 }

@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use crate::admission::respond;
 use crate::admission::{Mode, Pipeline};
-use crate::config::{MEMORY_PER_BODY_BYTE, MEMORY_PER_REQUEST};
+use crate::config::{MEMORY_PER_BODY_BYTE, MEMORY_PER_REQUEST, ServerConfig};
 use crate::telemetry::{AuditSink, Metrics};
 
 /// State shared by all connections. The pipeline is swapped whole on a config reload.
@@ -31,35 +31,37 @@ pub struct WebhookState {
     pub memory: MemoryBudget,
 }
 
-/// The memory the requests in flight hold together (`server.maxMemoryInFlight`, read at start):
-/// each is counted as `MEMORY_PER_REQUEST` from its first body byte plus `MEMORY_PER_BODY_BYTE`
-/// per byte of body from the moment the byte arrives, until the review is answered: the most
-/// one review holds. Each review is bounded on its own (the list limits), but without this a
-/// thousand connections sending 4 MiB each would hold 4 GiB before any review ran.
+/// The memory the requests in flight hold together, against `server.maxMemoryInFlight`. While a
+/// request is read it is counted as what it holds: its headers and the body bytes that have
+/// arrived. When its review starts it is counted as the most a review holds,
+/// `MEMORY_PER_REQUEST` plus `MEMORY_PER_BODY_BYTE` per byte of body (the bound the fuzzer
+/// holds every review to), until it is answered. Each review is bounded on its own (the list
+/// limits), but without this a thousand connections sending 4 MiB each would hold 4 GiB before
+/// any review ran, and a few hundred large reviews at once would hold more than the container.
 ///
-/// Bytes are counted as they arrive, not as a request declares them, so a client that declares a
-/// large body and sends it slowly holds only what it has sent. A chunk that does not fit is not
-/// waited for: the request is answered 503 at once. Waiting would let requests that each hold
-/// part of their body wait for each other until their read timeout, where failing one lets the
-/// others finish.
+/// Bytes are counted as they arrive, not as a request declares them, and at their own size: a
+/// client that declares a large body and sends it slowly holds only what it has sent, and
+/// filling the budget takes as many bytes as the budget. Nothing waits for room: a request
+/// that does not fit is answered 503 at once. Waiting would let requests that each hold part of
+/// their body wait for each other until their read timeout, where failing one lets the others
+/// finish. The limit is read from the configuration in force when the request arrives.
 pub struct MemoryBudget {
-    limit: usize,
     held: AtomicUsize,
     gauge: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl MemoryBudget {
-    pub fn new(limit: usize, metrics: &Metrics) -> Self {
+    pub fn new(metrics: &Metrics) -> Self {
         Self {
-            limit,
             held: AtomicUsize::new(0),
             gauge: metrics.review_memory.clone(),
         }
     }
 
-    fn reservation(&self) -> Reservation<'_> {
+    fn reservation(&self, limit: usize) -> Reservation<'_> {
         Reservation {
             budget: self,
+            limit,
             held: 0,
         }
     }
@@ -68,33 +70,33 @@ impl MemoryBudget {
 /// What one request holds of the `MemoryBudget`; given back when dropped.
 struct Reservation<'a> {
     budget: &'a MemoryBudget,
+    limit: usize,
     held: usize,
 }
 
-/// The budget could not take a request's next chunk.
+/// The budget has no room for what a request needs next.
 struct BudgetFull;
 
 impl Reservation<'_> {
-    /// Counts `body_bytes` more of the request's body (and, with its first bytes, the review's
-    /// own part), if the budget has room for them.
-    fn grow(&mut self, body_bytes: usize) -> Result<(), BudgetFull> {
-        let fixed = if self.held == 0 {
-            MEMORY_PER_REQUEST
-        } else {
-            0
-        };
-        let charge = body_bytes
-            .saturating_mul(MEMORY_PER_BODY_BYTE)
-            .saturating_add(fixed);
-        let b = self.budget;
+    /// Counts `bytes` more, if the budget has room for them.
+    fn grow(&mut self, bytes: usize) -> Result<(), BudgetFull> {
+        let (b, limit) = (self.budget, self.limit);
         b.held
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
-                held.checked_add(charge).filter(|total| *total <= b.limit)
+                held.checked_add(bytes).filter(|total| *total <= limit)
             })
             .map_err(|_| BudgetFull)?;
-        self.held += charge;
-        b.gauge.inc_by(i64::try_from(charge).unwrap_or(i64::MAX));
+        self.held += bytes;
+        b.gauge.inc_by(i64::try_from(bytes).unwrap_or(i64::MAX));
         Ok(())
+    }
+
+    /// Counts the request as the review of a body of `body_len` bytes holds at most.
+    fn grow_for_review(&mut self, body_len: usize) -> Result<(), BudgetFull> {
+        let review = body_len
+            .saturating_mul(MEMORY_PER_BODY_BYTE)
+            .saturating_add(MEMORY_PER_REQUEST);
+        self.grow(review.saturating_sub(self.held))
     }
 }
 
@@ -107,6 +109,16 @@ impl Drop for Reservation<'_> {
     }
 }
 
+/// What a request's head holds, as near as its parts tell: the target and each header.
+fn head_bytes<B>(req: &Request<B>) -> usize {
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    headers + req.uri().to_string().len()
+}
+
 /// Why a request body was not read whole.
 enum ReadError {
     TooLarge,
@@ -114,31 +126,33 @@ enum ReadError {
     Body(hyper::Error),
 }
 
-/// Reads a request body of at most `max` bytes, counting each chunk against `held` as it
-/// arrives. A body that arrives in one chunk is kept as it came, without a copy.
+/// Reads a request body of at most `max` bytes into a buffer of its own, counting the buffer's
+/// growth against `held` as the bytes arrive. The bytes are copied out of the connection's
+/// buffers, which would otherwise stay pinned, uncounted, by the chunks of a body held open.
 async fn read_body(
     mut body: Incoming,
     max: usize,
     held: &mut Reservation<'_>,
 ) -> Result<Bytes, ReadError> {
-    let mut chunks: Vec<Bytes> = Vec::new();
-    let mut len = 0usize;
+    let mut buf: Vec<u8> = Vec::new();
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame.map_err(ReadError::Body)?.into_data() else {
             continue; // trailers
         };
-        len = len.saturating_add(data.len());
+        let len = buf.len().saturating_add(data.len());
         if len > max {
             return Err(ReadError::TooLarge);
         }
-        held.grow(data.len())
-            .map_err(|BudgetFull| ReadError::BudgetFull)?;
-        chunks.push(data);
+        if len > buf.capacity() {
+            // Doubling, as `Vec` grows, but never past the limit.
+            let capacity = len.max(buf.capacity().saturating_mul(2)).min(max);
+            held.grow(capacity - buf.capacity())
+                .map_err(|BudgetFull| ReadError::BudgetFull)?;
+            buf.reserve_exact(capacity - buf.len());
+        }
+        buf.extend_from_slice(&data);
     }
-    Ok(match chunks.len() {
-        1 => chunks.swap_remove(0),
-        _ => Bytes::from(chunks.concat()),
-    })
+    Ok(Bytes::from(buf))
 }
 
 pub type Body = Full<Bytes>;
@@ -240,7 +254,10 @@ pub async fn handle(
         state.metrics.reject("too_large");
         return Ok(too_large(server.max_body_bytes));
     }
-    let mut held = state.memory.reservation();
+    let mut held = state.memory.reservation(server.max_memory_in_flight);
+    if held.grow(head_bytes(&req)).is_err() {
+        return Ok(budget_full(&state, &server));
+    }
     let read = read_body(req.into_body(), server.max_body_bytes, &mut held);
     let body = match tokio::time::timeout(server.read_timeout, read).await {
         Err(_) => {
@@ -254,23 +271,7 @@ pub async fn handle(
             state.metrics.reject("too_large");
             return Ok(too_large(server.max_body_bytes));
         }
-        Ok(Err(ReadError::BudgetFull)) => {
-            state.metrics.reject("memory");
-            let mut resp = early_reject(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!(
-                    "sparkward is holding as many reviews as its memory budget allows \
-                     (server.maxMemoryInFlight, {} MiB, counted as {} KiB per request plus \
-                     {MEMORY_PER_BODY_BYTE} bytes per byte of body); nothing was decided, retry \
-                     shortly",
-                    state.memory.limit >> 20,
-                    MEMORY_PER_REQUEST >> 10
-                ),
-            );
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-            return Ok(resp);
-        }
+        Ok(Err(ReadError::BudgetFull)) => return Ok(budget_full(&state, &server)),
         Ok(Err(ReadError::Body(e))) => {
             state.metrics.reject("bad_request");
             return Ok(status_json(
@@ -280,7 +281,29 @@ pub async fn handle(
         }
         Ok(Ok(body)) => body,
     };
+    if held.grow_for_review(body.len()).is_err() {
+        return Ok(budget_full(&state, &server));
+    }
     Ok(review(&state, pipeline, mode, body, server.review_deadline).await)
+}
+
+/// The answer to a request the memory budget has no room for. The connection is closed: the
+/// request's body may still be on the wire.
+fn budget_full(state: &WebhookState, server: &ServerConfig) -> Response<Body> {
+    state.metrics.reject("memory");
+    let mut resp = early_reject(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!(
+            "sparkward is holding as many reviews as its memory budget allows \
+             (server.maxMemoryInFlight, {} MiB; a review counts {} KiB plus {MEMORY_PER_BODY_BYTE} \
+             bytes per byte of its body); nothing was decided, retry shortly",
+            server.max_memory_in_flight >> 20,
+            MEMORY_PER_REQUEST >> 10
+        ),
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    resp
 }
 
 fn too_large(max: usize) -> Response<Body> {
