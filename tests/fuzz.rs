@@ -1743,12 +1743,9 @@ fn mutated_reviews_never_panic_and_allowed_answers_hold() {
     assert!(stats.validated_after_mutate > 0 && stats.pss_checked > 0);
 }
 
-/// The memory class the fuzzer's heap count found: a list of empty objects (`[{}, {}, ...]`,
-/// 3 bytes an item) in each list a review's typed views read, for the pod and the
-/// SparkApplication seeds, in both modes. Each review is held to the same bound as a fuzzed
-/// one (`heap::within_bound`), and the long lists are refused with what to do.
-#[test]
-fn long_lists_of_empty_objects_stay_within_the_memory_bound() {
+/// What the memory tests run on: the harness, a current-thread runtime (a review's heap is
+/// counted on its thread), and the pod and SparkApplication seeds.
+fn memory_setup() -> (Harness, tokio::runtime::Runtime, Value, Value) {
     let h = Harness::new();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -1758,6 +1755,16 @@ fn long_lists_of_empty_objects_stay_within_the_memory_bound() {
     assert_eq!(pod["request"]["kind"]["kind"], "Pod", "{}", h.seeds[0].name);
     let app = h.seeds[1].review.clone();
     assert_eq!(app["request"]["kind"]["kind"], "SparkApplication");
+    (h, rt, pod, app)
+}
+
+/// The memory class the fuzzer's heap count found: a list of empty objects (`[{}, {}, ...]`,
+/// 3 bytes an item) in each list a review's typed views read, for the pod and the
+/// SparkApplication seeds, in both modes. Each review is held to the same bound as a fuzzed
+/// one (`heap::within_bound`), and the long lists are refused with what to do.
+#[test]
+fn long_lists_of_empty_objects_stay_within_the_memory_bound() {
+    let (h, rt, pod, app) = memory_setup();
     let empties = json!(vec![json!({}); 200_000]);
     let cases: [(&Value, &str); 12] = [
         (&pod, "/spec/containers"),
@@ -1821,15 +1828,7 @@ fn long_lists_of_empty_objects_stay_within_the_memory_bound() {
 /// (the one-pass decode). Each review is held to the fuzzer's bound (`heap::within_bound`).
 #[test]
 fn one_key_objects_where_a_review_reads_untyped_json_stay_within_the_memory_bound() {
-    let h = Harness::new();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let pod = h.seeds[0].review.clone();
-    assert_eq!(pod["request"]["kind"]["kind"], "Pod", "{}", h.seeds[0].name);
-    let app = h.seeds[1].review.clone();
-    assert_eq!(app["request"]["kind"]["kind"], "SparkApplication");
+    let (h, rt, pod, app) = memory_setup();
     let items = json!(vec![json!({"a": 0}); 100_000]);
     let set = |seed: &Value, at: &str, value: Value| {
         let mut review = seed.clone();
@@ -1966,13 +1965,7 @@ fn comparing_long_json_texts_stays_within_the_memory_bound() {
 /// bound.
 #[test]
 fn pod_templates_with_long_lists_stay_within_the_memory_bound() {
-    let h = Harness::new();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let app = h.seeds[1].review.clone();
-    assert_eq!(app["request"]["kind"]["kind"], "SparkApplication");
+    let (h, rt, _, app) = memory_setup();
     let schedule = h
         .seeds
         .iter()

@@ -587,6 +587,22 @@ fn a_spec_is_checked_where_it_is_read() {
     assert!(malformed(&plain), "{:?}", plain.decision);
 }
 
+/// Makes `pod` one stored before the list limits: 200 copies of its first container, and a
+/// finalizer for the garbage collector to remove.
+fn beyond_the_list_limits(pod: &mut Value) {
+    let first = pod["spec"]["containers"][0].clone();
+    pod["spec"]["containers"] = json!(
+        (0..200)
+            .map(|i| {
+                let mut c = first.clone();
+                c["name"] = json!(format!("c{i}"));
+                c
+            })
+            .collect::<Vec<_>>()
+    );
+    pod["metadata"]["finalizers"] = json!(["example.com/cleanup"]);
+}
+
 /// A job's pod stored before the list limits of `core::objects` (here 200 containers, admitted
 /// by an earlier version) keeps its metadata updates: an UPDATE that leaves its spec as it was
 /// does not read the spec, with or without an image rule, so the limits do not refuse the
@@ -597,17 +613,7 @@ fn a_spec_is_checked_where_it_is_read() {
 fn a_job_pod_beyond_the_list_limits_keeps_its_metadata_updates_and_no_more() {
     let f = fixture();
     let mut old = f.admitted.clone();
-    let first = old["spec"]["containers"][0].clone();
-    old["spec"]["containers"] = json!(
-        (0..200)
-            .map(|i| {
-                let mut c = first.clone();
-                c["name"] = json!(format!("c{i}"));
-                c
-            })
-            .collect::<Vec<_>>()
-    );
-    old["metadata"]["finalizers"] = json!(["example.com/cleanup"]);
+    beyond_the_list_limits(&mut old);
     let mut unfinalized = old.clone();
     unfinalized["metadata"]["finalizers"] = json!([]);
     let mut respecced = unfinalized.clone();
@@ -669,17 +675,7 @@ fn a_pod_of_no_job_beyond_the_list_limits_keeps_its_metadata_updates() {
             .unwrap()
             .retain(|k, _| !k.starts_with("sparkward.io/"));
     }
-    let first = old["spec"]["containers"][0].clone();
-    old["spec"]["containers"] = json!(
-        (0..200)
-            .map(|i| {
-                let mut c = first.clone();
-                c["name"] = json!(format!("c{i}"));
-                c
-            })
-            .collect::<Vec<_>>()
-    );
-    old["metadata"]["finalizers"] = json!(["example.com/cleanup"]);
+    beyond_the_list_limits(&mut old);
     let mut new = old.clone();
     new["metadata"]["finalizers"] = json!([]);
     let gc = json!({

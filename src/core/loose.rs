@@ -299,46 +299,18 @@ where
 /// Whether a field is a list with at least one item (`capabilities.add`); the items are
 /// skipped, and anything but a list is `false`.
 pub fn non_empty_list<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = bool;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("any JSON value")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-            let any = seq.next_element::<IgnoredAny>()?.is_some();
-            skip_seq(seq)?;
-            Ok(any)
-        }
-        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
-            skip_map(map).map(|()| false)
-        }
-        fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
-            Ok(false)
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
-            Ok(false)
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
-            Ok(false)
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
-            Ok(false)
-        }
-        fn visit_str<E>(self, _: &str) -> Result<bool, E> {
-            Ok(false)
-        }
-        fn visit_unit<E>(self) -> Result<bool, E> {
-            Ok(false)
-        }
-    }
-    d.deserialize_any(V)
+    list_has_items_else(d, false)
 }
 
 /// Whether a field is set in the sense of `Value::as_array().is_none_or(|a| !a.is_empty())`:
 /// anything but an empty list, `null` included (`ownerReferences` of a template's metadata).
 pub fn set_unless_empty_list<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    struct V;
+    list_has_items_else(d, true)
+}
+
+/// Whether a list has at least one item (its items skipped); `otherwise` for anything else.
+fn list_has_items_else<'de, D: Deserializer<'de>>(d: D, otherwise: bool) -> Result<bool, D::Error> {
+    struct V(bool);
     impl<'de> Visitor<'de> for V {
         type Value = bool;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -350,28 +322,28 @@ pub fn set_unless_empty_list<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D:
             Ok(any)
         }
         fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
-            skip_map(map).map(|()| true)
+            skip_map(map).map(|()| self.0)
         }
         fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
-            Ok(true)
+            Ok(self.0)
         }
         fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
-            Ok(true)
+            Ok(self.0)
         }
         fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
-            Ok(true)
+            Ok(self.0)
         }
         fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
-            Ok(true)
+            Ok(self.0)
         }
         fn visit_str<E>(self, _: &str) -> Result<bool, E> {
-            Ok(true)
+            Ok(self.0)
         }
         fn visit_unit<E>(self) -> Result<bool, E> {
-            Ok(true)
+            Ok(self.0)
         }
     }
-    d.deserialize_any(V)
+    d.deserialize_any(V(otherwise))
 }
 
 /// The entries of a map whose key `keep` accepts, each value as its JSON text (cut at

@@ -635,6 +635,18 @@ mod tests {
         })
     }
 
+    /// A JSON Patch `remove` at every copy found.
+    fn remove_ops(found: &[TokenCopy]) -> Vec<json_patch::PatchOperation> {
+        found
+            .iter()
+            .map(|c| {
+                json_patch::PatchOperation::Remove(json_patch::RemoveOperation {
+                    path: c.found.loc.pointer(),
+                })
+            })
+            .collect()
+    }
+
     /// (field, remedy) of every copy.
     fn copies(object: &Value, token: &str) -> Vec<(String, Remedy)> {
         find_token_copies(&object.to_string(), token, TOKEN_ANNOTATION)
@@ -678,14 +690,7 @@ mod tests {
             ]
         );
         // The pointer escapes the `/` of the key: applied, the rest of sparkConf stays.
-        let ops: Vec<json_patch::PatchOperation> = found
-            .iter()
-            .map(|c| {
-                json_patch::PatchOperation::Remove(json_patch::RemoveOperation {
-                    path: c.found.loc.pointer(),
-                })
-            })
-            .collect();
+        let ops = remove_ops(&found);
         let mut patched = app.clone();
         json_patch::patch(&mut patched, &ops).unwrap();
         assert_eq!(
@@ -727,14 +732,7 @@ mod tests {
             fields,
             vec![(format!("spec.sparkConf[\"{driver}\"]"), Remedy::Remove)]
         );
-        let ops: Vec<json_patch::PatchOperation> = found
-            .iter()
-            .map(|c| {
-                json_patch::PatchOperation::Remove(json_patch::RemoveOperation {
-                    path: c.found.loc.pointer(),
-                })
-            })
-            .collect();
+        let ops = remove_ops(&found);
         let mut object: Value = serde_json::from_str(&raw).unwrap();
         json_patch::patch(&mut object, &ops).unwrap();
         // The same property in an object of another kind is no known form.
