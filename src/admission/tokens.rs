@@ -10,7 +10,7 @@ use crate::admission::review::{Ctx, Pipeline};
 use crate::core::decision::Reason;
 use crate::core::objects::Meta;
 use crate::core::tokens::{
-    Remedy, copy_violations, find_issuer_jwts, find_token_copies, issuer_jwt_violations,
+    Exempt, Remedy, copy_violations, find_issuer_jwts, find_token_copies, issuer_jwt_violations,
     may_hold_jwt, may_hold_other_jwt, may_hold_token_copy,
 };
 
@@ -63,7 +63,8 @@ impl Pipeline {
             return Ok(());
         }
         let (text, _) = object_texts(ctx.req)?;
-        let found = find_issuer_jwts(text, &identity.issuer, token).map_err(unreadable)?;
+        let exempt = token.map_or(Exempt::Nothing, Exempt::Own);
+        let found = find_issuer_jwts(text, &identity.issuer, exempt).map_err(unreadable)?;
         if found.is_empty() {
             return Ok(());
         }
@@ -85,11 +86,11 @@ impl Pipeline {
             return Ok(());
         }
         let (text, old) = object_texts(ctx.req)?;
-        let old = match ctx.req.operation {
-            Operation::Update => old,
-            _ => None,
+        let exempt = match (ctx.req.operation, old) {
+            (Operation::Update, Some(old)) => Exempt::Stored(old),
+            _ => Exempt::Nothing,
         };
-        let found = find_issuer_jwts(text, &identity.issuer, old).map_err(unreadable)?;
+        let found = find_issuer_jwts(text, &identity.issuer, exempt).map_err(unreadable)?;
         if found.is_empty() {
             return Ok(());
         }

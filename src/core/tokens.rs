@@ -273,13 +273,46 @@ pub fn copy_violations(copies: &[TokenCopy], token_annotation: &str) -> Vec<Viol
         .collect()
 }
 
-/// Every JWT in the object `raw` whose payload names `issuer` as `iss`. With `already_stored`
-/// (the JSON text of the object an update replaces), a token that object already holds is not
-/// reported: an update is refused for what it adds, not for what was stored before.
+/// Which of the JWTs `find_issuer_jwts` finds it does not report.
+#[derive(Debug, Clone, Copy)]
+pub enum Exempt<'a> {
+    /// None: every JWT of the issuer is reported (the validating pass on a CREATE).
+    Nothing,
+    /// The submitter's own token, exactly: the mutating pass removes it from its annotation and
+    /// judges its copies (`find_token_copies`). Only the whole token: a part of it elsewhere (a
+    /// copy cut short in its signature is still a JWT) stays in the object and is reported, as
+    /// the validating pass reports it on the patched object.
+    Own(&'a str),
+    /// Whatever the object an update replaces (its JSON text) already held: an update is
+    /// refused for what it adds, not for what was stored before.
+    Stored(&'a str),
+}
+
+impl Exempt<'_> {
+    fn exempts(self, jwt: &str) -> bool {
+        match self {
+            Exempt::Nothing => false,
+            Exempt::Own(token) => token.trim() == jwt,
+            Exempt::Stored(old) => old.contains(jwt),
+        }
+    }
+
+    /// What one `exempts` costs, charged to the search's budget.
+    fn cost(self) -> usize {
+        match self {
+            Exempt::Nothing => 0,
+            Exempt::Own(token) => token.len(),
+            Exempt::Stored(old) => old.len(),
+        }
+    }
+}
+
+/// Every JWT in the object `raw` whose payload names `issuer` as `iss`, but those `exempt`
+/// names.
 pub fn find_issuer_jwts(
     raw: &str,
     issuer: &str,
-    already_stored: Option<&str>,
+    exempt: Exempt<'_>,
 ) -> Result<Vec<Found>, serde_json::Error> {
     if issuer.is_empty() || !may_hold_jwt(raw) {
         return Ok(Vec::new());
@@ -298,13 +331,12 @@ pub fn find_issuer_jwts(
             return false;
         };
         let new = |jwt: &&str| {
-            // Each comparison with the stored object is charged too.
-            let cost = already_stored.map_or(0, str::len);
-            match budget.checked_sub(cost) {
+            // Each comparison is charged too.
+            match budget.checked_sub(exempt.cost()) {
                 Some(left) => budget = left,
                 None => exhausted = true,
             }
-            already_stored.is_none_or(|old| !old.contains(*jwt))
+            !exempt.exempts(jwt)
         };
         if jwts.iter().any(new) {
             let place = Found {
@@ -610,9 +642,37 @@ mod tests {
         app["spec"]["image"] = json!(other);
         let text = app.to_string();
         assert!(may_hold_other_jwt(&text, Some(&own)));
-        let found = find_issuer_jwts(&text, ISSUER, Some(&own)).unwrap();
+        let found = find_issuer_jwts(&text, ISSUER, Exempt::Own(&own)).unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].field(), "spec.image");
+    }
+
+    /// Found by the fourth 1,000,000-case run: the own token cut short in its signature (a
+    /// label held `...submitter-token=<token>` and one character of the signature became `,`)
+    /// is still a JWT of the issuer, and it stays in the object after the mutating pass removes
+    /// the annotation. The mutating pass exempts only the whole own token, so it refuses the
+    /// object as the validating pass would on the patched one.
+    #[test]
+    fn a_copy_of_the_own_token_cut_short_is_another_jwt() {
+        let own = token();
+        let cut = format!("{},{}", &own[..own.len() - 20], &own[own.len() - 19..]);
+        let mut app = mk_app(&own);
+        app["metadata"]["labels"] = json!({"spark.properties": format!("x={cut}")});
+        let text = app.to_string();
+        assert!(may_hold_other_jwt(&text, Some(&own)));
+        let found = find_issuer_jwts(&text, ISSUER, Exempt::Own(&own)).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].field(), "metadata.labels[\"spark.properties\"]");
+        // What the validating pass sees once the annotation is gone: the same.
+        app["metadata"]["annotations"] = json!({});
+        let patched = find_issuer_jwts(&app.to_string(), ISSUER, Exempt::Nothing).unwrap();
+        assert_eq!(patched.len(), 1);
+        // The whole own token is exempt, wherever it is; its copies are judged elsewhere.
+        assert!(
+            find_issuer_jwts(&mk_app(&own).to_string(), ISSUER, Exempt::Own(&own))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     fn mk_app(token: &str) -> Value {
@@ -786,7 +846,7 @@ mod tests {
         }
         // Broken JSON is an error, as before.
         assert!(find_token_copies(&format!("{escaped}x"), &t, TOKEN_ANNOTATION).is_err());
-        assert!(find_issuer_jwts(&format!("[\"{t}\""), ISSUER, None).is_err());
+        assert!(find_issuer_jwts(&format!("[\"{t}\""), ISSUER, Exempt::Nothing).is_err());
     }
 
     #[test]
@@ -959,7 +1019,7 @@ mod tests {
             copies(&cm, &t),
             vec![("data[\"spark.properties\"]".to_string(), Remedy::Deny)]
         );
-        let found = find_issuer_jwts(&cm.to_string(), ISSUER, None).unwrap();
+        let found = find_issuer_jwts(&cm.to_string(), ISSUER, Exempt::Nothing).unwrap();
         let fields: Vec<String> = found.iter().map(Found::field).collect();
         assert_eq!(
             fields,
@@ -976,14 +1036,14 @@ mod tests {
         // A run of prefixes without dots: each start would read to the end of the run (a
         // quadratic search before, minutes for a 1 MiB string). Refused within the budget.
         let dotless = json!({"data": {"a": "eyJ".repeat(350_000)}}).to_string();
-        let e = find_issuer_jwts(&dotless, ISSUER, None)
+        let e = find_issuer_jwts(&dotless, ISSUER, Exempt::Nothing)
             .unwrap_err()
             .to_string();
         assert!(e.contains("too many strings shaped like a JWT"), "{e}");
         // Prefixes with dots cost a few bytes each: searched, nothing found, and a real token
         // after them is still found.
         let dotted = json!({"data": {"a": "eyJ.".repeat(250_000), "b": mine}}).to_string();
-        let found = find_issuer_jwts(&dotted, ISSUER, None).unwrap();
+        let found = find_issuer_jwts(&dotted, ISSUER, Exempt::Nothing).unwrap();
         let fields: Vec<String> = found.iter().map(Found::field).collect();
         assert_eq!(fields, vec!["data.b"]);
         // The legitimate neighbour: base64 of JSON starts with `eyJ` too; 200 values of 5 KB
@@ -992,7 +1052,11 @@ mod tests {
         let values: serde_json::Map<String, Value> =
             (0..200).map(|i| (format!("k{i}"), json!(blob))).collect();
         let cm = json!({"data": values}).to_string();
-        assert!(find_issuer_jwts(&cm, ISSUER, None).unwrap().is_empty());
+        assert!(
+            find_issuer_jwts(&cm, ISSUER, Exempt::Nothing)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -1004,7 +1068,7 @@ mod tests {
             json!({"foreign": foreign, "mine": format!("Bearer {mine}")});
         pod["spec"]["containers"][0]["env"][0]["value"] = json!(mine);
         pod["spec"]["containers"][0]["args"] = json!([format!("{foreign},{mine}")]);
-        let found = find_issuer_jwts(&pod.to_string(), ISSUER, None).unwrap();
+        let found = find_issuer_jwts(&pod.to_string(), ISSUER, Exempt::Nothing).unwrap();
         let violations = issuer_jwt_violations(&found, ISSUER);
         let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(
@@ -1028,7 +1092,7 @@ mod tests {
         let mut other = mk_pod("");
         other["metadata"]["annotations"] = json!({"foreign": foreign});
         assert!(
-            find_issuer_jwts(&other.to_string(), ISSUER, None)
+            find_issuer_jwts(&other.to_string(), ISSUER, Exempt::Nothing)
                 .unwrap()
                 .is_empty()
         );
@@ -1056,7 +1120,7 @@ mod tests {
         ];
         for case in cases {
             let pod = json!({"metadata": {"annotations": {"x": case}}});
-            let found = find_issuer_jwts(&pod.to_string(), ISSUER, None).unwrap();
+            let found = find_issuer_jwts(&pod.to_string(), ISSUER, Exempt::Nothing).unwrap();
             assert!(found.is_empty(), "{case}");
         }
         assert!(!may_hold_jwt(&mk_pod("").to_string()));
@@ -1072,14 +1136,15 @@ mod tests {
         let mut same = old.clone();
         same["metadata"]["labels"] = json!({"team": "data"});
         assert!(
-            find_issuer_jwts(&same.to_string(), ISSUER, Some(&old_text))
+            find_issuer_jwts(&same.to_string(), ISSUER, Exempt::Stored(&old_text))
                 .unwrap()
                 .is_empty()
         );
         // A token pasted later is refused.
         let mut pasted = old.clone();
         pasted["metadata"]["annotations"]["new"] = json!(mk_jwt(ISSUER, 'N'));
-        let found = find_issuer_jwts(&pasted.to_string(), ISSUER, Some(&old_text)).unwrap();
+        let found =
+            find_issuer_jwts(&pasted.to_string(), ISSUER, Exempt::Stored(&old_text)).unwrap();
         let fields: Vec<String> = found.iter().map(Found::field).collect();
         assert_eq!(fields, vec!["metadata.annotations.new"]);
     }
