@@ -109,14 +109,15 @@ impl Drop for Reservation<'_> {
     }
 }
 
-/// What a request's head holds, as near as its parts tell: the target and each header.
+/// What a request's head holds, as near as its parts tell: the path and each header (read
+/// without allocating: this runs for every request).
 fn head_bytes<B>(req: &Request<B>) -> usize {
     let headers: usize = req
         .headers()
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
-    headers + req.uri().to_string().len()
+    headers + req.uri().path_and_query().map_or(0, |p| p.as_str().len())
 }
 
 /// Why a request body was not read whole.
