@@ -111,6 +111,12 @@ fn update(sub: Option<&str>, user: Value, old: &Value, new: &Value) -> Value {
     inputs::pod_update_request("3e4d5c6b-7a89-4b0c-9d1e-2f3a4b5c6d7e", sub, user, old, new)
 }
 
+/// Whether the review was refused because an object is not a valid Pod.
+fn malformed(o: &Outcome) -> bool {
+    matches!(&o.decision, Err(r) if r.code() == "malformed"
+        && r.to_string().contains("is not a valid Pod"))
+}
+
 /// What an outcome decides and records.
 fn decided(o: &Outcome) -> String {
     format!("{:?} {:?}", o.decision, o.facts)
@@ -433,12 +439,18 @@ fn malformed_pod_updates_get_the_plain_paths_answer() {
                     f.same(&f.images, what, &request);
                 }
                 // The old object malformed: the plain path's answer, but in the old spec
-                // only where it is read (`nodeName`; all of it where an image rule checks
-                // it: not in a status write of a job's pod).
+                // only where it is read (`nodeName` in a status write, which decode reads
+                // with the metadata, or for a node's request; all of it where an image rule
+                // checks it: not in a status write of a job's pod).
                 let request = update(sub, who.clone(), &bad, &old);
-                let old_spec_only = *what == "containers are a number";
+                let node_unread = *what == "nodeName is a number" && !status && who != &kubelet();
+                let old_spec_only = *what == "containers are a number" || node_unread;
                 if !old_spec_only {
                     f.same(&f.plain, what, &request);
+                } else if node_unread {
+                    let (fast, plain) = f.both(&f.plain, &request);
+                    assert!(!malformed(&fast), "{what}: {:?}", fast.decision);
+                    assert!(malformed(&plain), "{what}: {:?}", plain.decision);
                 }
                 if !(old_spec_only && status) {
                     f.same(&f.images, what, &request);
@@ -522,10 +534,6 @@ fn a_spec_is_checked_where_it_is_read() {
     let old = f.admitted.clone();
     let bad_spec = f.edit(|p| p["spec"]["containers"] = json!(5));
     let running = f.edit(|p| p["status"] = json!({"phase": "Running"}));
-    let malformed = |o: &Outcome| {
-        matches!(&o.decision, Err(r) if r.code() == "malformed"
-            && r.to_string().contains("is not a valid Pod"))
-    };
 
     // The kubelet's status write with an ill-typed new spec: not read, allowed.
     let request = update(Some("status"), kubelet(), &old, &bad_spec);
@@ -546,6 +554,22 @@ fn a_spec_is_checked_where_it_is_read() {
     assert!(malformed(&plain), "{:?}", plain.decision);
     let bad_node = f.edit(|p| p["spec"]["nodeName"] = json!(5));
     let request = update(Some("status"), kubelet(), &bad_node, &running);
+    let (fast, plain) = f.both(&f.plain, &request);
+    assert!(malformed(&fast), "{:?}", fast.decision);
+    assert_eq!(decided(&fast), decided(&plain));
+    // Outside a status write, the old nodeName is read only for a node's request (it names
+    // the kubelet that may act on the pod; no other requester's rights depend on it): the
+    // driver's relabelling of such a pod is not read for it, the kubelet's is.
+    let relabelled = |p: &Value| {
+        let mut p = p.clone();
+        p["metadata"]["labels"]["spark-exec-inactive"] = json!("true");
+        p
+    };
+    let request = update(None, driver(), &bad_node, &relabelled(&bad_node));
+    let (fast, plain) = f.both(&f.plain, &request);
+    assert!(fast.allowed(), "{:?}", fast.decision);
+    assert!(malformed(&plain), "{:?}", plain.decision);
+    let request = update(None, kubelet(), &bad_node, &relabelled(&bad_node));
     let (fast, plain) = f.both(&f.plain, &request);
     assert!(malformed(&fast), "{:?}", fast.decision);
     assert_eq!(decided(&fast), decided(&plain));

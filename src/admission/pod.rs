@@ -136,7 +136,7 @@ async fn validate_update(p: &Pipeline, ctx: &mut Ctx<'_>, sub: &str) -> Result<(
 ///
 /// The one difference from the plain path, accepted: a part of the spec that is not read is not
 /// type-checked. In a `status` write that is the new pod's spec; in every UPDATE, the old pod's
-/// spec but `nodeName` (without an image rule). The plain path refused such an UPDATE as
+/// spec but `nodeName` (without an image rule), and its `nodeName` too unless a node asks. The plain path refused such an UPDATE as
 /// malformed (`request.object is not a valid Pod`); the API server stores only valid pods, so
 /// it sends none.
 async fn validate_update_parts(
@@ -163,10 +163,13 @@ async fn validate_update_parts(
             .is_some_and(|(n, o)| n.get() == o.get());
     let read_old = images && !spec_kept && (!status || job.is_none());
     let read_new = (!status && job.is_some() && !spec_kept) || read_old;
+    // The old pod's `nodeName` is read only for a node's request: it names the kubelet that
+    // may act on the pod (`ownership::roles`), and no other requester's rights depend on it.
+    let read_node = ctx.req.user_info.username.starts_with("system:node:");
     let read = match sub {
         // Reads the whole of both specs: the plain path (decode makes no parts for it).
         "ephemeralcontainers" => None,
-        _ => read_specs(new, old, read_new, read_old),
+        _ => read_specs(new, old, read_new, read_old, read_node),
     };
     let Some(read) = read else {
         return validate_update_on_plain_decode(p, ctx, sub).await;
@@ -192,13 +195,14 @@ struct ReadSpecs {
     old_node: Option<String>,
 }
 
-/// The specs `validate_update_parts` asks for and the old pod's `nodeName`; `None` when one of
-/// them cannot be read here.
+/// The specs `validate_update_parts` asks for and the old pod's `nodeName` (where `read_node`,
+/// or where it comes without another read); `None` when one of them cannot be read here.
 fn read_specs(
     new: &PodParts<'_>,
     old: &PodParts<'_>,
     read_new: bool,
     read_old: bool,
+    read_node: bool,
 ) -> Option<ReadSpecs> {
     // `ObjectOnly`: the typed `Pod` reads its spec only from a JSON object, so do these.
     let typed = |raw: Option<&RawValue>| {
@@ -230,6 +234,7 @@ fn read_specs(
         {
             new_spec.node_name.clone()
         }
+        (None, None, _) if !read_node => None,
         (None, None, _) => {
             serde_json::from_str::<ObjectOnly<SpecNodeName>>(old.spec?.get())
                 .ok()?
