@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use json_patch::PatchOperation;
 use serde::Serialize;
-use serde_json::value::RawValue;
 
 use crate::admission::decode::API_VERSION;
 
@@ -115,40 +114,119 @@ impl Response {
     }
 }
 
-/// `response.patch`: the JSON Patch as base64, kept as its finished JSON string token. Base64
-/// never needs escaping, so the answer copies these 2–3 KB instead of escaping them byte by byte.
-#[derive(Debug, Clone, Serialize)]
-#[serde(transparent)]
-pub struct EncodedPatch(Box<RawValue>);
+/// `response.patch`: the JSON Patch as base64. Base64 never needs escaping, so the answer
+/// copies these 2–3 KB into its JSON text (`ReviewResponse::to_json`) instead of escaping them
+/// byte by byte.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedPatch(String);
+
+impl Serialize for EncodedPatch {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 impl EncodedPatch {
     fn new(ops: &[PatchOperation]) -> Result<Self, serde_json::Error> {
-        let json = serde_json::to_vec(ops)?;
-        let mut token = String::with_capacity(json.len().div_ceil(3) * 4 + 2);
-        token.push('"');
-        base64::engine::general_purpose::STANDARD.encode_string(json, &mut token);
-        token.push('"');
-        RawValue::from_string(token).map(Self)
+        let json = patch_json(ops)?;
+        let mut text = String::with_capacity(json.len().div_ceil(3) * 4);
+        base64::engine::general_purpose::STANDARD.encode_string(json, &mut text);
+        Ok(Self(text))
     }
 
-    /// The base64 text, without the quotes.
+    /// The base64 text.
     pub fn base64(&self) -> &str {
-        let token = self.0.get();
-        token.get(1..token.len() - 1).unwrap_or_default()
+        &self.0
     }
 }
 
-impl PartialEq for EncodedPatch {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.get() == other.0.get()
+/// The JSON text of a patch, as serde writes it (`[{"op":"add","path":…,"value":…},…]`),
+/// with the operation names and keys written as the constant text they are rather than
+/// escaped one by one: a review's answer carries 19–28 operations.
+fn patch_json(ops: &[PatchOperation]) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::with_capacity(96 * ops.len() + 2);
+    out.push(b'[');
+    for (i, op) in ops.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let (name, path, value) = match op {
+            PatchOperation::Add(o) => ("add", &o.path, Some(&o.value)),
+            PatchOperation::Remove(o) => ("remove", &o.path, None),
+            PatchOperation::Replace(o) => ("replace", &o.path, Some(&o.value)),
+            PatchOperation::Test(o) => ("test", &o.path, Some(&o.value)),
+            // Not built by sparkward: serde's own text.
+            other => {
+                serde_json::to_writer(&mut out, other)?;
+                continue;
+            }
+        };
+        out.extend_from_slice(b"{\"op\":\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\",\"path\":");
+        serde_json::to_writer(&mut out, path.as_str())?;
+        if let Some(value) = value {
+            out.extend_from_slice(b",\"value\":");
+            serde_json::to_writer(&mut out, value)?;
+        }
+        out.push(b'}');
     }
+    out.push(b']');
+    Ok(out)
 }
 
 impl ReviewResponse {
+    /// The answer's JSON text: serde's, with the base64 patch copied in (see `EncodedPatch`).
     pub fn to_json(&self) -> Vec<u8> {
+        let r = &self.response;
+        let mut out = Vec::with_capacity(
+            256 + r.patch.as_ref().map_or(0, |p| p.0.len())
+                + r.audit_annotations.values().map(|v| v.len() + 24).sum::<usize>(),
+        );
         // Plain strings, numbers and maps: serialisation cannot fail.
-        serde_json::to_vec(self).unwrap_or_else(|_| b"{}".to_vec())
+        match write_review(&mut out, self) {
+            Ok(()) => out,
+            Err(_) => b"{}".to_vec(),
+        }
     }
+}
+
+fn write_review(out: &mut Vec<u8>, review: &ReviewResponse) -> Result<(), serde_json::Error> {
+    let r = &review.response;
+    out.extend_from_slice(b"{\"apiVersion\":");
+    serde_json::to_writer(&mut *out, review.api_version)?;
+    out.extend_from_slice(b",\"kind\":");
+    serde_json::to_writer(&mut *out, review.kind)?;
+    out.extend_from_slice(b",\"response\":{\"uid\":");
+    serde_json::to_writer(&mut *out, &r.uid)?;
+    out.extend_from_slice(if r.allowed {
+        b",\"allowed\":true"
+    } else {
+        b",\"allowed\":false"
+    });
+    if let Some(status) = &r.status {
+        out.extend_from_slice(b",\"status\":");
+        serde_json::to_writer(&mut *out, status)?;
+    }
+    if let Some(patch) = &r.patch {
+        out.extend_from_slice(b",\"patch\":\"");
+        out.extend_from_slice(patch.0.as_bytes());
+        out.push(b'"');
+    }
+    if let Some(patch_type) = r.patch_type {
+        out.extend_from_slice(b",\"patchType\":");
+        serde_json::to_writer(&mut *out, patch_type)?;
+    }
+    if !r.audit_annotations.is_empty() {
+        out.extend_from_slice(b",\"auditAnnotations\":");
+        serde_json::to_writer(&mut *out, &r.audit_annotations)?;
+    }
+    if !r.warnings.is_empty() {
+        out.extend_from_slice(b",\"warnings\":");
+        serde_json::to_writer(&mut *out, &r.warnings)?;
+    }
+    out.extend_from_slice(b"}}");
+    Ok(())
 }
 
 #[cfg(test)]
@@ -172,6 +250,43 @@ mod tests {
         );
         let patch = r.response.patch.as_ref().unwrap();
         assert_eq!(patch.base64(), v["response"]["patch"].as_str().unwrap());
+    }
+
+    #[test]
+    fn the_written_text_is_serdes() {
+        // Every operation kind, with values and paths that need escaping.
+        let ops: Vec<PatchOperation> = serde_json::from_value(json!([
+            {"op":"add","path":"/metadata/labels/sparkward.io~1job-id","value":"sj-\"x\"\\\n"},
+            {"op":"add","path":"/spec/securityContext","value":{"runAsUser":185,"b":[true,null,1.5]}},
+            {"op":"remove","path":"/metadata/annotations/a\"b"},
+            {"op":"replace","path":"/spec/x","value":{}},
+            {"op":"test","path":"/é","value":"\u{1}"},
+            {"op":"move","from":"/a","path":"/b"},
+            {"op":"copy","from":"/a","path":"/c"}
+        ]))
+        .unwrap();
+        assert_eq!(patch_json(&ops).unwrap(), serde_json::to_vec(&ops).unwrap());
+        assert_eq!(patch_json(&[]).unwrap(), b"[]");
+
+        let mut annotations = BTreeMap::new();
+        annotations.insert("decision", "allowed".to_string());
+        annotations.insert("subject", "a\"l\\ice\u{7f}".to_string());
+        let answers = [
+            Response::allow("u1"),
+            Response::allow("u\"2")
+                .with_patch(&ops)
+                .with_audit_annotations(annotations.clone())
+                .with_warnings(vec!["w\"1".into(), "w2".into()]),
+            Response::deny("u3", 403, "no \"way\"\n").with_audit_annotations(annotations),
+            Response::deny("u4", 599, "other"),
+        ];
+        for answer in answers {
+            let review = answer.into_review();
+            assert_eq!(
+                String::from_utf8(review.to_json()).unwrap(),
+                serde_json::to_string(&review).unwrap()
+            );
+        }
     }
 
     #[test]
