@@ -379,8 +379,9 @@ impl Pipeline {
                  platform team"
             )),
         })?;
-        ctx.policies.push(rendered.policy.clone());
-        if !ctx.req.is_dry_run() {
+        let applied = if ctx.req.is_dry_run() {
+            Ok(())
+        } else {
             let started = Instant::now();
             let applied = self.policies.apply(&rendered.policy).await;
             if let Some(m) = &self.metrics {
@@ -393,11 +394,14 @@ impl Pipeline {
                     .get_or_create(&OutcomeLabels { outcome })
                     .observe(started.elapsed().as_secs_f64());
             }
-            applied.map_err(|e| Reason::PolicyApply {
-                code: e.code(),
-                message: e.to_string(),
-            })?;
-        }
+            applied
+        };
+        // The outcome reports the policy whether or not its apply succeeded.
+        ctx.policies.push(rendered.policy);
+        applied.map_err(|e| Reason::PolicyApply {
+            code: e.code(),
+            message: e.to_string(),
+        })?;
         Ok(rendered.warnings)
     }
 

@@ -181,7 +181,10 @@ impl ReviewResponse {
         let r = &self.response;
         let mut out = Vec::with_capacity(
             256 + r.patch.as_ref().map_or(0, |p| p.0.len())
-                + r.audit_annotations.values().map(|v| v.len() + 24).sum::<usize>(),
+                + r.audit_annotations
+                    .values()
+                    .map(|v| v.len() + 24)
+                    .sum::<usize>(),
         );
         // Plain strings, numbers and maps: serialisation cannot fail.
         match write_review(&mut out, self) {
