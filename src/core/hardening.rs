@@ -102,6 +102,22 @@ impl Loc {
         let mut pointer = String::with_capacity(self.pointer.len() + token.len() + 8);
         pointer.push_str(&self.pointer);
         pointer.push('/');
+        if !token.bytes().any(|b| b == b'~' || b == b'/') {
+            pointer.push_str(token);
+        } else {
+            Self::push_escaped(&mut pointer, token);
+        }
+        let bit = 1u128.checked_shl(self.depth).unwrap_or(0);
+        Self {
+            pointer,
+            depth: self.depth.saturating_add(1),
+            indices: self.indices | if index { bit } else { 0 },
+            appends: self.appends | if append { bit } else { 0 },
+        }
+    }
+
+    /// Appends `token` to `pointer` with RFC 6901's escapes.
+    fn push_escaped(pointer: &mut String, token: &str) {
         for part in token.split_inclusive(['~', '/']) {
             match part.as_bytes().last() {
                 Some(b'~') => {
@@ -114,13 +130,6 @@ impl Loc {
                 }
                 _ => pointer.push_str(part),
             }
-        }
-        let bit = 1u128.checked_shl(self.depth).unwrap_or(0);
-        Self {
-            pointer,
-            depth: self.depth.saturating_add(1),
-            indices: self.indices | if index { bit } else { 0 },
-            appends: self.appends | if append { bit } else { 0 },
         }
     }
 
@@ -833,15 +842,20 @@ pub fn inspect_pod_volume_sources(volumes: &Loc, list: &[Volume], out: &mut Find
 /// The name of the emptyDir volume sparkward adds for a writable directory:
 /// `sparkward-` plus the path with every non-alphanumeric run turned into `-`.
 pub fn writable_volume_name(dir: &str) -> String {
-    let slug: Vec<String> = dir
+    let mut name = String::with_capacity("sparkward".len() + dir.len() + 1);
+    name.push_str("sparkward");
+    for part in dir
         .split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|part| !part.is_empty())
-        .map(str::to_ascii_lowercase)
-        .collect();
-    let mut name = format!("sparkward-{}", slug.join("-"));
-    // Volume names are DNS labels: at most 63 characters, not ending in '-'.
+    {
+        name.push('-');
+        name.extend(part.chars().map(|c| c.to_ascii_lowercase()));
+    }
+    // Volume names are DNS labels: at most 63 characters (all ASCII here), not ending in '-'.
     name.truncate(63);
-    name.trim_end_matches('-').to_string()
+    let end = name.trim_end_matches('-').len();
+    name.truncate(end);
+    name
 }
 
 /// Adds emptyDir volumes for the writable directories (when no volume of that name exists).
@@ -856,10 +870,7 @@ pub fn plan_writable_volumes(
         let name = writable_volume_name(dir);
         let exists = volumes.is_some_and(|v| v.iter().any(|v| v.name == name));
         if !exists && !to_add.iter().any(|(n, _)| n == &name) {
-            to_add.push((
-                name,
-                json!({ "name": writable_volume_name(dir), "emptyDir": {} }),
-            ));
+            to_add.push((name.clone(), json!({ "name": name, "emptyDir": {} })));
         }
     }
     if to_add.is_empty() {
@@ -1364,6 +1375,12 @@ mod tests {
         );
         assert_eq!(writable_volume_name("/a//B_c/"), "sparkward-a-b-c");
         assert!(writable_volume_name(&format!("/{}", "x".repeat(100))).len() <= 63);
+        assert_eq!(
+            writable_volume_name(&format!("/{}/y", "x".repeat(52))),
+            format!("sparkward-{}", "x".repeat(52)),
+            "cut at 63 characters, without the '-' left at the end"
+        );
+        assert_eq!(writable_volume_name("/"), "sparkward");
     }
 
     #[test]
