@@ -68,9 +68,11 @@ pub(super) async fn review(p: &Pipeline, ctx: &mut Ctx<'_>) -> Decided {
         (Mode::Mutate, Operation::Update, "" | "status" | "resize") => pass(),
         // `resize` changes containers' resources in place: a spec change like any other.
         (Mode::Validate, Operation::Update, "" | "status" | "ephemeralcontainers" | "resize") => {
+            // Boxed: these states (5 KB) would otherwise size every pod review's future,
+            // which the router boxes and so copies.
             match req.pod_update.as_deref() {
-                Some(parts) => validate_update_parts(p, ctx, sub, parts).await?,
-                None => validate_update(p, ctx, sub).await?,
+                Some(parts) => Box::pin(validate_update_parts(p, ctx, sub, parts)).await?,
+                None => Box::pin(validate_update(p, ctx, sub)).await?,
             }
             if sub != "status" {
                 p.refuse_stored_tokens(ctx)?;

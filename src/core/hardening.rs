@@ -161,8 +161,21 @@ impl Loc {
     }
 
     pub fn pointer(&self) -> PointerBuf {
-        PointerBuf::parse(self.pointer.clone())
-            .unwrap_or_else(|_| PointerBuf::from_tokens(self.tokens().map(Cow::into_owned)))
+        self.clone().into_pointer()
+    }
+
+    /// `pointer` of a location that is not needed afterwards: its text becomes the pointer's.
+    pub fn into_pointer(self) -> PointerBuf {
+        PointerBuf::parse(self.pointer).unwrap_or_else(|report| {
+            // Not reached: `child` writes only valid pointer text. Should it ever fail, the
+            // pointer is rebuilt from the unescaped segments, as `pointer` always did.
+            let (_, text) = report.decompose();
+            let loc = Loc {
+                pointer: text,
+                ..Loc::default()
+            };
+            PointerBuf::from_tokens(loc.tokens().map(Cow::into_owned))
+        })
     }
 
     /// The unescaped segments.

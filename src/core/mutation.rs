@@ -128,10 +128,13 @@ fn stamp_map(
         match map.get(*key) {
             Some(have) if have == value => {}
             Some(_) => ops.push(PatchOperation::Replace(ReplaceOperation {
-                path: loc.key(key).pointer(),
+                path: loc.key(key).into_pointer(),
                 value: Value::String(value.clone()),
             })),
-            None => ops.push(add(&loc.key(key), Value::String(value.clone()))),
+            None => ops.push(PatchOperation::Add(json_patch::AddOperation {
+                path: loc.key(key).into_pointer(),
+                value: Value::String(value.clone()),
+            })),
         }
     }
 }

@@ -220,11 +220,31 @@ pub struct Container {
     pub ports: Vec<ContainerPort>,
 }
 
-/// An environment variable of a container: its name (values are not read).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
+/// Spark's RPC secret as an environment variable: the one name `EnvVar` tells apart.
+pub const SPARK_AUTH_SECRET_ENV: &str = "_SPARK_AUTH_SECRET";
+
+/// An environment variable of a container. Values are not read, and of the name only whether
+/// it is `SPARK_AUTH_SECRET_ENV` is kept: a Spark pod carries a few dozen variables, and each
+/// kept name was an allocation per review.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct EnvVar {
-    pub name: String,
+    pub spark_auth_secret: bool,
+}
+
+impl<'de> Deserialize<'de> for EnvVar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // The derived reading of `{name: string}` it always was (the same errors, under the
+        // same struct name), with the name borrowed from the body where it has no escapes.
+        #[derive(Default, Deserialize)]
+        #[serde(default, rename = "EnvVar", expecting = "struct EnvVar")]
+        struct Named<'a> {
+            #[serde(borrow)]
+            name: std::borrow::Cow<'a, str>,
+        }
+        Named::deserialize(d).map(|n| EnvVar {
+            spark_auth_secret: n.name == SPARK_AUTH_SECRET_ENV,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -612,6 +632,51 @@ pub struct MetaOnly {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_names_are_compared_not_kept_and_read_as_before() {
+        // The reading before: a derived struct with the name as a `String`.
+        mod before {
+            #[derive(Debug, Default, serde::Deserialize)]
+            #[serde(default)]
+            pub struct EnvVar {
+                pub name: String,
+            }
+        }
+        use before::EnvVar as Before;
+        for (text, secret) in [
+            (r#"{"name":"_SPARK_AUTH_SECRET","value":"s"}"#, true),
+            // An escape in the name: read owned, compared the same.
+            (r#"{"name":"_SPARK_AUTH\u005fSECRET"}"#, true),
+            (r#"{"name":"SPARK_USER","valueFrom":{"x":1}}"#, false),
+            (r#"{}"#, false),
+            (r#"["_SPARK_AUTH_SECRET"]"#, true),
+        ] {
+            let now: EnvVar = serde_json::from_str(text).unwrap();
+            assert_eq!(now.spark_auth_secret, secret, "{text}");
+            let before: Before = serde_json::from_str(text).unwrap();
+            assert_eq!(before.name == SPARK_AUTH_SECRET_ENV, secret, "{text}");
+            // From an owned source too.
+            let value: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(serde_json::from_value::<EnvVar>(value).unwrap(), now);
+        }
+        for text in [
+            r#"{"name":5}"#,
+            r#"{"name":"a","name":"b"}"#,
+            r#""x""#,
+            r#"{"name":null}"#,
+        ] {
+            assert_eq!(
+                serde_json::from_str::<EnvVar>(text)
+                    .unwrap_err()
+                    .to_string(),
+                serde_json::from_str::<Before>(text)
+                    .unwrap_err()
+                    .to_string(),
+                "{text}"
+            );
+        }
+    }
 
     #[test]
     fn a_container_list_is_read_up_to_its_limit_and_refused_past_it() {

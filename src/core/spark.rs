@@ -36,7 +36,7 @@ pub const SECRET_FILE_PROPERTY: &str = "spark.authenticate.secret.file";
 /// Spark's property for a secret given in clear; never allowed with a per-job secret.
 pub const SECRET_PROPERTY: &str = "spark.authenticate.secret";
 /// The environment variable Spark uses to hand executors a generated secret.
-pub const AUTH_SECRET_ENV: &str = "_SPARK_AUTH_SECRET";
+pub const AUTH_SECRET_ENV: &str = crate::core::objects::SPARK_AUTH_SECRET_ENV;
 /// Bytes of randomness in a job's RPC secret.
 pub const RPC_SECRET_BYTES: usize = 32;
 
@@ -313,7 +313,7 @@ pub fn auth_secret_in_env(pod: &Pod) -> Vec<Violation> {
     ] {
         for (i, c) in list.iter().enumerate() {
             for (j, e) in c.env.iter().enumerate() {
-                if e.name == AUTH_SECRET_ENV {
+                if e.spark_auth_secret {
                     out.push(Violation {
                         field: spec.key(key).index(i).key("env").index(j).human(),
                         problem: format!("is {AUTH_SECRET_ENV}, Spark's RPC secret in clear"),
