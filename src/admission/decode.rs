@@ -136,6 +136,10 @@ pub struct Request<'a> {
     /// path kept none (`admission::tokens`, and the plain re-decode of `pod_update`'s fallback).
     #[serde(skip)]
     pub body: &'a [u8],
+    /// `body` as text, checked once by decode (empty if it is not UTF-8, which a body that
+    /// decoded is not: every JSON string in it was checked).
+    #[serde(skip)]
+    pub body_text: &'a str,
 }
 
 /// `object` and `oldObject` of a validating Pod UPDATE, each read in one pass.
@@ -633,6 +637,7 @@ impl<'de: 'a, 'a> Visitor<'de> for FastVisitor<'a> {
             pod: Mutex::new(pod.flatten()),
             pod_update,
             body: &[],
+            body_text: "",
         }))
     }
 }
@@ -681,16 +686,18 @@ pub fn decode(body: &[u8]) -> Result<Request<'_>, DecodeError> {
 /// UPDATEs are read into `PodParts` (see the module comment); everything else is decoded the
 /// same in both modes.
 pub fn decode_for(body: &[u8], mode: Mode) -> Result<Request<'_>, DecodeError> {
-    let mut request = match decode_fast(body, mode) {
-        Ok(request) => request,
-        Err(()) => decode_plain(body)?,
+    let (mut request, text) = match decode_fast(body, mode) {
+        Ok(decoded) => decoded,
+        Err(()) => (decode_plain(body)?, std::str::from_utf8(body).unwrap_or("")),
     };
     request.body = body;
+    request.body_text = text;
     Ok(request)
 }
 
-/// The single-pass decode; `Err(())` sends the body down the plain path.
-fn decode_fast(body: &[u8], mode: Mode) -> Result<Request<'_>, ()> {
+/// The single-pass decode, with the body as the text it checked; `Err(())` sends the body
+/// down the plain path.
+fn decode_fast(body: &[u8], mode: Mode) -> Result<(Request<'_>, &str), ()> {
     // One UTF-8 check of the whole body instead of one per string (serde_json's slice reader
     // validates every string it reads; its str reader trusts the checked text).
     let text = std::str::from_utf8(body).map_err(|_| ())?;
@@ -706,7 +713,7 @@ fn decode_fast(body: &[u8], mode: Mode) -> Result<Request<'_>, ()> {
         return Err(());
     }
     match envelope.request {
-        Some(FastRequest(request)) if !request.uid.is_empty() => Ok(request),
+        Some(FastRequest(request)) if !request.uid.is_empty() => Ok((request, text)),
         _ => Err(()),
     }
 }

@@ -102,13 +102,13 @@ impl Pipeline {
 }
 
 /// Text that contains the object, for the cheap first test: the raw object, or the whole body
-/// when the fast decode kept no raw object (a Pod CREATE, a validating Pod UPDATE). Not UTF-8
-/// cannot happen for a body that decoded; it is then searched as empty, and the typed parse has
-/// already failed.
+/// when the fast decode kept no raw object (a Pod CREATE, a validating Pod UPDATE), as the text
+/// decode checked. Not UTF-8 cannot happen for a body that decoded; it is then searched as
+/// empty, and the typed parse has already failed.
 fn haystack<'r>(req: &'r Request<'_>) -> &'r str {
     match req.object() {
         Some(raw) => raw.get(),
-        None => std::str::from_utf8(req.body).unwrap_or(""),
+        None => req.body_text,
     }
 }
 
