@@ -138,9 +138,9 @@ async fn validate_update(p: &Pipeline, ctx: &mut Ctx<'_>, sub: &str) -> Result<(
 ///
 /// The one difference from the plain path, accepted: a part of the spec that is not read is not
 /// type-checked. In a `status` write that is the new pod's spec; in every UPDATE, the old pod's
-/// spec but `nodeName` (without an image rule), and its `nodeName` too unless a node asks. The plain path refused such an UPDATE as
-/// malformed (`request.object is not a valid Pod`); the API server stores only valid pods, so
-/// it sends none.
+/// spec but `nodeName` (without an image rule), and its `nodeName` too unless a node asks. The
+/// plain path refused such an UPDATE as malformed (`request.object is not a valid Pod`); the
+/// API server stores only valid pods, so it sends none.
 async fn validate_update_parts(
     p: &Pipeline,
     ctx: &mut Ctx<'_>,

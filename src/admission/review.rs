@@ -290,8 +290,8 @@ impl Pipeline {
 
     /// One line per admitted kind; each handler routes operations and subresources itself.
     /// Each handler's future is boxed: the review's future is then a few hundred bytes rather
-    /// than the largest handler's state (12 KB), which every layer above it (the deadline, the
-    /// HTTP service, hyper's dispatcher) would otherwise copy as it moves it.
+    /// than the largest handler's state (12 KB), which any layer above it that moves it (the
+    /// deadline, the HTTP service, hyper's dispatcher) would copy whole.
     /// Subresources whose review carries another kind than their resource's (connect options,
     /// TokenRequest, Binding, Eviction) are routed by resource first.
     async fn route(&self, ctx: &mut Ctx<'_>) -> Decided {

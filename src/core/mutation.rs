@@ -121,7 +121,7 @@ fn stamp_map(
             .iter()
             .map(|(k, v)| (k.to_string(), Value::String(v.clone())))
             .collect();
-        ops.push(add(loc, Value::Object(whole)));
+        ops.push(add(loc.pointer(), Value::Object(whole)));
         return;
     };
     for (key, value) in wanted {
@@ -131,19 +131,16 @@ fn stamp_map(
                 path: loc.key(key).into_pointer(),
                 value: Value::String(value.clone()),
             })),
-            None => ops.push(PatchOperation::Add(json_patch::AddOperation {
-                path: loc.key(key).into_pointer(),
-                value: Value::String(value.clone()),
-            })),
+            None => ops.push(add(
+                loc.key(key).into_pointer(),
+                Value::String(value.clone()),
+            )),
         }
     }
 }
 
-fn add(loc: &Loc, value: Value) -> PatchOperation {
-    PatchOperation::Add(json_patch::AddOperation {
-        path: loc.pointer(),
-        value,
-    })
+fn add(path: json_patch::jsonptr::PointerBuf, value: Value) -> PatchOperation {
+    PatchOperation::Add(json_patch::AddOperation { path, value })
 }
 
 /// Stamps metadata: labels and annotations added, the token annotation removed.
