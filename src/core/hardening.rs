@@ -102,11 +102,7 @@ impl Loc {
         let mut pointer = String::with_capacity(self.pointer.len() + token.len() + 8);
         pointer.push_str(&self.pointer);
         pointer.push('/');
-        if !token.bytes().any(|b| b == b'~' || b == b'/') {
-            pointer.push_str(token);
-        } else {
-            Self::push_escaped(&mut pointer, token);
-        }
+        Self::push_escaped(&mut pointer, token);
         let bit = 1u128.checked_shl(self.depth).unwrap_or(0);
         Self {
             pointer,
@@ -117,20 +113,21 @@ impl Loc {
     }
 
     /// Appends `token` to `pointer` with RFC 6901's escapes.
+    /// The runs between escapes are copied whole: `~` and `/` are ASCII, so every index where
+    /// one is found is a character boundary.
     fn push_escaped(pointer: &mut String, token: &str) {
-        for part in token.split_inclusive(['~', '/']) {
-            match part.as_bytes().last() {
-                Some(b'~') => {
-                    pointer.push_str(&part[..part.len() - 1]);
-                    pointer.push_str("~0");
-                }
-                Some(b'/') => {
-                    pointer.push_str(&part[..part.len() - 1]);
-                    pointer.push_str("~1");
-                }
-                _ => pointer.push_str(part),
-            }
+        let mut run = 0;
+        for (i, b) in token.bytes().enumerate() {
+            let escape = match b {
+                b'~' => "~0",
+                b'/' => "~1",
+                _ => continue,
+            };
+            pointer.push_str(&token[run..i]);
+            pointer.push_str(escape);
+            run = i + 1;
         }
+        pointer.push_str(&token[run..]);
     }
 
     /// The location of a key below this one.
@@ -246,29 +243,37 @@ pub struct Missing {
     /// False for conveniences (writable emptyDirs): the validating webhook does not require them.
     pub security: bool,
     /// How the validating webhook describes it when it is still there: `is not set`, or what is
-    /// wrong with the value the operation replaces.
-    pub problem: String,
+    /// wrong with the value the operation replaces. Borrowed for the constant `is not set`:
+    /// a pod review has a dozen of these and reads none of them.
+    pub problem: Cow<'static, str>,
 }
 
-impl Findings {
-    fn add(&mut self, loc: &Loc, value: Value) {
-        self.push_missing(loc, value, true);
-    }
-
-    fn add_convenience(&mut self, loc: &Loc, value: Value) {
-        self.push_missing(loc, value, false);
-    }
-
-    fn push_missing(&mut self, loc: &Loc, value: Value, security: bool) {
-        self.missing.push(Missing {
+impl Missing {
+    /// The setting at `loc` is not there: an `add` of `value`.
+    pub fn add(loc: Loc, value: Value, security: bool) -> Self {
+        Self {
             op: PatchOperation::Add(AddOperation {
                 path: loc.pointer(),
                 value,
             }),
-            loc: loc.clone(),
+            loc,
             security,
-            problem: "is not set".into(),
-        });
+            problem: Cow::Borrowed("is not set"),
+        }
+    }
+}
+
+impl Findings {
+    fn add(&mut self, loc: Loc, value: Value) {
+        self.push_missing(loc, value, true);
+    }
+
+    fn add_convenience(&mut self, loc: Loc, value: Value) {
+        self.push_missing(loc, value, false);
+    }
+
+    fn push_missing(&mut self, loc: Loc, value: Value, security: bool) {
+        self.missing.push(Missing::add(loc, value, security));
     }
 
     /// A present value that sparkward rewrites (the same meaning, in the form the restricted
@@ -281,7 +286,7 @@ impl Findings {
             }),
             loc: loc.clone(),
             security: true,
-            problem,
+            problem: Cow::Owned(problem),
         });
     }
 
@@ -317,7 +322,7 @@ impl Findings {
             .filter(|m| m.security)
             .map(|m| Violation {
                 field: m.loc.human(),
-                problem: m.problem.clone(),
+                problem: m.problem.to_string(),
                 fix: "sparkward's mutating webhook sets it; check that the webhook \
                       configurations cover this namespace and resubmit"
                     .into(),
@@ -351,7 +356,7 @@ pub fn inspect_container(
 ) {
     let loc = container.key("securityContext");
     let Some(sc) = sc else {
-        out.add(&loc, hardened_container_context(profile, cfg));
+        out.add(loc, hardened_container_context(profile, cfg));
         return;
     };
     let who = container_note(name);
@@ -369,7 +374,7 @@ pub fn inspect_container(
             "set it to false or remove it (sparkward sets false)",
         ),
         Some(false) => {}
-        None => out.add(&loc.key("allowPrivilegeEscalation"), json!(false)),
+        None => out.add(loc.key("allowPrivilegeEscalation"), json!(false)),
     }
     match sc.read_only_root_filesystem {
         Some(false) => out.weaker(
@@ -380,7 +385,7 @@ pub fn inspect_container(
              path the job writes to)",
         ),
         Some(true) => {}
-        None => out.add(&loc.key("readOnlyRootFilesystem"), json!(true)),
+        None => out.add(loc.key("readOnlyRootFilesystem"), json!(true)),
     }
     match sc.run_as_non_root {
         Some(false) => out.weaker(
@@ -389,7 +394,7 @@ pub fn inspect_container(
             "remove it: Spark jobs run as a non-root user",
         ),
         Some(true) => {}
-        None => out.add(&loc.key("runAsNonRoot"), json!(true)),
+        None => out.add(loc.key("runAsNonRoot"), json!(true)),
     }
     // A container of a pod inherits the pod's ids, so sparkward sets none there; the Spark main
     // context of a SparkApplication becomes the whole container context and carries them.
@@ -407,7 +412,7 @@ pub fn inspect_container(
     for (field, value) in ids {
         match (value, field.default) {
             (Some(id), _) => inspect_id(&loc, &field, id, &who, cfg, out),
-            (None, Some(default)) => out.add(&loc.key(field.key), json!(default)),
+            (None, Some(default)) => out.add(loc.key(field.key), json!(default)),
             (None, None) => {}
         }
     }
@@ -583,7 +588,7 @@ fn hardened_container_context(profile: ContainerProfile, cfg: &HardeningConfig) 
 fn inspect_capabilities(loc: &Loc, sc: &SecurityContext, who: &str, out: &mut Findings) {
     let caps_loc = loc.key("capabilities");
     let Some(caps) = sc.capabilities.as_ref() else {
-        out.add(&caps_loc, json!({ "drop": ["ALL"] }));
+        out.add(caps_loc, json!({ "drop": ["ALL"] }));
         return;
     };
     if let Some(add) = caps.add.as_ref().filter(|a| !a.is_empty()) {
@@ -600,7 +605,7 @@ fn inspect_capabilities(loc: &Loc, sc: &SecurityContext, who: &str, out: &mut Fi
     // pass, seeing only this finding, reports a lower-case `all` that is still there.
     let drop_loc = caps_loc.key("drop");
     match caps.drop.as_ref() {
-        None => out.add(&drop_loc, json!(["ALL"])),
+        None => out.add(drop_loc.clone(), json!(["ALL"])),
         Some(drop) if drop.iter().any(|c| c == "ALL") => {}
         Some(drop) => match drop.iter().position(|c| c.eq_ignore_ascii_case("ALL")) {
             Some(i) => out.rewrite(
@@ -611,7 +616,7 @@ fn inspect_capabilities(loc: &Loc, sc: &SecurityContext, who: &str, out: &mut Fi
                     drop[i]
                 ),
             ),
-            None => out.add(&drop_loc.append(), json!("ALL")),
+            None => out.add(drop_loc.append(), json!("ALL")),
         },
     }
 }
@@ -635,7 +640,7 @@ fn inspect_seccomp(
             format!("is '{other}'{who}"),
             "use RuntimeDefault or Localhost",
         ),
-        None if required => out.add(loc, json!({ "type": "RuntimeDefault" })),
+        None if required => out.add(loc.clone(), json!({ "type": "RuntimeDefault" })),
         None => {}
     }
 }
@@ -700,7 +705,7 @@ pub fn inspect_pod_context(
     let loc = parent.key(key);
     let Some(psc) = psc else {
         out.add(
-            &loc,
+            loc,
             json!({
                 "runAsNonRoot": true,
                 "runAsUser": cfg.run_as_user,
@@ -718,7 +723,7 @@ pub fn inspect_pod_context(
             "remove it: Spark jobs run as a non-root user",
         ),
         Some(true) => {}
-        None => out.add(&loc.key("runAsNonRoot"), json!(true)),
+        None => out.add(loc.key("runAsNonRoot"), json!(true)),
     }
     let ids = [
         (IdField::user(Some(cfg.run_as_user)), psc.run_as_user),
@@ -731,7 +736,7 @@ pub fn inspect_pod_context(
     for (field, value) in ids {
         match (value, field.default) {
             (Some(id), _) => inspect_id(&loc, &field, id, "", cfg, out),
-            (None, Some(default)) => out.add(&loc.key(field.key), json!(default)),
+            (None, Some(default)) => out.add(loc.key(field.key), json!(default)),
             (None, None) => {}
         }
     }
@@ -891,12 +896,12 @@ pub fn plan_writable_volumes(
     }
     match volumes {
         None => out.add_convenience(
-            volumes_loc,
+            volumes_loc.clone(),
             Value::Array(to_add.into_iter().map(|(_, v)| v).collect()),
         ),
         Some(_) => {
             for (_, v) in to_add {
-                out.add_convenience(&volumes_loc.append(), v);
+                out.add_convenience(volumes_loc.append(), v);
             }
         }
     }
@@ -919,10 +924,10 @@ pub fn plan_writable_mounts(
         return;
     }
     match mounts {
-        None => out.add_convenience(mounts_loc, Value::Array(to_add)),
+        None => out.add_convenience(mounts_loc.clone(), Value::Array(to_add)),
         Some(_) => {
             for v in to_add {
-                out.add_convenience(&mounts_loc.append(), v);
+                out.add_convenience(mounts_loc.append(), v);
             }
         }
     }
@@ -1163,6 +1168,18 @@ mod tests {
         let odd = labels.key("a~b/c~1");
         assert_eq!(odd.pointer().as_str(), "/metadata/labels/a~0b~1c~01");
         assert_eq!(odd.human(), "metadata.labels[\"a~b/c~1\"]");
+        // Escapes at either end, side by side, and next to characters of more than one byte.
+        for (token, text) in [
+            ("~/é~", "~0~1é~0"),
+            ("/", "~1"),
+            ("~~", "~0~0"),
+            ("ü/ß", "ü~1ß"),
+            ("", ""),
+        ] {
+            let loc = root.key(token);
+            assert_eq!(loc.pointer().as_str(), format!("/{text}"), "{token}");
+            assert_eq!(loc.tokens().collect::<Vec<_>>(), [token]);
+        }
         let c = root
             .key("spec")
             .key("containers")

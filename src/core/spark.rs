@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
+use json_patch::{PatchOperation, ReplaceOperation};
 use serde_json::{Value, json};
 
 use crate::config::SparkProfile;
@@ -158,15 +158,7 @@ fn add_to_list(out: &mut Findings, list_loc: &Loc, exists: bool, item: Value) {
 }
 
 fn missing_add(loc: &Loc, value: Value) -> Missing {
-    Missing {
-        op: PatchOperation::Add(AddOperation {
-            path: loc.pointer(),
-            value,
-        }),
-        loc: loc.clone(),
-        security: true,
-        problem: "is not set".into(),
-    }
+    Missing::add(loc.clone(), value, true)
 }
 
 /// The key of a Java properties line (`key=value`, `key: value`, `key value`) and its value.
