@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use json_patch::PatchOperation;
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::admission::decode::API_VERSION;
 
@@ -164,15 +165,86 @@ fn patch_json(ops: &[PatchOperation]) -> Result<Vec<u8>, serde_json::Error> {
         out.extend_from_slice(b"{\"op\":\"");
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b"\",\"path\":");
-        serde_json::to_writer(&mut out, path.as_str())?;
+        write_str(&mut out, path.as_str())?;
         if let Some(value) = value {
             out.extend_from_slice(b",\"value\":");
-            serde_json::to_writer(&mut out, value)?;
+            write_value(&mut out, value)?;
         }
         out.push(b'}');
     }
     out.push(b']');
     Ok(out)
+}
+
+/// `value` as serde writes it, with its strings and keys through `write_str`.
+fn write_value(out: &mut Vec<u8>, value: &Value) -> Result<(), serde_json::Error> {
+    match value {
+        Value::String(s) => write_str(out, s),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item)?;
+            }
+            out.push(b']');
+            Ok(())
+        }
+        Value::Object(map) => {
+            out.push(b'{');
+            for (i, (key, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(out, key)?;
+                out.push(b':');
+                write_value(out, item)?;
+            }
+            out.push(b'}');
+            Ok(())
+        }
+        // null, booleans and numbers: serde's text.
+        other => serde_json::to_writer(&mut *out, other),
+    }
+}
+
+/// `s` as a JSON string. Nearly every string of an answer (paths, label values, names) needs
+/// no escape: those are copied whole after one pass that looks at eight bytes at a time,
+/// instead of serde's byte-by-byte escape loop; the rest are written by serde.
+fn write_str(out: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
+    if !needs_escape(s.as_bytes()) {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return Ok(());
+    }
+    serde_json::to_writer(&mut *out, s)
+}
+
+/// Whether serde_json would escape any byte of `bytes`: control characters, `"` and `\`
+/// (it leaves DEL and everything above ASCII as it is). Eight bytes at a time with the
+/// "has a byte less than n / equal to zero" word tricks, which are exact about whether such a
+/// byte exists (a borrow can only mark bytes above one that really matches).
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |v: u64, n: u8| v.wrapping_sub(ONES * u64::from(n)) & !v & HIGH != 0;
+    let equal = |v: u64, b: u8| below(v ^ (ONES * u64::from(b)), 1);
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let v = u64::from_le_bytes(word);
+        if below(v, 0x20) || equal(v, b'"') || equal(v, b'\\') {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 impl ReviewResponse {
@@ -197,11 +269,11 @@ impl ReviewResponse {
 fn write_review(out: &mut Vec<u8>, review: &ReviewResponse) -> Result<(), serde_json::Error> {
     let r = &review.response;
     out.extend_from_slice(b"{\"apiVersion\":");
-    serde_json::to_writer(&mut *out, review.api_version)?;
+    write_str(out, review.api_version)?;
     out.extend_from_slice(b",\"kind\":");
-    serde_json::to_writer(&mut *out, review.kind)?;
+    write_str(out, review.kind)?;
     out.extend_from_slice(b",\"response\":{\"uid\":");
-    serde_json::to_writer(&mut *out, &r.uid)?;
+    write_str(out, &r.uid)?;
     out.extend_from_slice(if r.allowed {
         b",\"allowed\":true"
     } else {
@@ -221,8 +293,16 @@ fn write_review(out: &mut Vec<u8>, review: &ReviewResponse) -> Result<(), serde_
         serde_json::to_writer(&mut *out, patch_type)?;
     }
     if !r.audit_annotations.is_empty() {
-        out.extend_from_slice(b",\"auditAnnotations\":");
-        serde_json::to_writer(&mut *out, &r.audit_annotations)?;
+        out.extend_from_slice(b",\"auditAnnotations\":{");
+        for (i, (key, value)) in r.audit_annotations.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_str(out, key)?;
+            out.push(b':');
+            write_str(out, value)?;
+        }
+        out.push(b'}');
     }
     if !r.warnings.is_empty() {
         out.extend_from_slice(b",\"warnings\":");
@@ -270,6 +350,32 @@ mod tests {
         .unwrap();
         assert_eq!(patch_json(&ops).unwrap(), serde_json::to_vec(&ops).unwrap());
         assert_eq!(patch_json(&[]).unwrap(), b"[]");
+
+        // Strings of every length around the 8-byte words, with each byte serde escapes (and
+        // its neighbours, which it does not) at the start, in the middle and at the end:
+        // written as serde does.
+        let specials = [
+            "\"", "\\", "\n", "\u{0}", "\u{1f}", "\u{7f}", " ", "!", "#", "[", "]", "é", "/", "~",
+        ];
+        for len in [0, 1, 6, 7, 8, 9, 15, 16, 17, 23, 24, 25, 40] {
+            for special in specials {
+                for at in [0, len / 2, len] {
+                    let mut text = "a".repeat(len);
+                    text.insert_str(at, special);
+                    let value = json!({ text.clone(): [text.clone(), {"k": text.clone()}] });
+                    let op: Vec<PatchOperation> = serde_json::from_value(
+                        json!([{ "op": "add", "path": format!("/{}", text.replace('~', "~0").replace('/', "~1")), "value": value }]),
+                    )
+                    .unwrap();
+                    assert_eq!(patch_json(&op).unwrap(), serde_json::to_vec(&op).unwrap());
+                    assert_eq!(
+                        needs_escape(text.as_bytes()),
+                        serde_json::to_string(&text).unwrap().len() != text.len() + 2,
+                        "{text:?}"
+                    );
+                }
+            }
+        }
 
         let mut annotations = BTreeMap::new();
         annotations.insert("decision", "allowed".to_string());
