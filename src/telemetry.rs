@@ -324,7 +324,12 @@ impl AuditSink {
 
     /// Writes one JSON line. Audit failures are logged, never fatal to the review.
     pub fn write<T: Serialize>(&self, record: &T) {
-        let mut line = match serde_json::to_vec(record) {
+        self.write_json(serde_json::to_vec(record));
+    }
+
+    /// Writes one record already encoded as JSON text (a line without its newline).
+    pub fn write_json(&self, encoded: Result<Vec<u8>, serde_json::Error>) {
+        let mut line = match encoded {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(error = %e, "failed to encode an audit record");

@@ -212,7 +212,7 @@ fn write_value(out: &mut Vec<u8>, value: &Value) -> Result<(), serde_json::Error
 /// `s` as a JSON string. Nearly every string of an answer (paths, label values, names) needs
 /// no escape: those are copied whole after one pass that looks at eight bytes at a time,
 /// instead of serde's byte-by-byte escape loop; the rest are written by serde.
-fn write_str(out: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
     if !needs_escape(s.as_bytes()) {
         out.reserve(s.len() + 2);
         out.push(b'"');

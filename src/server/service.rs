@@ -337,7 +337,10 @@ async fn review(
                 outcome.reason_code(),
                 elapsed,
             );
-            state.audit.load().write(&outcome.audit_record(elapsed));
+            state
+                .audit
+                .load()
+                .write_json(outcome.audit_record(elapsed).to_json());
             if let Err(reason) = &outcome.decision {
                 tracing::info!(uid = %outcome.facts.uid, kind = %outcome.facts.kind,
                     namespace = %outcome.facts.namespace, reason = reason.code(), "denied: {reason}");
