@@ -205,9 +205,6 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         };
         let _ = stream.set_nodelay(true);
         let (acceptor, builder) = (acceptor.clone(), builder.clone());
-        // The same socket reads as sparkward's (`sparkward::server::READ_AHEAD`): the reference
-        // stands for the same stack.
-        let stream = tokio::io::BufReader::with_capacity(sparkward::server::READ_AHEAD, stream);
         tokio::spawn(async move {
             let Ok(Ok(tls)) =
                 tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await

@@ -13,12 +13,6 @@
 //! flight for `idleTimeout` (HTTP/2 connections answer keep-alive pings forever, and
 //! `auto::Builder`'s protocol sniffing waits for bytes without a timer of its own). HTTP/1
 //! headers are bounded by `max_buf_size` (431) and HTTP/2 header lists by h2's 16 KiB default.
-//!
-//! Reads from the socket go through a `READ_AHEAD`-byte buffer under TLS: rustls asks for 4 KiB
-//! at a time, so without it a 6 KiB pod review took two `recv` calls and a 14 KiB UPDATE four;
-//! with it each takes one. The buffer is the connection's for its lifetime (16 KiB, so at most
-//! 16 MiB for the default 1024 connections), outside `maxMemoryInFlight` like the rest of the
-//! connection's TLS and HTTP state.
 
 pub mod service;
 pub mod tls;
@@ -45,10 +39,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use self::service::WebhookState;
-
-/// Bytes read from the socket at once below TLS: one TLS record of the largest size (16 KiB of
-/// plaintext) and so every review up to about 16 KiB arrives in one `recv`.
-pub const READ_AHEAD: usize = 16 * 1024;
 
 /// Limits applied to every connection.
 #[derive(Debug, Clone, Copy)]
@@ -199,7 +189,6 @@ pub async fn serve_webhook(
             async move {
                 let _slot = slot;
                 let _open = open;
-                let stream = tokio::io::BufReader::with_capacity(READ_AHEAD, stream);
                 let tls = match tokio::time::timeout(limits.read_timeout, acceptor.accept(stream))
                     .await
                 {
