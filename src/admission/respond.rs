@@ -180,33 +180,47 @@ fn patch_json(ops: &[PatchOperation]) -> Result<Vec<u8>, serde_json::Error> {
 fn write_value(out: &mut Vec<u8>, value: &Value) -> Result<(), serde_json::Error> {
     match value {
         Value::String(s) => write_str(out, s),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_value(out, item)?;
-            }
-            out.push(b']');
-            Ok(())
-        }
-        Value::Object(map) => {
-            out.push(b'{');
-            for (i, (key, item)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_str(out, key)?;
-                out.push(b':');
-                write_value(out, item)?;
-            }
-            out.push(b'}');
-            Ok(())
-        }
+        Value::Array(items) => write_seq(out, items, write_value),
+        Value::Object(map) => write_map(out, map.iter().map(|(k, v)| (k.as_str(), v)), write_value),
         // null, booleans and numbers: serde's text.
         other => serde_json::to_writer(&mut *out, other),
     }
+}
+
+/// `[…]`, each item written by `each`.
+pub(crate) fn write_seq<I: IntoIterator>(
+    out: &mut Vec<u8>,
+    items: I,
+    mut each: impl FnMut(&mut Vec<u8>, I::Item) -> Result<(), serde_json::Error>,
+) -> Result<(), serde_json::Error> {
+    out.push(b'[');
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        each(out, item)?;
+    }
+    out.push(b']');
+    Ok(())
+}
+
+/// `{…}`, keys through `write_str`, each value written by `each`.
+fn write_map<'k, V>(
+    out: &mut Vec<u8>,
+    entries: impl IntoIterator<Item = (&'k str, V)>,
+    mut each: impl FnMut(&mut Vec<u8>, V) -> Result<(), serde_json::Error>,
+) -> Result<(), serde_json::Error> {
+    out.push(b'{');
+    for (i, (key, value)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, key)?;
+        out.push(b':');
+        each(out, value)?;
+    }
+    out.push(b'}');
+    Ok(())
 }
 
 /// `s` as a JSON string. Nearly every string of an answer (paths, label values, names) needs
@@ -293,16 +307,9 @@ fn write_review(out: &mut Vec<u8>, review: &ReviewResponse) -> Result<(), serde_
         serde_json::to_writer(&mut *out, patch_type)?;
     }
     if !r.audit_annotations.is_empty() {
-        out.extend_from_slice(b",\"auditAnnotations\":{");
-        for (i, (key, value)) in r.audit_annotations.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_str(out, key)?;
-            out.push(b':');
-            write_str(out, value)?;
-        }
-        out.push(b'}');
+        out.extend_from_slice(b",\"auditAnnotations\":");
+        let entries = r.audit_annotations.iter().map(|(k, v)| (*k, v.as_str()));
+        write_map(out, entries, write_str)?;
     }
     if !r.warnings.is_empty() {
         out.extend_from_slice(b",\"warnings\":");

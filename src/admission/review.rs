@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use crate::admission::decode::{self, DecodeError, Request};
-use crate::admission::respond::{Response, write_str};
+use crate::admission::respond::{Response, write_seq, write_str};
 use crate::admission::store::{PolicyStore, SecretStore};
 use crate::admission::{
     Keyring, Lookup, Verifier, configmap, connect, eviction, network_policy, pod, scheduled,
@@ -217,17 +217,7 @@ impl AuditRecord<'_> {
                 Ok(())
             }
         };
-        let list = |o: &mut Vec<u8>, items: &[String]| {
-            o.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    o.push(b',');
-                }
-                write_str(o, item)?;
-            }
-            o.push(b']');
-            Ok::<(), serde_json::Error>(())
-        };
+        let list = |o: &mut Vec<u8>, items: &[String]| write_seq(o, items, |o, s| write_str(o, s));
         o.extend_from_slice(b"{\"time\":");
         write_str(o, &self.time)?;
         for (key, value) in [
