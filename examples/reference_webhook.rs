@@ -195,8 +195,16 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen).await?;
     eprintln!("reference webhook serving on {}", listener.local_addr()?);
     let builder = Arc::new(http_builder());
+    // SIGTERM or Ctrl-C ends `main` normally, so an instrumented build (scripts/build-pgo)
+    // writes its profile at exit.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
-        let (stream, _) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = term.recv() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        let (stream, _) = match accepted {
             Ok(a) => a,
             Err(_) => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
