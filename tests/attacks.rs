@@ -539,3 +539,40 @@ async fn a_scheduled_run_inherits_the_schedules_identity_and_gets_its_own_job() 
             .await,
     );
 }
+
+#[tokio::test]
+async fn a_token_written_below_a_key_that_holds_a_stored_token_is_denied() {
+    // A SparkApplication stored before the token rule, with an identity-provider token as a
+    // `sparkConf` key (keys there are free-form). Updating the object must stay possible, but
+    // a new token written below that key is a bearer token being stored like any other.
+    let w = world().await;
+    let stored = w.idp.token("alice", "data:read:postgres-main");
+    let mut old = w.app.clone();
+    old["spec"]["sparkConf"][stored.as_str()] = json!("plain");
+
+    // The owner's unrelated edit is admitted: the stored token is not what it adds.
+    let mut relabelled = old.clone();
+    relabelled["metadata"]["labels"]["team"] = json!("data");
+    let ok = w
+        .validate(
+            &Review::spark_app(relabelled)
+                .update(old.clone())
+                .user("oidc:alice"),
+        )
+        .await;
+    assert_eq!(ok["response"]["allowed"], true, "{ok}");
+
+    // A fresh token as the value under the stored key is denied, named by its field.
+    let mut pasted = old.clone();
+    pasted["spec"]["sparkConf"][stored.as_str()] = json!(w.idp.token("bob", "storage:s3-lake"));
+    let message = denied(
+        &w.validate(
+            &Review::spark_app(pasted)
+                .update(old.clone())
+                .user("oidc:alice"),
+        )
+        .await,
+    );
+    assert!(message.contains("bearer token"), "{message}");
+    assert!(message.contains("spec.sparkConf"), "{message}");
+}

@@ -338,7 +338,8 @@ pub fn find_issuer_jwts(
             }
             !exempt.exempts(jwt)
         };
-        if jwts.iter().any(new) {
+        let reported = jwts.iter().any(new);
+        if reported {
             let place = Found {
                 loc: to_loc(path),
                 in_key,
@@ -347,7 +348,10 @@ pub fn find_issuer_jwts(
                 found.push(place);
             }
         }
-        !jwts.is_empty()
+        // A key is skipped only when it is reported itself: one that holds only exempt
+        // tokens (stored before, or the submitter's own) is walked into like any other, or a
+        // new token below it would go unseen.
+        reported
     })?;
     if exhausted {
         return Err(serde::de::Error::custom(format_args!(
@@ -1147,5 +1151,56 @@ mod tests {
             find_issuer_jwts(&pasted.to_string(), ISSUER, Exempt::Stored(&old_text)).unwrap();
         let fields: Vec<String> = found.iter().map(Found::field).collect();
         assert_eq!(fields, vec!["metadata.annotations.new"]);
+    }
+
+    #[test]
+    fn a_token_added_below_a_key_that_holds_a_stored_token_is_refused() {
+        // A map key that already held a token when sparkward's rule came in (a ConfigMap's
+        // data written by hand, say): the key stays updatable, but what is written below it
+        // is searched like anywhere else.
+        let stored_token = mk_jwt(ISSUER, 'O');
+        let mut old = mk_pod("");
+        old["metadata"]["annotations"] = json!({"note": "x"});
+        old["spec"]["extra"] = json!({ stored_token.as_str(): {"value": "plain"} });
+        let old_text = old.to_string();
+        // The owner edits the plain value below the stored key: allowed, as before.
+        let mut edited = old.clone();
+        edited["spec"]["extra"][stored_token.as_str()]["value"] = json!("still plain");
+        assert!(
+            find_issuer_jwts(&edited.to_string(), ISSUER, Exempt::Stored(&old_text))
+                .unwrap()
+                .is_empty()
+        );
+        // A new token below it is refused, named by its full path.
+        let mut pasted = old.clone();
+        pasted["spec"]["extra"][stored_token.as_str()]["value"] = json!(mk_jwt(ISSUER, 'N'));
+        let found =
+            find_issuer_jwts(&pasted.to_string(), ISSUER, Exempt::Stored(&old_text)).unwrap();
+        let fields: Vec<String> = found.iter().map(Found::field).collect();
+        assert_eq!(fields.len(), 1, "{fields:?}");
+        assert!(
+            fields[0].starts_with("spec.extra") && fields[0].ends_with(".value"),
+            "{fields:?}"
+        );
+        // The same below the submitter's own token as a key, in the mutating pass's search.
+        let own = mk_jwt(ISSUER, 'S');
+        let keyed = json!({"metadata": {"annotations": {"x": "y"}},
+                           "spec": {"extra": { own.as_str(): {"value": mk_jwt(ISSUER, 'M')}}}});
+        let found = find_issuer_jwts(&keyed.to_string(), ISSUER, Exempt::Own(&own)).unwrap();
+        assert_eq!(
+            found.len(),
+            1,
+            "{:?}",
+            found.iter().map(Found::field).collect::<Vec<_>>()
+        );
+        // A key that holds a new token is reported itself, and its value is not searched
+        // again (a path through it names it already).
+        let mut new_key = old.clone();
+        new_key["spec"]["more"] =
+            json!({ mk_jwt(ISSUER, 'K').as_str(): {"v": mk_jwt(ISSUER, 'V')}});
+        let found =
+            find_issuer_jwts(&new_key.to_string(), ISSUER, Exempt::Stored(&old_text)).unwrap();
+        assert_eq!(found.len(), 1);
+        assert!(found[0].in_key);
     }
 }
